@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Both build .venv from nothing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Nothing the project runs may call outside hosts.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: demo test venv ui bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+venv: $(STAMP)  ## create .venv and install the pinned packages
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
+	$(BIN)/dvc pull
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+	@echo "Open the runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest
+
+ui: $(STAMP)  ## open the MLflow UI on the runs of this folder
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+
+bench: $(STAMP)  ## print the benchmarks' figures
+	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/training_throughput.py
+
+clean:  ## remove outputs of the pipeline (not the data, not .venv)
+	rm -rf artifacts metrics plots reports mlflow.db mlartifacts

@@ -1,0 +1,231 @@
+"""params.yaml -> typed, validated settings.
+
+Every stage calls :func:`load_params` and reads only its own section. Unknown keys and wrong
+types are errors that name the key (``train.epochs: Input should be a valid integer``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, unreadable or holds a wrong key or value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitParams(_Section):
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self):
+        if self.valid + self.test >= 1:
+            raise ValueError("valid + test must leave something to train on (sum < 1)")
+        return self
+
+
+class AugmentParams(_Section):
+    flip: bool = True
+    rotation: float = Field(0.03, ge=0, le=0.5)
+    zoom: float = Field(0.1, ge=0, lt=1)
+    brightness: float = Field(0.1, ge=0, le=1)
+    contrast: float = Field(0.1, ge=0, le=1)
+    jpeg_quality: tuple[int, int] | None = None
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _quality_range(cls, v):
+        if v is not None and not (1 <= v[0] <= v[1] <= 100):
+            raise ValueError("must be [low, high] with 1 <= low <= high <= 100")
+        return v
+
+
+class SampleParams(_Section):
+    images_per_class: int = Field(600, ge=10)
+    size: int = Field(96, ge=32, le=512)
+    quality: int = Field(90, ge=1, le=100)
+
+
+class DataParams(_Section):
+    dir: Path = Path("data")
+    image_size: int = Field(64, ge=32, le=1024)
+    batch_size: int = Field(32, ge=1)
+    split: SplitParams = SplitParams()
+    augment: AugmentParams = AugmentParams()
+    sample: SampleParams = SampleParams()
+
+
+Weights = str  # "imagenet", "none" or a path to a weights file
+
+
+def _check_weights(v: str | None) -> str:
+    if v is None:
+        return "none"
+    if v in ("imagenet", "none"):
+        return v
+    if not Path(v).is_file():
+        raise ValueError(f"must be 'imagenet', 'none' or an existing weights file; {v!r} is none of them")
+    return v
+
+
+class TransferParams(_Section):
+    weights: Weights = "none"
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+    _weights = field_validator("weights", mode="before")(classmethod(lambda cls, v: _check_weights(v)))
+
+
+class DualAttentionParams(TransferParams):
+    attention_ratio: int = Field(8, ge=1)
+
+
+class LightSECNNParams(_Section):
+    filters: list[int] = Field([32, 64, 128], min_length=1)
+    se_ratio: int = Field(8, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+
+class ModelsParams(_Section):
+    resnet50: TransferParams = TransferParams()
+    efficientnet_b0: TransferParams = TransferParams()
+    light_se_cnn: LightSECNNParams = LightSECNNParams()
+    efficientnet_b0_dual_attention: DualAttentionParams = DualAttentionParams()
+
+    def names(self) -> list[str]:
+        return list(type(self).model_fields)
+
+
+class LossParams(_Section):
+    gamma: float = Field(2.0, ge=0)
+    alpha: float | None = Field(0.25, ge=0, le=1)
+
+
+class TrainParams(_Section):
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    patience: int = Field(5, ge=1)
+    reduce_lr_factor: float = Field(0.5, gt=0, lt=1)
+    reduce_lr_patience: int = Field(2, ge=1)
+    class_weighting: bool = True
+    jit_compile: bool = False
+
+
+class FinetuneParams(_Section):
+    unfreeze_layers: int = Field(50, ge=1)
+    lr: float = Field(1e-5, gt=0)
+    epochs: int = Field(2, ge=1)
+    patience: int = Field(5, ge=1)
+
+
+class ThresholdParams(_Section):
+    method: Literal["youden", "max_f1", "target_recall", "target_fpr"] = "youden"
+    target: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _target_given(self):
+        if self.method.startswith("target_") and self.target is None:
+            raise ValueError(f"method {self.method!r} needs threshold.target (a rate in (0, 1))")
+        return self
+
+
+class EvaluateParams(_Section):
+    n_bins: int = Field(10, ge=2)
+    gradcam_examples: int = Field(4, ge=0)
+
+
+class EnsembleParams(_Section):
+    members: list[str] = Field(default_factory=lambda: ModelsParams().names(), min_length=2)
+
+
+class RegisterParams(_Section):
+    model_name: str = "deepfake-detector"
+    metric: str = "val_auc"
+    alias: str = "champion"
+
+
+class MlflowParams(_Section):
+    experiment: str = "deepfake-detection"
+
+
+with warnings.catch_warnings():  # the `register` section shadows ABCMeta.register, harmlessly
+    warnings.simplefilter("ignore", UserWarning)
+
+    class Params(_Section):
+        seed: int = 42
+        data: DataParams = DataParams()
+        models: ModelsParams = ModelsParams()
+        loss: LossParams = LossParams()
+        train: TrainParams = TrainParams()
+        finetune: FinetuneParams = FinetuneParams()
+        threshold: ThresholdParams = ThresholdParams()
+        evaluate: EvaluateParams = EvaluateParams()
+        ensemble: EnsembleParams = EnsembleParams()
+        register: RegisterParams = RegisterParams()
+        mlflow: MlflowParams = MlflowParams()
+
+        @model_validator(mode="after")
+        def _members_are_models(self):
+            unknown = sorted(set(self.ensemble.members) - set(self.models.names()))
+            if unknown:
+                raise ValueError(f"ensemble.members names unknown models {unknown}; known: {self.models.names()}")
+            return self
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is not valid:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section)"
+        elif "input" in e and not isinstance(e["input"], dict):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict | None, source: str = "params") -> Params:
+    """Validate a params mapping; raise :class:`ConfigError` naming every wrong key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of sections, not {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate a params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(raw, source=str(path))
+
+
+def flatten(params: BaseModel, prefix: str = "") -> dict[str, object]:
+    """Dotted key -> value, the form MLflow params take (``train.epochs``)."""
+    out: dict[str, object] = {}
+    for key, value in params:
+        dotted = f"{prefix}{key}"
+        if isinstance(value, BaseModel):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = str(value) if isinstance(value, Path) else value
+    return out

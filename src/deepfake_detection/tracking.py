@@ -1,0 +1,172 @@
+"""The one module that talks to MLflow tracking.
+
+Default store: ``sqlite:///mlflow.db`` in the project root, artifacts in ``mlartifacts/``
+beside it; ``MLFLOW_TRACKING_URI`` overrides. Every run carries the tags ``stage``,
+``git_commit``, ``data_digest`` and, for per-model stages, ``model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it would call an outside host
+
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from .config import Params, flatten  # noqa: E402
+
+STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register")
+DATA_DVC = Path("data.dvc")
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in ``root`` (default: cwd)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    root = (root or Path.cwd()).resolve()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def setup(experiment: str, root: Path | None = None) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id."""
+    root = (root or Path.cwd()).resolve()
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (root / "mlartifacts").as_uri()
+        exp_id = client.create_experiment(experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``."""
+    cwd = root or Path.cwd()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def data_digest(dvc_file: Path = DATA_DVC) -> str:
+    """The md5 that ``data.dvc`` records for the dataset, or ``unknown``."""
+    import yaml
+
+    try:
+        outs = yaml.safe_load(Path(dvc_file).read_text())["outs"]
+        return str(outs[0]["md5"])
+    except (OSError, KeyError, IndexError, TypeError):
+        return "unknown"
+
+
+def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
+    if model:
+        tags["model"] = model
+    return tags
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Params, model: str | None = None,
+              log: dict[str, object] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start the MLflow run of one stage, named ``<stage>-<model>`` (or ``<stage>``).
+
+    ``log`` holds the effective settings to record as params (dotted keys); the seed and
+    the data settings are always recorded.
+    """
+    setup(params.mlflow.experiment)
+    name = f"{stage}-{model}" if model else stage
+    with mlflow.start_run(run_name=name, tags=run_tags(stage, model)) as run:
+        settings = {"seed": params.seed, **flatten(params.data, "data.")}
+        settings.update(log or {})
+        log_params(settings)
+        yield run
+
+
+def log_params(settings: dict[str, object]) -> None:
+    mlflow.log_params({k: ("none" if v is None else v) for k, v in settings.items()})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
+    clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    mlflow.log_metrics(clean, step=step)
+
+
+def log_figure(fig, path: str) -> None:
+    mlflow.log_figure(fig, path)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_dict(data: dict, path: str) -> None:
+    mlflow.log_dict(data, path)
+
+
+def log_keras_model(model, name: str, input_example, registered_name: str | None = None):
+    """Log a Keras 3 model with signature and input example (tensorflow flavour: the keras
+    flavour crashes with an input example in MLflow 3.17)."""
+    import mlflow.tensorflow
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    return mlflow.tensorflow.log_model(
+        model, name=name, signature=signature, input_example=input_example,
+        pip_requirements=pip_requirements(), registered_model_name=registered_name,
+    )
+
+
+def pip_requirements() -> list[str]:
+    """The pins a served model needs (passing them skips MLflow's slow inference)."""
+    from importlib.metadata import version
+
+    pkgs = ["tensorflow-cpu", "keras", "mlflow", "numpy", "pandas", "pillow", "scikit-learn"]
+    return [f"{p}=={version(p)}" for p in pkgs]
+
+
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def find_runs(experiment: str, filter_string: str = "", order_by: list[str] | None = None):
+    """Runs of the experiment as a DataFrame (empty when there is none)."""
+    setup(experiment)
+    return mlflow.search_runs(experiment_names=[experiment], filter_string=filter_string,
+                              order_by=order_by or ["attributes.start_time DESC"])
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    """Write a metrics/params JSON file (for DVC) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def temp_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as d:
+        yield Path(d)
