@@ -55,12 +55,14 @@ def setup(experiment: str, root: Path | None = None) -> str:
 
 
 def git_commit(root: Path | None = None) -> str:
-    """The checked-out commit (``-dirty`` when tracked files changed), or ``unknown``."""
+    """The checked-out commit (``-dirty`` when tracked code changed), or ``unknown``."""
     cwd = root or Path.cwd()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        # Only code counts as dirty: dvc.lock and .gitignore files change during `dvc repro`.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "src", "pyproject.toml", "dvc.yaml"], cwd=cwd,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -170,3 +172,17 @@ def write_json(data: dict, path: str | Path) -> Path:
 def temp_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as d:
         yield Path(d)
+
+
+def epoch_logger():
+    """A Keras callback that logs every epoch's metrics and the learning rate to the active run."""
+    import keras
+
+    class _EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = dict(logs or {})
+            lr = self.model.optimizer.learning_rate
+            metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+            log_metrics(metrics, step=epoch)
+
+    return _EpochLogger()

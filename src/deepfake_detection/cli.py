@@ -1,0 +1,139 @@
+"""`deepfake-detect`: one subcommand per pipeline stage, plus the tools around it.
+
+Heavy imports (TensorFlow, MLflow) happen inside the commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_PARAMS, ConfigError, load_params
+from .models import MODEL_NAMES, TRANSFER_MODELS
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+params_option = click.option(
+    "--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PARAMS,
+    show_default=True, help="Settings file (the single source of settings).")
+
+
+def _params(path: Path):
+    try:
+        return load_params(path)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="deepfake-detection")
+def cli():
+    """Train, compare, tune, register and serve deepfake image detectors.
+
+    Pipeline stages (run them all with `dvc repro`): prepare, train, finetune, threshold,
+    evaluate, ensemble, summary, register. Each logs to MLflow (`mlflow ui`).
+    """
+
+
+# ----------------------------------------------------------------------------- data
+@cli.command("sample-data")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-class", type=click.IntRange(min=10), default=None,
+              help="Images per class [default: data.sample.images_per_class].")
+@click.option("--size", type=click.IntRange(32, 512), default=None,
+              help="Image side in pixels [default: data.sample.size].")
+@click.option("--seed", type=int, default=None, help="Random seed [default: seed].")
+@params_option
+def sample_data(out, per_class, size, seed, params_path):
+    """Generate the synthetic real-vs-fake sample dataset into OUT (deterministic: same seed,
+    same bytes)."""
+    from .data.sample import generate
+
+    p = _params(params_path)
+    s = p.data.sample
+    try:
+        counts = generate(out, images_per_class=per_class or s.images_per_class, size=size or s.size,
+                          quality=s.quality, seed=p.seed if seed is None else seed)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(counts, indent=2))
+
+
+@cli.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reencode", type=click.Choice(["jpeg", "png"]), default=None,
+              help="Decode every image and write all in this one format.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality when re-encoding.")
+@params_option
+def ingest(src, dest, reencode, quality, params_path):
+    """Bring a dataset at SRC into DEST as train|valid|test/{real,fake}.
+
+    SRC may already be split (train|valid|validation|test / real|fake, any case) or be flat
+    ({real,fake}, training_real/training_fake, ...), which is split stratified and seeded by
+    data.split. Every file is decoded; what is skipped is listed, with the reason, in
+    DEST/ingest_report.json.
+    """
+    from .data.ingest import ingest as run_ingest
+
+    p = _params(params_path)
+    try:
+        report = run_ingest(src, dest, valid_fraction=p.data.split.valid, test_fraction=p.data.split.test,
+                            seed=p.seed, reencode=reencode, quality=quality)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps({k: report[k] for k in ("seen", "written", "skipped") if k in report}, indent=2))
+    click.echo(f"report: {Path(dest) / 'ingest_report.json'}")
+
+
+@cli.command()
+@params_option
+def prepare(params_path):
+    """Validate data/, write the manifest and dataset statistics (DVC metrics, MLflow run)."""
+    from .data.prepare import run
+
+    p = _params(params_path)
+    try:
+        stats = run(p)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(stats["counts"], indent=2))
+
+
+# ----------------------------------------------------------------------------- training
+model_argument = click.argument("model", type=click.Choice(MODEL_NAMES))
+
+
+@cli.command()
+@model_argument
+@params_option
+def train(model, params_path):
+    """Baseline training of MODEL (focal loss, Adam, early stopping, LR reduction)."""
+    from .training import train as run_train
+
+    run_train(model, _params(params_path))
+
+
+@cli.command()
+@click.argument("model", type=click.Choice(TRANSFER_MODELS))
+@params_option
+def finetune(model, params_path):
+    """Fine-tune a transfer MODEL: unfreeze the top finetune.unfreeze_layers layers."""
+    from .training import finetune as run_finetune
+
+    run_finetune(model, _params(params_path))
+
+
+def main():  # pragma: no cover - console entry for `python -m`
+    cli(prog_name="deepfake-detect")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

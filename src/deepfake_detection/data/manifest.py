@@ -1,0 +1,84 @@
+"""The dataset layout `data/{train,valid,test}/{real,fake}/` and its manifest.
+
+The manifest (one row per image: path, label, split, md5, width, height, subgroup) is what the
+input pipeline streams from and what every later stage refers to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import LABELS, SPLITS
+
+MANIFEST_COLUMNS = ["path", "label", "split", "md5", "width", "height", "subgroup"]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+_SUBGROUP = re.compile(r"^(easy|mid|hard)_", re.IGNORECASE)
+
+
+def subgroup_of(filename: str) -> str:
+    """A subgroup the file name carries (CIPLAB fakes: ``easy_``/``mid_``/``hard_``), else ``""``."""
+    m = _SUBGROUP.match(Path(filename).name)
+    return m.group(1).lower() if m else ""
+
+
+def md5_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_layout(data_dir: Path) -> tuple[list[tuple[Path, str, str]], list[str]]:
+    """Every file under ``data_dir/<split>/<label>/`` as (path, split, label), plus problems
+    with the layout itself (missing or empty folders, stray entries)."""
+    data_dir = Path(data_dir)
+    problems: list[str] = []
+    files: list[tuple[Path, str, str]] = []
+    if not data_dir.is_dir():
+        return [], [f"{data_dir} does not exist: run `dvc pull` or `deepfake-detect ingest SRC {data_dir}`"]
+    expected = {s: set(LABELS) for s in SPLITS}
+    for entry in sorted(data_dir.iterdir()):
+        if entry.name.startswith(".") or entry.name == "ingest_report.json":
+            continue
+        if entry.name not in expected:
+            problems.append(f"unexpected entry {entry} (expected only {', '.join(SPLITS)})")
+    for split in SPLITS:
+        for label in LABELS:
+            folder = data_dir / split / label
+            if not folder.is_dir():
+                problems.append(f"missing folder {folder}")
+                continue
+            found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not found:
+                problems.append(f"empty folder {folder}")
+            files.extend((p, split, label) for p in found)
+    return files, problems
+
+
+def class_weights(labels) -> dict[int, float]:
+    """Inverse-frequency weights n / (n_classes * count_c), as scikit-learn's 'balanced'."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels).astype(int)
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError("class weights need both classes in the training split")
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+def load_manifest(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run `dvc repro prepare` (or `deepfake-detect prepare`) first")
+    df = pd.read_csv(path, dtype={"subgroup": str, "md5": str}, keep_default_na=False)
+    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"{path} lacks columns {sorted(missing)}: re-run `deepfake-detect prepare`")
+    return df

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepfake_detection.config import ConfigError, Params, flatten, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repo_params_are_valid_and_match_defaults_where_documented():
+    p = load_params(ROOT / "params.yaml")
+    assert isinstance(p, Params)
+    assert p.models.names() == ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
+    assert p.train.lr == 1e-4 and p.finetune.lr == 1e-5 and p.finetune.unfreeze_layers == 50
+    assert p.mlflow.experiment == "deepfake-detection"
+
+
+def test_real_size_profile_is_valid():
+    p = load_params(ROOT / "params-real.yaml")
+    assert p.data.image_size == 224 and p.train.epochs == 20
+    assert p.models.resnet50.weights == "imagenet"
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key"):
+        parse_params({"train": {"epoch": 3}})
+
+
+def test_wrong_type_is_named_with_the_value():
+    with pytest.raises(ConfigError, match=r"data\.image_size: .*integer.*'big'"):
+        parse_params({"data": {"image_size": "big"}})
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_params({"train": {"epochs": 0, "lr": -1}, "seed": "x"})
+    text = str(err.value)
+    assert "train.epochs" in text and "train.lr" in text and "seed" in text
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match="valid \\+ test"):
+        parse_params({"data": {"split": {"valid": 0.5, "test": 0.5}}})
+    with pytest.raises(ConfigError, match="threshold.target"):
+        parse_params({"threshold": {"method": "target_recall"}})
+    with pytest.raises(ConfigError, match="unknown models"):
+        parse_params({"ensemble": {"members": ["resnet50", "vgg16"]}})
+
+
+def test_weights_must_be_imagenet_none_or_a_file(tmp_path):
+    with pytest.raises(ConfigError, match="models.resnet50.weights"):
+        parse_params({"models": {"resnet50": {"weights": str(tmp_path / "missing.h5")}}})
+    f = tmp_path / "w.weights.h5"
+    f.write_bytes(b"x")
+    assert parse_params({"models": {"resnet50": {"weights": str(f)}}}).models.resnet50.weights == str(f)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(scalar)
+
+
+def test_flatten_gives_dotted_keys():
+    flat = flatten(parse_params({}))
+    assert flat["train.epochs"] == 3
+    assert flat["models.light_se_cnn.filters"] == [32, 64, 128]
+    assert flat["data.dir"] == "data"
+
+
+def test_params_yaml_has_no_key_the_schema_drops():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    dumped = load_params(ROOT / "params.yaml").model_dump(mode="json")
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict):
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    assert keys(raw) <= keys(dumped)

@@ -1,0 +1,76 @@
+"""The project's own files agree with each other: pins, stages, entry points, CLI."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from deepfake_detection.cli import cli
+from deepfake_detection.models import MODEL_NAMES, TRANSFER_MODELS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(lines):
+    out = {}
+    for line in lines:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;]+)\s*", line)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def test_conda_yaml_pins_the_same_versions_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    py_pins = _pins(project["dependencies"])
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert py_pins and _pins(pip_section) == py_pins
+    assert all("==" in d for d in project["dependencies"]), "every dependency is pinned exactly"
+
+
+def test_top_level_layout():
+    for name in ("MLproject", "dvc.yaml", "params.yaml", "src", "tests", "conda.yaml", "data.dvc",
+                 "pyproject.toml", "Makefile", "README.md", ".ci/run"):
+        assert (ROOT / name).exists(), name
+
+
+def test_telemetry_and_analytics_are_off_in_the_repo():
+    assert re.search(r"analytics\s*=\s*false", (ROOT / ".dvc" / "config").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    assert "MLFLOW_DISABLE_TELEMETRY := true" in makefile and "DVC_NO_ANALYTICS := 1" in makefile
+
+
+def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    names = {k: v for d in dvc["vars"] for k, v in d.items()}
+    assert tuple(names["model_names"]) == MODEL_NAMES
+    assert tuple(names["transfer_names"]) == TRANSFER_MODELS
+
+
+def test_mlproject_has_an_entry_point_per_stage_command():
+    mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
+    assert mlproject["conda_env"] == "conda.yaml"
+    entry = mlproject["entry_points"]
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for stage in dvc["stages"]:
+        assert stage in entry, f"MLproject lacks an entry point for stage {stage}"
+        assert f"deepfake-detect {stage}" in entry[stage]["command"].replace("_", "-")
+
+
+def test_cli_help_lists_every_stage():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for stage in [*dvc["stages"], "sample-data", "ingest"]:
+        assert re.search(rf"^\s+{stage}\s", result.output, re.M), stage
+
+
+def test_cli_reports_a_bad_params_file_by_key(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    result = CliRunner().invoke(cli, ["prepare", "--params", str(bad)])
+    assert result.exit_code != 0
+    assert "train.epochz: unknown key" in result.output

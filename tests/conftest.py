@@ -1,0 +1,23 @@
+"""Shared fixtures. Nothing here may reach the network: telemetry and analytics are off."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests use their own stores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run the test inside an empty folder (its own MLflow store, artifacts and metrics)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
