@@ -97,7 +97,7 @@ def ingest(src, dest, reencode, quality, params_path):
 @params_option
 def prepare(params_path):
     """Validate data/, write the manifest and dataset statistics (DVC metrics, MLflow run)."""
-    from .data.prepare import run
+    from .stages.prepare import run
 
     p = _params(params_path)
     try:
@@ -116,9 +116,9 @@ model_argument = click.argument("model", type=click.Choice(MODEL_NAMES))
 @params_option
 def train(model, params_path):
     """Baseline training of MODEL (focal loss, Adam, early stopping, LR reduction)."""
-    from .training import train as run_train
+    from .stages.train import run
 
-    run_train(model, _params(params_path))
+    run(model, _params(params_path))
 
 
 @cli.command()
@@ -126,9 +126,12 @@ def train(model, params_path):
 @params_option
 def finetune(model, params_path):
     """Fine-tune a transfer MODEL: unfreeze the top finetune.unfreeze_layers layers."""
-    from .training import finetune as run_finetune
+    from .stages.finetune import run
 
-    run_finetune(model, _params(params_path))
+    try:
+        run(model, _params(params_path))
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
 
 
 def main():  # pragma: no cover - console entry for `python -m`

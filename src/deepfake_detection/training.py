@@ -1,4 +1,4 @@
-"""Stages `train` (baseline) and `finetune` (transfer models): one fit routine serves both."""
+"""Training shared by the `train` and `finetune` stages: compile, fit, save, log."""
 
 from __future__ import annotations
 
@@ -118,32 +118,3 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
         tracking.log_keras_model(model, name="model", input_example=example)
     print(f"{stage} {model_name}: {metrics}")
     return metrics
-
-
-def train(model_name: str, params: Params) -> dict:
-    """Baseline: the backbone frozen (transfer models), Adam at train.lr, up to train.epochs."""
-    from .models.zoo import build_model
-
-    set_determinism(params.seed)
-    model = build_model(model_name, params.data.image_size, params.models, seed=params.seed)
-    t = params.train
-    return fit(model, "train", model_name, params, lr=t.lr, epochs=t.epochs, patience=t.patience,
-               settings=flatten(getattr(params.models, model_name), "model."))
-
-
-def finetune(model_name: str, params: Params) -> dict:
-    """Unfreeze the top finetune.unfreeze_layers layers (BatchNorm stays frozen), LR finetune.lr."""
-    import keras
-
-    from .models.zoo import unfreeze_top
-
-    set_determinism(params.seed)
-    source = paths.model_file(model_name, "train")
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} not found: run `dvc repro train@{model_name}` first")
-    model = keras.models.load_model(source, compile=False)
-    unfrozen = unfreeze_top(model, params.finetune.unfreeze_layers)
-    f = params.finetune
-    return fit(model, "finetune", model_name, params, lr=f.lr, epochs=f.epochs, patience=f.patience,
-               settings={**flatten(getattr(params.models, model_name), "model."),
-                         "unfreeze_layers": f.unfreeze_layers, "unfrozen_count": len(unfrozen)})

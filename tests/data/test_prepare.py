@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from deepfake_detection import paths
 from deepfake_detection.config import parse_params
 from deepfake_detection.data.manifest import load_manifest
-from deepfake_detection.data.prepare import build_manifest, run
+from deepfake_detection.data.manifest import build_manifest
+from deepfake_detection.stages.prepare import run
 from deepfake_detection.data.sample import generate
 
 
@@ -74,7 +75,7 @@ def test_prepare_rejects_missing_and_empty_folders(small_project):
 
 
 def test_duplicates_across_splits_are_counted(small_project):
-    from deepfake_detection.data.prepare import statistics
+    from deepfake_detection.data.manifest import statistics
 
     src = next((small_project / "data" / "train" / "real").iterdir())
     (small_project / "data" / "test" / "real" / "leak.jpg").write_bytes(src.read_bytes())

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .. import LABELS, SPLITS
+from .images import inspect_image
 
 MANIFEST_COLUMNS = ["path", "label", "split", "md5", "width", "height", "subgroup"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -82,3 +84,38 @@ def load_manifest(path: Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path} lacks columns {sorted(missing)}: re-run `deepfake-detect prepare`")
     return df
+
+
+def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
+    """Decode every image under data_dir; raise ValueError listing every problem found."""
+    files, problems = list_layout(data_dir)
+    rows = []
+    for path, split, label in tqdm(files, desc="prepare: checking images", unit="img", disable=not progress):
+        info = inspect_image(path)
+        if not info.ok:
+            problems.append(f"{path}: {info.reason} (run `deepfake-detect ingest` to clean a dataset)")
+            continue
+        rows.append({"path": path.as_posix(), "label": label, "split": split, "md5": md5_of(path),
+                     "width": info.width, "height": info.height, "subgroup": subgroup_of(path.name)})
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValueError(f"{data_dir} is not a valid dataset ({len(problems)} problems):\n  {shown}{more}")
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def statistics(manifest: pd.DataFrame) -> dict:
+    """Counts per split and class, class balance, class weights, cross-split duplicates."""
+    counts = {s: {lb: int(((manifest.split == s) & (manifest.label == lb)).sum()) for lb in LABELS}
+              for s in SPLITS}
+    train_labels = (manifest.label[manifest.split == "train"] == "fake").astype(int)
+    weights = class_weights(train_labels)
+    dup = manifest.groupby("md5").split.nunique()
+    return {
+        "counts": counts,
+        "total": int(len(manifest)),
+        "fake_fraction": {s: round(counts[s]["fake"] / max(1, sum(counts[s].values())), 4) for s in SPLITS},
+        "class_weights": {LABELS[k]: round(v, 6) for k, v in weights.items()},
+        "duplicates_across_splits": int((dup > 1).sum()),
+        "subgroups": {g: int(n) for g, n in manifest.subgroup[manifest.subgroup != ""].value_counts().items()},
+    }

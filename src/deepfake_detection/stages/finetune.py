@@ -1,0 +1,26 @@
+"""Stage `finetune@<model>` (transfer models): continue from the baseline with the top
+``finetune.unfreeze_layers`` backbone layers trainable (BatchNormalization stays frozen), at
+``finetune.lr``, with its own early stopping."""
+
+from __future__ import annotations
+
+from .. import paths
+from ..config import Params, flatten
+from ..training import fit, set_determinism
+
+
+def run(model_name: str, params: Params) -> dict:
+    import keras
+
+    from ..models.zoo import unfreeze_top
+
+    set_determinism(params.seed)
+    source = paths.model_file(model_name, "train")
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found: run `dvc repro train@{model_name}` first")
+    model = keras.models.load_model(source, compile=False)
+    unfrozen = unfreeze_top(model, params.finetune.unfreeze_layers)
+    f = params.finetune
+    return fit(model, "finetune", model_name, params, lr=f.lr, epochs=f.epochs, patience=f.patience,
+               settings={**flatten(getattr(params.models, model_name), "model."),
+                         "unfreeze_layers": f.unfreeze_layers, "unfrozen_count": len(unfrozen)})

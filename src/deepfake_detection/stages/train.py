@@ -1,0 +1,21 @@
+"""Stage `train@<model>`: the baseline.
+
+Transfer models train their head (and attention blocks) on a frozen backbone; the light CNN
+trains whole. Adam at ``train.lr``, focal loss, early stopping on val_loss with the best weights
+restored, ReduceLROnPlateau, inverse-frequency class weights when ``train.class_weighting``.
+"""
+
+from __future__ import annotations
+
+from ..config import Params, flatten
+from ..training import fit, set_determinism
+
+
+def run(model_name: str, params: Params) -> dict:
+    from ..models.zoo import build_model
+
+    set_determinism(params.seed)
+    model = build_model(model_name, params.data.image_size, params.models, seed=params.seed)
+    t = params.train
+    return fit(model, "train", model_name, params, lr=t.lr, epochs=t.epochs, patience=t.patience,
+               settings=flatten(getattr(params.models, model_name), "model."))
