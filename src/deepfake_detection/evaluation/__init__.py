@@ -1,0 +1,1 @@
+"""Evaluation: metrics, decision thresholds, ensembles and summary tables (no TensorFlow, no MLflow)."""
