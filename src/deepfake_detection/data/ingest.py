@@ -1,0 +1,544 @@
+"""Bring a user's image dataset into the project layout ``dest/{train,valid,test}/{real,fake}/``.
+
+Accepted source layouts (folder names are matched case-insensitively):
+
+* **split**: ``src/<split>/<class>/...`` with ``<split>`` one of ``train``/``training``,
+  ``valid``/``validation``/``val``, ``test``/``testing``. A missing split folder or a
+  missing/empty class folder is a warning in the report, not an error. The source's split is
+  kept as it is (``valid_fraction``, ``test_fraction`` and ``seed`` are unused).
+* **flat**: ``src/<class>/...``; the files are split into train/valid/test here, per class
+  (stratified), by a seeded shuffle: the same files and seed always give the same split.
+* **split in the folder names**: ``src/<split>_<class>/...`` (``training_real``,
+  ``test_fake``...) when the class folders carry *different* split words; otherwise (e.g.
+  only ``training_real`` and ``training_fake``) it is the flat layout.
+
+``<class>`` is a folder whose name contains exactly one class word (``real``/``reals`` or
+``fake``/``fakes``) as a separate token: ``Real``, ``real_images``, ``training_fake`` and
+``0_real`` qualify; ``unreal`` and ``real_and_fake`` do not. A chain of single wrapper
+folders above the layout (``src/archive/dataset/train/...``) is descended into.
+
+Every file below a class folder (recursively, hidden files included) is *seen* and decoded
+with :func:`~deepfake_detection.data.images.inspect_image`; a file is either *written* or
+*skipped* with a reason, never dropped silently (``written + skipped == seen`` is checked).
+Anything outside the class folders is listed under ``ignored``.
+
+What is written
+---------------
+* ``reencode=None``: JPEG and PNG files in mode ``RGB`` or ``L`` without an EXIF rotation
+  are **copied byte for byte**. Every other readable file (CMYK JPEG, 16-bit / palette /
+  transparent PNG, BMP, TIFF, WebP, GIF, EXIF-rotated photos...) is **converted**: decoded,
+  rotated upright, turned into 8-bit RGB with :func:`~deepfake_detection.data.images.to_rgb`
+  and written as lossless PNG, so the training pipeline only ever meets 8-bit RGB/gray JPEG
+  and PNG. Each such file is listed under ``converted_files`` with why. (Converting rather
+  than skipping keeps the user's data; PNG avoids a second lossy compression.)
+* ``reencode="jpeg"`` or ``"png"``: every file is converted that way into the one format
+  (JPEG at ``quality``).
+
+Output names keep the source stem, prefixed by any sub-folders below the class folder
+(``real/easy/12.jpg`` -> ``easy__12.jpg``); the suffix is the written format's (``.jpg`` or
+``.png``); a clash (also one differing only in case) gets ``-2``, ``-3``...
+
+The work is done in a hidden sibling folder that is renamed to ``dest`` at the end, so
+``dest`` is never left half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import ImageOps
+from tqdm import tqdm
+
+from deepfake_detection import LABELS, SPLITS, __version__
+from deepfake_detection.data.images import (
+    EXTENSIONS,
+    REASONS,
+    ImageError,
+    ImageInfo,
+    encode,
+    inspect_image,
+    open_image,
+    to_rgb,
+)
+
+REPORT_NAME = "ingest_report.json"
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "validation": "valid",
+    "val": "valid",
+    "test": "test",
+    "testing": "test",
+}
+CLASS_TOKENS = {"real": "real", "reals": "real", "fake": "fake", "fakes": "fake"}
+
+_COPYABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG"})
+_COPYABLE_MODES = frozenset({"RGB", "L"})
+_REENCODE = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_MAX_WRAPPERS = 3
+
+_ACCEPTED = (
+    "accepted layouts (folder names in any case):\n"
+    "  split: SRC/{train,valid|validation|val,test}/{real,fake}/<images>\n"
+    "  flat:  SRC/{real,fake}/<images> (split here, seeded and stratified); class folders may\n"
+    "         carry other words, e.g. training_real/training_fake or Real_images/Fake_images"
+)
+
+
+@dataclass
+class _Folder:
+    path: Path
+    split: str | None  # None in the flat layout
+    label: str
+
+
+@dataclass
+class _Layout:
+    kind: str  # "split" | "flat"
+    root: Path
+    folders: list[_Folder]
+    warnings: list[str] = field(default_factory=list)
+    ignored: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    source: Path
+    folder: _Folder
+    sub: tuple[str, ...]  # sub-folders between the class folder and the file
+    info: ImageInfo | None = None
+    sha256: str | None = None
+    split: str | None = None
+
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[^a-z0-9]+", name.lower()) if t]
+
+
+def _class_of(name: str) -> str | None:
+    found = {CLASS_TOKENS[t] for t in _tokens(name) if t in CLASS_TOKENS}
+    return found.pop() if len(found) == 1 else None
+
+
+def _split_of_tokens(name: str) -> str | None:
+    found = {SPLIT_ALIASES[t] for t in _tokens(name) if t in SPLIT_ALIASES}
+    return found.pop() if len(found) == 1 else None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+
+def _describe(path: Path) -> str:
+    entries = sorted(path.iterdir(), key=lambda p: p.name)
+    dirs = [p.name + "/" for p in entries if p.is_dir()]
+    files = [p for p in entries if not p.is_dir()]
+    shown = ", ".join(dirs[:12]) + (", ..." if len(dirs) > 12 else "")
+    return f"{path} holds folders [{shown}] and {len(files)} file(s)"
+
+
+def _duplicate_error(kind: str, key: str, dirs: list[Path]) -> ValueError:
+    names = ", ".join(repr(d.name) for d in dirs)
+    return ValueError(f"several folders map to {kind} {key!r}: {names}; keep one (or merge them) and retry")
+
+
+def _class_folders(split_dir: Path, split: str, src: Path, layout: _Layout) -> None:
+    by_label: dict[str, list[Path]] = defaultdict(list)
+    for entry in sorted(split_dir.iterdir(), key=lambda p: p.name):
+        label = _class_of(entry.name) if entry.is_dir() else None
+        if label is None:
+            layout.ignored.append({"path": _rel(entry, src), "why": "not a class folder"})
+        else:
+            by_label[label].append(entry)
+    for label in LABELS:
+        dirs = by_label.get(label, [])
+        if len(dirs) > 1:
+            raise _duplicate_error("class", f"{split_dir.name}/{label}", dirs)
+        if not dirs:
+            layout.warnings.append(f"no {label!r} folder in {_rel(split_dir, src)!r}: {split}/{label} stays empty")
+        else:
+            layout.folders.append(_Folder(dirs[0], split, label))
+
+
+def _detect(src: Path) -> _Layout:
+    root, notes, ignored = src, [], []
+    for depth in range(_MAX_WRAPPERS + 1):
+        dirs = _subdirs(root)
+        files = sorted((p for p in root.iterdir() if not p.is_dir()), key=lambda p: p.name)
+        split_dirs = [d for d in dirs if d.name.lower() in SPLIT_ALIASES]
+        class_dirs = [d for d in dirs if d.name.lower() not in SPLIT_ALIASES and _class_of(d.name)]
+        if split_dirs or class_dirs or depth == _MAX_WRAPPERS:
+            break
+        if len(dirs) != 1 or any(not f.name.startswith(".") for f in files):
+            break
+        ignored += [{"path": _rel(f, src), "why": "file outside the class folders"} for f in files]
+        notes.append(f"descended into the single folder {_rel(dirs[0], src)!r}")
+        root = dirs[0]
+
+    if split_dirs and class_dirs:
+        raise ValueError(
+            f"ambiguous dataset layout: {root} holds both split folders "
+            f"{[d.name for d in split_dirs]} and class folders {[d.name for d in class_dirs]}\n{_ACCEPTED}"
+        )
+    if not split_dirs and not class_dirs:
+        raise ValueError(f"unrecognised dataset layout: {_describe(root)}\n{_ACCEPTED}")
+    ignored += [{"path": _rel(f, src), "why": "file outside the class folders"} for f in files]
+
+    if split_dirs:
+        layout = _Layout("split", root, [], notes=notes, ignored=ignored)
+        ignored += [{"path": _rel(d, src), "why": "not a split folder"} for d in dirs if d not in split_dirs]
+        by_split: dict[str, list[Path]] = defaultdict(list)
+        for d in split_dirs:
+            by_split[SPLIT_ALIASES[d.name.lower()]].append(d)
+        for split in SPLITS:
+            found = by_split.get(split, [])
+            if len(found) > 1:
+                raise _duplicate_error("split", split, found)
+            if not found:
+                layout.warnings.append(f"no {split!r} split folder in the source: {split}/ stays empty")
+            else:
+                _class_folders(found[0], split, src, layout)
+        if not layout.folders:
+            raise ValueError(f"split folders found in {root} but no class folder inside them\n{_ACCEPTED}")
+        return layout
+
+    ignored += [{"path": _rel(d, src), "why": "not a class folder"} for d in dirs if d not in class_dirs]
+    pairs = [(_split_of_tokens(d.name), _class_of(d.name)) for d in class_dirs]
+    named_splits = {split for split, _ in pairs}
+    if None not in named_splits and len(named_splits) > 1 and len(set(pairs)) == len(pairs):
+        notes = [*notes, "split and class read from the folder names"]
+        layout = _Layout("split", root, [], notes=notes, ignored=ignored)
+        order = sorted(zip(pairs, class_dirs), key=lambda x: (SPLITS.index(x[0][0]), LABELS.index(x[0][1])))
+        for (split, label), d in order:
+            layout.folders.append(_Folder(d, split, label))
+        for split in SPLITS:
+            for label in LABELS:
+                if (split, label) not in pairs:
+                    layout.warnings.append(f"no folder for {split}/{label} in the source: it stays empty")
+        return layout
+
+    layout = _Layout("flat", root, [], notes=notes, ignored=ignored)
+    by_label: dict[str, list[Path]] = defaultdict(list)
+    for d, (_, label) in zip(class_dirs, pairs):
+        by_label[label].append(d)
+    for label in LABELS:
+        found = by_label.get(label, [])
+        if len(found) > 1:
+            raise _duplicate_error("class", label, found)
+        if not found:
+            layout.warnings.append(f"no {label!r} class folder in {root}: there will be no {label} images")
+        else:
+            layout.folders.append(_Folder(found[0], None, label))
+    return layout
+
+
+def _walk(folder: _Folder) -> list[_Item]:
+    """Every file below ``folder`` (following directory links once), in a fixed order."""
+    items: list[_Item] = []
+    visited: set[str] = set()
+    for current, dirnames, filenames in os.walk(folder.path, followlinks=True):
+        real = os.path.realpath(current)
+        if real in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames.sort()
+        sub = Path(current).relative_to(folder.path).parts
+        for name in sorted(filenames):
+            items.append(_Item(Path(current) / name, folder, tuple(sub)))
+    return items
+
+
+def _round(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def _assign_flat(
+    items: list[_Item], valid_fraction: float, test_fraction: float, seed: int, warnings: list[str]
+) -> None:
+    """Seeded, per-class shuffle: the first ``round(n * test)`` go to test, the next
+    ``round(n * valid)`` to valid, the rest to train."""
+    for index, label in enumerate(LABELS):
+        group = sorted((i for i in items if i.folder.label == label), key=lambda i: i.source.as_posix())
+        n = len(group)
+        n_test, n_valid = _round(n * test_fraction), _round(n * valid_fraction)
+        while n and n_test + n_valid >= n:  # always leave something to train on
+            if n_valid >= n_test and n_valid:
+                n_valid -= 1
+            else:
+                n_test -= 1
+        order = np.random.default_rng([seed, index]).permutation(n)
+        for rank, position in enumerate(order):
+            group[position].split = "test" if rank < n_test else "valid" if rank < n_test + n_valid else "train"
+        for split, count, fraction in (("valid", n_valid, valid_fraction), ("test", n_test, test_fraction)):
+            if n and fraction and not count:
+                warnings.append(f"only {n} good {label} image(s): none went to {split}")
+
+
+def _out_name(item: _Item, suffix: str, used: set[str]) -> str:
+    stem = "__".join([*item.sub, item.source.stem]) if item.sub else item.source.stem
+    stem = stem or "image"
+    name, k = stem + suffix, 1
+    while name.lower() in used:
+        k += 1
+        name = f"{stem}-{k}{suffix}"
+    used.add(name.lower())
+    return name
+
+
+def _conversion_reasons(info: ImageInfo) -> list[str]:
+    why = []
+    if info.format not in _COPYABLE_FORMATS:
+        why.append(f"format {info.format}")
+    if info.mode not in _COPYABLE_MODES:
+        why.append(f"mode {info.mode}")
+    if info.orientation != 1:
+        why.append(f"EXIF orientation {info.orientation}")
+    return why
+
+
+def _converted_bytes(path: Path, fmt: str, quality: int) -> bytes:
+    with open_image(path) as img:
+        upright = ImageOps.exif_transpose(img)
+        return encode(to_rgb(upright), fmt, quality)
+
+
+def _check_dest(src: Path, dest: Path) -> None:
+    if dest.exists():
+        if not dest.is_dir():
+            raise ValueError(f"dest {dest} exists and is not a folder; give a new or empty folder")
+        if any(dest.iterdir()):
+            raise ValueError(
+                f"dest {dest} is not empty; give a new or empty folder (ingest never merges or overwrites)"
+            )
+    s, d = src.resolve(), dest.resolve()
+    if d == s or s in d.parents:
+        raise ValueError(f"dest {dest} lies inside the source {src}; write it elsewhere")
+    if d in s.parents:
+        raise ValueError(f"the source {src} lies inside dest {dest}; write it elsewhere")
+
+
+def ingest(
+    src: Path,
+    dest: Path,
+    *,
+    valid_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+    reencode: str | None = None,
+    quality: int = 95,
+    progress: bool = True,
+) -> dict:
+    """Copy (or convert) a dataset from ``src`` into ``dest/{train,valid,test}/{real,fake}/``.
+
+    See the module docstring for the accepted layouts and what is written. Returns the report
+    (also saved as ``dest/ingest_report.json``) with these keys:
+
+    ``source``, ``dest``, ``layout`` (``"split"``/``"flat"``), ``split_from`` (``"source"`` or
+    ``"seeded shuffle"``), ``options`` (the arguments), ``folders`` (each class folder used:
+    ``path``, ``split``, ``label``, ``files``), ``seen``, ``written``, ``skipped`` (ints, and
+    ``written + skipped == seen``), ``counts`` (``{split: {label: n}}`` written),
+    ``written_by_method`` (``copied``/``converted``/``reencoded``), ``skipped_by_reason``
+    (every reason of :data:`~deepfake_detection.data.images.REASONS`, 0 included),
+    ``skipped_files`` (``source``, ``split``, ``label``, ``reason``, ``detail``),
+    ``converted_files`` (``source``, ``dest``, ``format``, ``mode``, ``why``),
+    ``written_files`` (``source``, ``dest``, ``method``), ``duplicates`` (groups of
+    byte-identical good files: ``sha256``, ``files`` [{``source``, ``dest``}]), ``ignored``
+    (entries outside the class folders: ``path``, ``why``), ``warnings``, ``notes``,
+    ``seconds``, ``version``. Source paths are relative to ``src``, dest paths to ``dest``.
+
+    Raises ``ValueError`` for a missing source, an unrecognised or ambiguous layout, a
+    non-empty ``dest``, or bad arguments.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir():
+        raise ValueError(f"source {src} is not a folder")
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError(
+            f"valid_fraction and test_fraction must be in [0, 1) and sum below 1; got {valid_fraction}, {test_fraction}"
+        )
+    fmt = None
+    if reencode is not None:
+        fmt = _REENCODE.get(str(reencode).lower())
+        if fmt is None:
+            raise ValueError(f"reencode must be None, 'jpeg' or 'png', not {reencode!r}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, not {quality}")
+    _check_dest(src, dest)
+    started = time.perf_counter()
+
+    layout = _detect(src)
+    warnings = list(layout.warnings)
+    items = [item for folder in layout.folders for item in _walk(folder)]
+    folder_counts = Counter(id(i.folder) for i in items)
+    for folder in layout.folders:
+        if not folder_counts[id(folder)]:
+            warnings.append(f"class folder {_rel(folder.path, src)!r} is empty")
+
+    for item in tqdm(items, desc="inspect", unit="img", disable=not progress):
+        item.info = inspect_image(item.source)
+        if item.info.ok:
+            try:
+                item.sha256 = hashlib.sha256(item.source.read_bytes()).hexdigest()
+            except OSError as err:  # vanished or became unreadable since decoding
+                item.info = ImageInfo(ok=False, reason="unreadable", detail=f"{type(err).__name__}: {err}")
+    good = [i for i in items if i.info.ok]
+    if layout.kind == "flat":
+        _assign_flat(good, valid_fraction, test_fraction, seed, warnings)
+    else:
+        for item in good:
+            item.split = item.folder.split
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        for split in SPLITS:
+            for label in LABELS:
+                (work / split / label).mkdir(parents=True)
+        counts = {split: {label: 0 for label in LABELS} for split in SPLITS}
+        methods = Counter({"copied": 0, "converted": 0, "reencoded": 0})
+        used: dict[tuple[str, str], set[str]] = defaultdict(set)
+        written_files: list[dict] = []
+        converted_files: list[dict] = []
+        skipped_files: list[dict] = []
+        dest_of: dict[int, str] = {}
+
+        def skip(item: _Item, reason: str, detail: str | None) -> None:
+            skipped_files.append(
+                {
+                    "source": _rel(item.source, src),
+                    "split": item.split if item.split else item.folder.split,
+                    "label": item.folder.label,
+                    "reason": reason,
+                    "detail": detail,
+                }
+            )
+
+        for item in tqdm(items, desc="write", unit="img", disable=not progress):
+            info = item.info
+            if not info.ok:
+                skip(item, info.reason, info.detail)
+                continue
+            label = item.folder.label
+            why = _conversion_reasons(info)
+            if fmt is None and not why:
+                method, suffix = "copied", EXTENSIONS[info.format]
+            else:
+                method = "converted" if fmt is None else "reencoded"
+                suffix = ".png" if fmt in (None, "png") else ".jpg"
+            try:
+                data = None if method == "copied" else _converted_bytes(item.source, fmt or "png", quality)
+            except ImageError as err:  # changed on disk since it was inspected
+                skip(item, err.reason, err.detail)
+                continue
+            name = _out_name(item, suffix, used[(item.split, label)])
+            target = work / item.split / label / name
+            if data is None:
+                shutil.copyfile(item.source, target)
+            else:
+                target.write_bytes(data)
+            rel_dest = f"{item.split}/{label}/{name}"
+            dest_of[id(item)] = rel_dest
+            counts[item.split][label] += 1
+            methods[method] += 1
+            written_files.append({"source": _rel(item.source, src), "dest": rel_dest, "method": method})
+            if method == "converted":
+                converted_files.append(
+                    {
+                        "source": _rel(item.source, src),
+                        "dest": rel_dest,
+                        "format": info.format,
+                        "mode": info.mode,
+                        "why": ", ".join(why),
+                    }
+                )
+
+        by_hash: dict[str, list[_Item]] = defaultdict(list)
+        for item in good:
+            if id(item) in dest_of:
+                by_hash[item.sha256].append(item)
+        duplicates = []
+        for digest, group in sorted(by_hash.items()):
+            if len(group) < 2:
+                continue
+            duplicates.append(
+                {
+                    "sha256": digest,
+                    "files": [{"source": _rel(i.source, src), "dest": dest_of[id(i)]} for i in group],
+                }
+            )
+            if len({i.split for i in group}) > 1:
+                warnings.append(f"identical files in several splits (leakage): {[_rel(i.source, src) for i in group]}")
+            if len({i.folder.label for i in group}) > 1:
+                warnings.append(f"identical files under both labels: {[_rel(i.source, src) for i in group]}")
+
+        seen, written, skipped = len(items), len(written_files), len(skipped_files)
+        if written + skipped != seen or sum(sum(c.values()) for c in counts.values()) != written:
+            raise AssertionError(f"ingest lost track of files: written {written} + skipped {skipped} != seen {seen}")
+        by_reason = Counter(s["reason"] for s in skipped_files)
+        report = {
+            "source": str(src),
+            "dest": str(dest),
+            "layout": layout.kind,
+            "split_from": "seeded shuffle" if layout.kind == "flat" else "source",
+            "options": {
+                "valid_fraction": valid_fraction,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "reencode": fmt,
+                "quality": int(quality),
+            },
+            "folders": [
+                {
+                    "path": _rel(f.path, src),
+                    "split": f.split,
+                    "label": f.label,
+                    "files": folder_counts[id(f)],
+                }
+                for f in layout.folders
+            ],
+            "seen": seen,
+            "written": written,
+            "skipped": skipped,
+            "counts": counts,
+            "written_by_method": dict(methods),
+            "skipped_by_reason": {reason: by_reason.get(reason, 0) for reason in REASONS},
+            "skipped_files": skipped_files,
+            "converted_files": converted_files,
+            "written_files": written_files,
+            "duplicates": duplicates,
+            "ignored": layout.ignored,
+            "warnings": warnings,
+            "notes": layout.notes,
+            "seconds": round(time.perf_counter() - started, 3),
+            "version": __version__,
+        }
+        (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        if dest.exists():
+            dest.rmdir()  # checked empty above
+        os.replace(work, dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return report
