@@ -1,0 +1,240 @@
+"""The tf.data input pipeline: manifest rows -> batches of ``(pixels, label)``.
+
+Images stream from disk (only the list of paths is held in memory): read, decode to RGB,
+resize to ``image_size`` x ``image_size`` (bilinear, antialiased) and hand over float32
+pixels in [0, 255]; the models rescale inside themselves. Labels are float32, 1.0 = fake.
+
+Decoding accepts what the project accepts: JPEG, and PNG in any mode (RGB, grayscale, RGBA,
+palette, 8 or 16 bits per channel). Grayscale becomes three equal channels, alpha is dropped,
+a palette is expanded to its colours, and a 16-bit PNG is mapped to [0, 255] by ``v / 257``
+(``tf.io.decode_image`` to uint8 would keep only the high byte).
+
+Training augmentation (``augment=AugmentParams(...)``) is stateless and seeded per element:
+every element draws its own seed from ``tf.data.Dataset.random(seed)``, so the same seed
+gives the same batches whatever the parallelism, and each new pass over the dataset (each
+epoch) draws new seeds, as the shuffle draws a new order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
+
+from deepfake_detection import LABELS, SPLITS
+from deepfake_detection.config import AugmentParams
+
+AUTOTUNE = tf.data.AUTOTUNE
+REQUIRED_COLUMNS = ("path", "label", "split")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_N_OP_SEEDS = 6  # geometry, flip, brightness, contrast, jpeg, (spare)
+
+
+# ---------------------------------------------------------------- manifest access
+
+
+def _check_manifest(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of ``split``, in manifest order; ValueError naming what to fix otherwise."""
+    if not isinstance(manifest, pd.DataFrame):
+        raise ValueError(f"manifest must be a pandas DataFrame (read artifacts/manifest.csv), not {type(manifest).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(
+            f"manifest lacks the column(s) {missing}; it needs {list(REQUIRED_COLUMNS)} "
+            f"(has {list(manifest.columns)}): re-run the prepare stage"
+        )
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {list(SPLITS)}")
+    rows = manifest[manifest["split"] == split]
+    if rows.empty:
+        counts = manifest["split"].value_counts().to_dict()
+        raise ValueError(
+            f"split {split!r} has no rows in the manifest (rows per split: {counts}): "
+            "re-run prepare, or check data.split in params.yaml and the data folder"
+        )
+    bad = sorted(set(rows["label"].astype(str)) - set(LABELS))
+    if bad:
+        raise ValueError(f"split {split!r} has unknown labels {bad}: labels must be one of {list(LABELS)}")
+    return rows
+
+
+def labels_of(manifest: pd.DataFrame, split: str) -> np.ndarray:
+    """Class ids (0 = real, 1 = fake) of the rows of ``split``, in manifest order."""
+    rows = _check_manifest(manifest, split)
+    return rows["label"].astype(str).map(LABELS.index).to_numpy(dtype=np.int64)
+
+
+def paths_of(manifest: pd.DataFrame, split: str, root: Path = Path(".")) -> list[str]:
+    """Image file paths (``root / path``) of the rows of ``split``, in manifest order."""
+    rows = _check_manifest(manifest, split)
+    return [str(Path(root) / p) for p in rows["path"].astype(str)]
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights ``n_samples / (n_classes * count_c)`` per class id, for
+    ``model.fit(class_weight=...)`` (sklearn's ``compute_class_weight("balanced")``)."""
+    y = np.asarray(labels).ravel()
+    if y.size == 0:
+        raise ValueError("class_weights needs at least one label")
+    classes = np.arange(len(LABELS))
+    if not np.isin(y, classes).all():
+        raise ValueError(f"labels must be class ids {classes.tolist()} ({', '.join(LABELS)}); got {np.unique(y).tolist()}")
+    y = y.astype(np.int64)
+    absent = [LABELS[c] for c in classes if c not in y]
+    if absent:
+        raise ValueError(f"no {absent} examples among the labels: class weights need every class present")
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return {int(c): float(w) for c, w in zip(classes, weights)}
+
+
+# ---------------------------------------------------------------- decode / resize
+
+
+def _check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _check_files_exist(paths: Sequence[str], hint: str) -> None:
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise FileNotFoundError(f"{len(missing)} of {len(paths)} image files not found ({shown}): {hint}")
+
+
+def decode_resize(contents: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> float32 RGB ``(image_size, image_size, 3)`` in [0, 255]."""
+    is_png = tf.equal(tf.strings.substr(contents, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
+
+    def png():  # decoded at 16 bits, so 16-bit files keep their precision; 8-bit ones are v * 257
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint16, expand_animations=False)
+        return tf.cast(image, tf.float32) / 257.0
+
+    def other():  # JPEG (and GIF/BMP): 8 bits
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+        return tf.cast(image, tf.float32)
+
+    image = tf.cond(is_png, png, other)
+    image.set_shape([None, None, 3])
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _load(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    return decode_resize(tf.io.read_file(path), image_size)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def _rotate_zoom(image: tf.Tensor, seed: tf.Tensor, rotation: float, zoom: float) -> tf.Tensor:
+    """Rotate by U(-rotation, rotation) of a turn and scale by U(1 - zoom, 1 + zoom) about the
+    centre (scale > 1 zooms out), reflecting at the borders as Keras' RandomRotation/RandomZoom."""
+    u = tf.random.stateless_uniform([2], seed=seed, minval=-1.0, maxval=1.0)
+    angle = u[0] * rotation * 2.0 * math.pi
+    scale = 1.0 + u[1] * zoom
+    size = tf.cast(tf.shape(image)[0], tf.float32)  # square after resize
+    c = (size - 1.0) / 2.0
+    cos, sin = scale * tf.cos(angle), scale * tf.sin(angle)
+    # output (x, y) samples input (cos*(x-c) - sin*(y-c) + c, sin*(x-c) + cos*(y-c) + c)
+    transform = tf.stack([cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, 0.0, 0.0])
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis],
+        transforms=transform[tf.newaxis],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+    return out[0]
+
+
+def augment_image(image: tf.Tensor, seed: tf.Tensor, params: AugmentParams) -> tf.Tensor:
+    """Seeded light augmentation of one float32 [0, 255] image; returns the same shape and range.
+    ``seed`` is a shape-[2] int tensor: the same seed gives the same result."""
+    seeds = tf.random.split(seed, _N_OP_SEEDS)
+    if params.rotation > 0 or params.zoom > 0:
+        image = _rotate_zoom(image, seeds[0], params.rotation, params.zoom)
+    if params.flip:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    if params.brightness > 0:
+        image = tf.image.stateless_random_brightness(image, params.brightness * 255.0, seeds[2])
+    if params.contrast > 0:
+        image = tf.image.stateless_random_contrast(image, 1.0 - params.contrast, 1.0 + params.contrast, seeds[3])
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    if params.jpeg_quality is not None:
+        low, high = params.jpeg_quality
+        quality = tf.random.stateless_uniform([], seed=seeds[4], minval=low, maxval=high + 1, dtype=tf.int32)
+        encoded = tf.image.adjust_jpeg_quality(tf.cast(tf.round(image), tf.uint8), quality)
+        image = tf.cast(encoded, tf.float32)
+    return image
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def make_dataset(
+    manifest: pd.DataFrame,
+    split: str,
+    image_size: int,
+    batch_size: int,
+    *,
+    augment: AugmentParams | None = None,
+    shuffle: bool = False,
+    seed: int = 42,
+    root: Path = Path("."),
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batches ``(pixels float32 (b, s, s, 3) in [0, 255], labels float32 (b,), 1.0 = fake)`` of
+    the ``split`` rows of the manifest, in manifest order unless ``shuffle``.
+
+    ``augment`` turns on the seeded training augmentation; ``shuffle`` reshuffles every pass
+    (seeded, so the same seed gives the same sequence of epochs); ``repeat`` makes it endless.
+    Paths in the manifest are relative to ``root``.
+    """
+    _check_positive(image_size=image_size, batch_size=batch_size)
+    if augment is not None and not isinstance(augment, AugmentParams):
+        raise ValueError(f"augment must be an AugmentParams or None, not {type(augment).__name__}")
+    paths = paths_of(manifest, split, root)
+    _check_files_exist(paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare")
+    labels = labels_of(manifest, split).astype(np.float32)
+
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels))
+    if shuffle:  # shuffle paths, not pixels: a full-size buffer costs only the strings
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+
+    if augment is None:
+        ds = ds.map(lambda p, y: (_load(p, image_size), y), num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        # one [2] seed per element, new ones on each pass over the dataset
+        element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, element_seeds)
+        ds = ds.map(
+            lambda py, s: (augment_image(_load(py[0], image_size), s, augment), py[1]),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def image_dataset_from_paths(paths: Sequence[str], image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches of float32 ``(b, s, s, 3)`` pixels in [0, 255] of arbitrary image files, in the
+    given order, decoded and resized as :func:`make_dataset` does (for prediction)."""
+    _check_positive(image_size=image_size, batch_size=batch_size)
+    if isinstance(paths, (str, Path)):
+        raise ValueError("paths must be a list of image paths, not a single path")
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError("paths is empty: give at least one image file")
+    _check_files_exist(paths, "check the paths (relative ones are taken from the current directory)")
+    ds = tf.data.Dataset.from_tensor_slices(np.asarray(paths, dtype=object))
+    ds = ds.map(lambda p: _load(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
