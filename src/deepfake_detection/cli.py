@@ -31,7 +31,24 @@ def _params(path: Path):
         raise click.ClickException(str(err)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _run_stage(module: str, *args):
+    """Import a stage module and run it; missing inputs become a clear CLI error."""
+    import importlib
+
+    try:
+        return importlib.import_module(f".stages.{module}", __package__).run(*args)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+class _InOrder(click.Group):
+    """List the subcommands in pipeline order, not alphabetically."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+
+@click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="deepfake-detection")
 def cli():
     """Train, compare, tune, register and serve deepfake image detectors.
@@ -97,13 +114,7 @@ def ingest(src, dest, reencode, quality, params_path):
 @params_option
 def prepare(params_path):
     """Validate data/, write the manifest and dataset statistics (DVC metrics, MLflow run)."""
-    from .stages.prepare import run
-
-    p = _params(params_path)
-    try:
-        stats = run(p)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
+    stats = _run_stage("prepare", _params(params_path))
     click.echo(json.dumps(stats["counts"], indent=2))
 
 
@@ -116,9 +127,7 @@ model_argument = click.argument("model", type=click.Choice(MODEL_NAMES))
 @params_option
 def train(model, params_path):
     """Baseline training of MODEL (focal loss, Adam, early stopping, LR reduction)."""
-    from .stages.train import run
-
-    run(model, _params(params_path))
+    _run_stage("train", model, _params(params_path))
 
 
 @cli.command()
@@ -126,12 +135,38 @@ def train(model, params_path):
 @params_option
 def finetune(model, params_path):
     """Fine-tune a transfer MODEL: unfreeze the top finetune.unfreeze_layers layers."""
-    from .stages.finetune import run
+    _run_stage("finetune", model, _params(params_path))
 
-    try:
-        run(model, _params(params_path))
-    except FileNotFoundError as err:
-        raise click.ClickException(str(err)) from None
+
+# ----------------------------------------------------------------------------- evaluation
+@cli.command()
+@model_argument
+@params_option
+def threshold(model, params_path):
+    """Choose MODEL's decision threshold on the validation split (threshold.method)."""
+    _run_stage("threshold", model, _params(params_path))
+
+
+@cli.command()
+@model_argument
+@params_option
+def evaluate(model, params_path):
+    """Evaluate MODEL on the test split at 0.5 and at its tuned threshold."""
+    _run_stage("evaluate", model, _params(params_path))
+
+
+@cli.command()
+@params_option
+def ensemble(params_path):
+    """Soft voting, weighted averaging, majority vote and stacking of ensemble.members."""
+    _run_stage("ensemble", _params(params_path))
+
+
+@cli.command()
+@params_option
+def summary(params_path):
+    """Write and print the table of every model and ensemble (reports/summary.*)."""
+    _run_stage("summary", _params(params_path))
 
 
 def main():  # pragma: no cover - console entry for `python -m`

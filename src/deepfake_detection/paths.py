@@ -28,10 +28,22 @@ def history_csv(stage: str, model: str) -> Path:
     return PLOTS / stage / f"{model}.csv"
 
 
-def predictions(model: str, split: str) -> Path:
-    """``path,label,probability`` for every image of a split."""
-    return ARTIFACTS / "predictions" / model / f"{split}.csv"
+def predictions(name: str, split: str, ensemble: bool = False) -> Path:
+    """``path,label,y,subgroup,probability`` for every image of a split, of a model or an ensemble."""
+    return (ARTIFACTS / "ensembles" / name if ensemble else ARTIFACTS / "predictions" / name) / f"{split}.csv"
 
 
-def eval_plots(model: str) -> Path:
-    return PLOTS / "evaluate" / model
+def eval_plots(stage: str, name: str) -> Path:
+    """ROC/confusion plot files (DVC templates) and PNG figures of an evaluated model or ensemble."""
+    return PLOTS / stage / name
+
+
+def ensemble_file(name: str) -> Path:
+    """The fitted ensemble (JSON: kind, members, weights, threshold, ...)."""
+    return ARTIFACTS / "ensembles" / name / "ensemble.json"
+
+
+SUMMARY_CSV = REPORTS / "summary.csv"
+SUMMARY_MD = REPORTS / "summary.md"
+ROC_ALL = REPORTS / "roc_all.png"
+REGISTER_METRICS = METRICS / "register.json"

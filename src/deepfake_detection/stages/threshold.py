@@ -1,0 +1,21 @@
+"""Stage `threshold@<model>`: choose the decision threshold on the VALIDATION split.
+
+Youden's J on the ROC by default (``threshold.method``: youden | max_f1 | target_recall |
+target_fpr). The test split is never read here.
+"""
+
+from __future__ import annotations
+
+from .. import paths, tracking
+from ..config import Params, flatten
+from ..evaluation.report import choose_threshold, predict_split
+
+
+def run(model_name: str, params: Params) -> dict:
+    val = predict_split(model_name, "valid", params)
+    with tracking.stage_run("threshold", params, model=model_name, log=flatten(params.threshold, "threshold.")):
+        info = choose_threshold(model_name, val, params)
+        tracking.log_artifact(paths.predictions(model_name, "valid"), "predictions")
+    tracking.write_json(info, paths.stage_metrics("threshold", model_name))
+    print(f"threshold {model_name}: {info['threshold']:.4f} ({info['method']}), val AUC {info['val']['auc']:.4f}")
+    return info
