@@ -169,6 +169,15 @@ def summary(params_path):
     _run_stage("summary", _params(params_path))
 
 
+@cli.command()
+@click.option("--force", is_flag=True, help="Move the champion alias even if the new version is not better.")
+@params_option
+def register(force, params_path):
+    """Register the best model or ensemble (by register.metric on validation) with its threshold;
+    move the champion alias to it if it beats the current champion."""
+    _run_stage("register", _params(params_path), force)
+
+
 def main():  # pragma: no cover - console entry for `python -m`
     cli(prog_name="deepfake-detect")
 

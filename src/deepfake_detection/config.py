@@ -148,10 +148,16 @@ class EnsembleParams(_Section):
     members: list[str] = Field(default_factory=lambda: ModelsParams().names(), min_length=2)
 
 
+# Validation metrics the register stage may rank candidates by (never a test metric).
+SELECTION_METRICS = ("val_auc", "val_average_precision", "val_f1", "val_balanced_accuracy", "val_accuracy",
+                     "val_eer", "val_brier", "val_ece")
+LOWER_IS_BETTER = ("val_eer", "val_brier", "val_ece")
+
+
 class RegisterParams(_Section):
-    model_name: str = "deepfake-detector"
-    metric: str = "val_auc"
-    alias: str = "champion"
+    model_name: str = Field("deepfake-detector", min_length=1)
+    metric: Literal[SELECTION_METRICS] = "val_auc"  # type: ignore[valid-type]
+    alias: str = Field("champion", min_length=1)
 
 
 class MlflowParams(_Section):
