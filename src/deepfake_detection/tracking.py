@@ -186,3 +186,18 @@ def epoch_logger():
             log_metrics(metrics, step=epoch)
 
     return _EpochLogger()
+
+
+def log_pyfunc(name: str, python_model, *, artifacts: dict[str, str], model_config: dict | None = None,
+               metadata: dict | None = None, code_paths: list[str] | None = None, signature=None,
+               input_example=None, registered_model_name: str | None = None):
+    """Log a custom ``mlflow.pyfunc.PythonModel`` to the active run with the project's pins."""
+    return mlflow.pyfunc.log_model(
+        name=name, python_model=python_model, artifacts=artifacts, model_config=model_config,
+        metadata=metadata, code_paths=code_paths, signature=signature, input_example=input_example,
+        registered_model_name=registered_model_name, pip_requirements=pip_requirements(),
+    )
+
+
+def set_tags(tags: dict[str, object]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
