@@ -1,0 +1,158 @@
+"""Images per second of the ways to run a detector, in one run on one folder of images.
+
+    python benchmarks/inference.py --data DIR [--model MODEL.keras | --arch light_se_cnn --size 64]
+                                   [--batch-size 64] [--limit 200]
+
+Rows:
+
+* ``keras predict, preloaded``: ``model.predict`` on pixels already decoded in memory - the
+  ceiling for Keras on this machine;
+* ``decode only``: reading + decoding + resizing the files as the detector does
+  (``inference.decode_images``, the training pipeline's ``decode_resize``), and the tf.data
+  pipeline's ``image_dataset_from_paths`` (parallel) for comparison;
+* ``pyfunc, files``: ``predict_files`` on the MLflow pyfunc detector (logged to a throwaway
+  SQLite store), decoding included - what the CLI and the REST server do;
+* ``onnxruntime, preloaded`` / ``onnxruntime, files``: the ONNX export, on preloaded pixels and
+  through ``predict_files(runtime="onnx")``.
+
+Each timed step runs after a warm-up on one batch (tracing and session start-up excluded), best
+of ``--repeat`` runs (default 3; the machine may be shared).
+The model is random unless ``--model`` is given: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import numpy as np  # noqa: E402
+
+
+REPEAT = 3
+
+
+def _timed(fn) -> float:
+    """The best of ``REPEAT`` runs (the machine is shared: the minimum is the least disturbed)."""
+    best = math.inf
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder of images (searched recursively)")
+    parser.add_argument("--model", type=Path, help="a .keras model (default: build --arch at --size)")
+    parser.add_argument("--arch", default="light_se_cnn")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=0, help="use the first N images only (0: all)")
+    parser.add_argument("--repeat", type=int, default=3, help="time each row this many times, report the best")
+    args = parser.parse_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
+
+    import keras
+    import mlflow
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from deepfake_detection import inference
+    from deepfake_detection.config import ModelsParams
+    from deepfake_detection.data.pipeline import image_dataset_from_paths
+
+    files = inference.expand_inputs([args.data])
+    if args.limit:
+        files = files[: args.limit]
+    n, bs = len(files), args.batch_size
+    work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
+
+    if args.model:
+        model = keras.models.load_model(args.model, compile=False)
+        keras_path = args.model
+        arch = model.name
+    else:
+        from deepfake_detection.models.zoo import build_model
+
+        model = build_model(args.arch, args.size, ModelsParams(), seed=0)
+        keras_path = work / f"{args.arch}.keras"
+        model.save(keras_path)
+        arch = args.arch
+    size = model.input_shape[1]
+    print(f"{n} images from {args.data}, model {arch} at {size} px ({model.count_params():,} params), "
+          f"batch {bs}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"TF {tf.__version__}, onnxruntime {ort.__version__}")
+
+    rows: list[tuple[str, float]] = []
+
+    # decoding alone
+    from deepfake_detection.inference import decode_images
+
+    contents = [f.read_bytes() for f in files]
+    decode_images(contents[:bs], size)  # trace
+    rows.append(("decode only (detector: decode_images)", _timed(lambda: decode_images([f.read_bytes() for f in files], size))))
+    ds = image_dataset_from_paths([str(f) for f in files], size, bs)
+    rows.append(("decode only (tf.data image_dataset_from_paths)",
+                 _timed(lambda: np.concatenate([b.numpy() for b in ds]))))
+    pixels = np.concatenate([b.numpy() for b in ds])
+
+    # Keras on preloaded pixels: the ceiling
+    model.predict(pixels[:bs], batch_size=bs, verbose=0)
+    rows.append(("keras model.predict, preloaded", _timed(lambda: model.predict(pixels, batch_size=bs, verbose=0))))
+
+    # the pyfunc detector on files
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", (work / "mlartifacts").as_uri()))
+    with mlflow.start_run():
+        info = inference.log_detector([keras_path], 0.5, size)
+    inference.predict_files(info.model_uri, files[:bs], batch_size=bs, progress=False)  # warm-up (loads too)
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    import pandas as pd
+
+    frame = pd.DataFrame({"path": [str(f) for f in files]})
+    pyfunc.predict(frame.iloc[:bs])
+    rows.append(("pyfunc predict, files (loaded model)", _timed(lambda: pyfunc.predict(frame))))
+    rows.append(("pyfunc predict_files, files (incl. model load)",
+                 _timed(lambda: inference.predict_files(info.model_uri, files, batch_size=bs, progress=False))))
+
+    # ONNX
+    onnx_path = inference.export_model(str(keras_path), "onnx", work / "model.onnx", threshold=0.5)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run_onnx():
+        for i in range(0, n, bs):
+            session.run(None, {name: pixels[i : i + bs]})
+
+    session.run(None, {name: pixels[:bs]})
+    rows.append(("onnxruntime, preloaded", _timed(run_onnx)))
+    inference.predict_files(str(onnx_path), files[:bs], runtime="onnx", batch_size=bs, progress=False)
+    rows.append(("onnxruntime predict_files, files",
+                 _timed(lambda: inference.predict_files(str(onnx_path), files, runtime="onnx", batch_size=bs,
+                                                        progress=False))))
+
+    # agreement check
+    keras_p = model.predict(pixels, batch_size=bs, verbose=0).ravel()
+    onnx_p = np.concatenate([session.run(None, {name: pixels[i : i + bs]})[0].ravel() for i in range(0, n, bs)])
+    print(f"max |keras - onnx| on these images: {np.abs(keras_p - onnx_p).max():.2e}")
+
+    print()
+    print("| path | images | seconds | images/s |")
+    print("|---|---:|---:|---:|")
+    for label, seconds in rows:
+        print(f"| {label} | {n} | {seconds:.2f} | {n / seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

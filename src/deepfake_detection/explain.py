@@ -1,0 +1,219 @@
+"""Grad-CAM heatmaps (Selvaraju et al. 2017) for any of the four models, and overlays.
+
+``gradcam`` takes the gradient of the model's decision score with respect to a 4-D feature
+map (by default ``zoo.last_conv_layer_name(model)``: the last feature map before the head's
+pooling), averages it over space into one weight per channel, and returns
+``relu(sum_c weight_c * map_c)`` upsampled to the image size and scaled to [0, 1] per image.
+
+The score is the sigmoid's input (the logit of P(fake)) when the output layer is a sigmoid
+``Dense`` (all our models), so a saturated P(fake) = 1.0 still has gradients; otherwise the
+output itself. ``target="predicted"`` (default) explains the model's decision for each image
+(evidence for fake where it says fake, for real where it says real), ``"fake"``/``"real"`` one
+class for all images. A map of 1 x 1 (EfficientNetB0 at 32 px: the backbone divides by 32)
+can only give a constant heatmap; use 64 px or more, or name an earlier layer.
+
+Images are float32 RGB pixels in [0, 255], ``(n, S, S, 3)``, as the models take them. Plots are
+plain ``matplotlib.figure.Figure`` objects (no pyplot state), for ``mlflow.log_figure`` or
+``savefig``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+_logger = logging.getLogger(__name__)
+
+TARGETS = ("predicted", "fake", "real")
+
+
+def _score_model(model, layer_name: str):
+    """A model ``x -> (feature map, score)``; the score is the output's logit where we can get it."""
+    import keras
+
+    feature = model.get_layer(layer_name).output
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Dense) and getattr(activation, "__name__", "") == "sigmoid":
+        return keras.Model(model.inputs, [feature, last.input]), last
+    return keras.Model(model.inputs, [feature, model.output]), None
+
+
+def gradcam_with_scores(
+    model, images: np.ndarray, layer_name: str | None = None, *, target: str = "predicted", threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps ``(n, S, S)`` in [0, 1] and P(fake) ``(n,)`` of ``images`` (see :func:`gradcam`)."""
+    import tensorflow as tf
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be (n, S, S, 3) RGB pixels, got shape {x.shape}")
+    if layer_name is None:
+        from deepfake_detection.models.zoo import last_conv_layer_name
+
+        layer_name = last_conv_layer_name(model)
+    grad_model, dense = _score_model(model, layer_name)
+    if len(grad_model.outputs[0].shape) != 4:
+        raise ValueError(f"layer {layer_name!r} has output shape {grad_model.outputs[0].shape}: Grad-CAM needs a 4-D feature map")
+    x_t = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        features, head = grad_model(x_t, training=False)
+        if dense is not None:  # the sigmoid's input: logit of P(fake)
+            logit = tf.matmul(head, dense.kernel)
+            if dense.bias is not None:
+                logit = logit + dense.bias
+            logit = tf.reshape(tf.cast(logit, tf.float32), [-1])
+            prob = tf.sigmoid(logit)
+        else:
+            prob = tf.reshape(tf.cast(head, tf.float32), [-1])
+            logit = prob
+        if target == "fake":
+            sign = tf.ones_like(logit)
+        elif target == "real":
+            sign = -tf.ones_like(logit)
+        else:
+            sign = tf.where(prob >= threshold, 1.0, -1.0)
+        score = tf.reduce_sum(sign * logit)
+    grads = tape.gradient(score, features)
+    if grads is None:
+        raise ValueError(f"the output does not depend on layer {layer_name!r}")
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel and image
+    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]  # (n, h, w, 1)
+    cam = tf.image.resize(cam, x.shape[1:3], method="bilinear")[..., 0].numpy().astype(np.float64)
+    cam = np.maximum(cam, 0.0)
+    peak = cam.reshape(len(cam), -1).max(axis=1)
+    cam = np.divide(cam, peak[:, None, None], out=np.zeros_like(cam), where=peak[:, None, None] > 0)
+    return np.clip(cam, 0.0, 1.0).astype(np.float32), prob.numpy().astype(np.float64)
+
+
+def gradcam(model, images: np.ndarray, layer_name: str | None = None, *, target: str = "predicted",
+            threshold: float = 0.5) -> np.ndarray:
+    """Grad-CAM heatmaps ``(n, S, S)`` in [0, 1] for float32 RGB ``images`` ``(n, S, S, 3)`` in [0, 255].
+
+    ``layer_name``: the feature map to explain (default: ``zoo.last_conv_layer_name(model)``).
+    ``target``: ``"predicted"`` (the class the model picks at ``threshold``), ``"fake"`` or
+    ``"real"``. An image whose map is all negative gets an all-zero heatmap.
+    """
+    return gradcam_with_scores(model, images, layer_name, target=target, threshold=threshold)[0]
+
+
+def _to_uint8(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image.astype(np.float64)), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return image[..., :3]
+
+
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """The image with the heatmap (``jet`` colours) blended in at ``alpha``; uint8 RGB, image size."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    image = _to_uint8(image_uint8)
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
+    if heat.ndim != 2:
+        raise ValueError(f"heatmap must be 2-D, got shape {heat.shape}")
+    if heat.shape != image.shape[:2]:
+        heat = np.asarray(Image.fromarray(heat, mode="F").resize(image.shape[1::-1], Image.BILINEAR))
+    colours = colormaps["jet"](heat)[..., :3] * 255.0
+    blended = (1.0 - alpha) * image.astype(np.float64) + alpha * colours
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def overlay_grid(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
+                 *, ncols: int = 4, alpha: float = 0.4):
+    """A Figure of Grad-CAM overlays, one panel per image with its title (e.g. "TP p=0.93")."""
+    from matplotlib.figure import Figure
+
+    n = len(images)
+    if not (n == len(heatmaps) == len(titles)):
+        raise ValueError(f"need as many heatmaps and titles as images: {n}, {len(heatmaps)}, {len(titles)}")
+    if n == 0:
+        raise ValueError("overlay_grid needs at least one image")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(3.0 * ncols, 3.2 * nrows))
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, heat, title in zip(axes, images, heatmaps, titles):
+        ax.imshow(overlay(image, heat, alpha))
+        ax.set_title(str(title), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _load_model(model_uri_or_path: str | Path):
+    """A Keras model (the first member of a logged detector) and the threshold it carries."""
+    from deepfake_detection.inference import load_keras_members
+
+    models, metadata = load_keras_members(model_uri_or_path)
+    return models[0], float(metadata.get("threshold", 0.5))
+
+
+def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], out_dir: Path | str, *,
+                  layer_name: str | None = None, alpha: float = 0.4) -> list[Path]:
+    """Write one PNG per image (the model's input | its Grad-CAM overlay, P(fake) in the title)
+    into ``out_dir``; return their paths (undecodable images are skipped with a warning).
+
+    ``model_uri_or_path``: a ``.keras`` file or a logged detector (``models:/...``, ``runs:/...``,
+    a model folder), of which the first member is explained. Images are decoded and resized
+    exactly as for prediction.
+    """
+    from matplotlib.figure import Figure
+
+    from deepfake_detection.inference import _input_size, decode_images, read_inputs
+
+    import pandas as pd
+
+    model, threshold = _load_model(model_uri_or_path)
+    size = _input_size(model)
+    paths = [Path(p) for p in images]
+    contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
+    pixels, decode_errors = decode_images(contents, size)
+    errors = [e or d for e, d in zip(errors, decode_errors)]
+    for p, e in zip(paths, errors):
+        if e is not None:
+            _logger.warning("skipping %s: %s", p, e)
+    keep = [i for i, e in enumerate(errors) if e is None]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not keep:
+        return []
+    heatmaps, probs = gradcam_with_scores(model, pixels[keep], layer_name, threshold=threshold)
+    written: list[Path] = []
+    used: set[str] = set()
+    for j, i in enumerate(keep):
+        stem = paths[i].stem
+        name, k = f"{stem}_gradcam.png", 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}_gradcam.png"
+        used.add(name)
+        image = _to_uint8(pixels[i])
+        label = "fake" if probs[j] >= threshold else "real"
+        fig = Figure(figsize=(6.4, 3.5))
+        left, right = fig.subplots(1, 2)
+        left.imshow(image)
+        left.set_title("input")
+        right.imshow(overlay(image, heatmaps[j], alpha))
+        right.set_title("Grad-CAM")
+        for ax in (left, right):
+            ax.axis("off")
+        fig.suptitle(f"{paths[i].name}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})", fontsize=10)
+        fig.tight_layout()
+        target = out_dir / name
+        fig.savefig(target, dpi=100)
+        written.append(target)
+    return written

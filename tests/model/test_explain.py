@@ -1,0 +1,109 @@
+"""Grad-CAM on the four architectures (small inputs, random weights) and the overlay plots."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from deepfake_detection.config import ModelsParams
+from deepfake_detection.explain import explain_files, gradcam, gradcam_with_scores, overlay, overlay_grid
+
+
+def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Noise plus a bright square at a different place in each image."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 120, (n, size, size, 3)).astype(np.float32)
+    for i in range(n):
+        r, c = rng.integers(0, size // 2, 2)
+        x[i, r : r + size // 3, c : c + size // 3] = 250.0
+    return x
+
+
+def _build(name: str, size: int, seed: int = 0):
+    from deepfake_detection.models.zoo import build_model
+
+    return build_model(name, size, ModelsParams(), seed=seed)
+
+
+# EfficientNetB0 divides by 32: at 32 px its last feature map is 1 x 1 and any Grad-CAM of it is
+# constant, so the EfficientNet models are explained at 64 px (2 x 2 maps), like ResNet50.
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("light_se_cnn", 32), ("efficientnet_b0_dual_attention", 64), ("efficientnet_b0", 64), ("resnet50", 64)],
+)
+def test_gradcam_heatmaps_have_the_image_shape_lie_in_0_1_and_vary(name, size):
+    model = _build(name, size)
+    x = _images(3, size)
+    heat, probs = gradcam_with_scores(model, x)
+    assert heat.shape == (3, size, size) and heat.dtype == np.float32
+    assert np.isfinite(heat).all() and heat.min() >= 0.0 and heat.max() <= 1.0
+    assert all(h.max() == pytest.approx(1.0) and h.std() > 1e-3 for h in heat), "a heatmap is constant"
+    np.testing.assert_allclose(probs, model.predict(x, verbose=0).ravel(), atol=1e-5)
+
+
+def test_gradcam_targets_and_layer_choice():
+    model = _build("light_se_cnn", 32)
+    x = _images(2, 32, seed=1)
+    fake, real = gradcam(model, x, target="fake"), gradcam(model, x, target="real")
+    assert not np.allclose(fake, real)  # opposite evidence
+    early = gradcam(model, x, layer_name="block1_se_scale")
+    assert early.shape == (2, 32, 32) and not np.allclose(early, fake)
+    with pytest.raises(ValueError, match="4-D feature map"):
+        gradcam(model, x, layer_name="head_pool")
+    with pytest.raises(ValueError, match="unknown target"):
+        gradcam(model, x, target="both")
+    assert gradcam(model, x[0]).shape == (1, 32, 32)  # a single image
+
+
+def test_overlay_blends_jet_colours_at_alpha():
+    image = np.full((20, 30, 3), 100, dtype=np.uint8)
+    heat = np.zeros((5, 5), np.float32)
+    heat[2, 2] = 1.0  # a different size: resized to the image
+    out = overlay(image, heat, alpha=0.4)
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert not np.array_equal(out[10, 15], out[0, 0])  # hot centre vs cold corner
+    np.testing.assert_array_equal(overlay(image, heat, alpha=0.0), image)
+    with pytest.raises(ValueError):
+        overlay(image, heat, alpha=2.0)
+
+
+def test_overlay_grid_is_a_figure_with_one_titled_panel_per_image():
+    x = _images(3, 32)
+    heat = np.random.default_rng(0).uniform(0, 1, (3, 32, 32))
+    fig = overlay_grid(list(x), list(heat), ["TP p=0.91", "FP p=0.70", "TN p=0.10"], ncols=2)
+    assert isinstance(fig, Figure)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["TP p=0.91", "FP p=0.70", "TN p=0.10"]
+    with pytest.raises(ValueError, match="as many"):
+        overlay_grid(list(x), list(heat[:2]), ["a", "b", "c"])
+
+
+def test_explain_files_writes_one_png_per_decodable_image(in_tmp):
+    model = _build("light_se_cnn", 32)
+    model.save(in_tmp / "light.keras")
+    files = []
+    for i, pixels in enumerate(_images(2, 48).astype(np.uint8)):
+        files.append(in_tmp / "in" / f"face{i}.jpg")
+        files[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(files[-1])
+    broken = in_tmp / "in" / "broken.png"
+    broken.write_bytes(b"nope")
+
+    written = explain_files(in_tmp / "light.keras", [*files, broken], in_tmp / "out")
+    assert [p.name for p in written] == ["face0_gradcam.png", "face1_gradcam.png"]
+    for p in written:
+        with Image.open(p) as png:
+            assert png.format == "PNG" and png.width > png.height > 100
+
+    # a logged detector: its first member is explained
+    from deepfake_detection.inference import log_detector
+
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (in_tmp / "mlartifacts").as_uri()))
+    with mlflow.start_run():
+        info = log_detector([in_tmp / "light.keras"], 0.3, 32, input_example_image=files[0])
+    written = explain_files(info.model_uri, files, in_tmp / "out_logged")
+    assert len(written) == 2 and all(p.is_file() for p in written)
