@@ -178,6 +178,93 @@ def register(force, params_path):
     _run_stage("register", _params(params_path), force)
 
 
+# ----------------------------------------------------------------------------- inference
+model_uri_option = click.option(
+    "--model", "model_uri", required=True,
+    help="models:/deepfake-detector@champion, runs:/<id>/model, a local model folder "
+         "(or an .onnx file with --runtime onnx).")
+
+
+def _tracking():
+    """Point MLflow at the project's store (MLFLOW_TRACKING_URI overrides) for models:/ URIs."""
+    from . import tracking
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow.set_registry_uri(tracking.tracking_uri())
+
+
+@cli.command()
+@model_uri_option
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the rows to FILE.csv or FILE.json (default: print a table).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Override the decision threshold the model carries.")
+@click.option("--runtime", type=click.Choice(["keras", "onnx"]), default="keras", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+def predict(model_uri, inputs, output, threshold, runtime, batch_size):
+    """Classify image files and folders (searched recursively): one row per file, in the
+    order given, with probability_fake, label (at the model's tuned threshold) and any error."""
+    from .inference import predict_files
+
+    if output is not None and output.suffix.lower() not in (".csv", ".json"):
+        raise click.BadParameter("must end in .csv or .json", param_hint="--output")
+    _tracking()
+    try:
+        rows = predict_files(model_uri, list(inputs), threshold=threshold, runtime=runtime, batch_size=batch_size)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    if output is None:
+        click.echo(rows.to_string(index=False))
+    elif output.suffix.lower() == ".csv":
+        rows.to_csv(output, index=False)
+    else:
+        rows.to_json(output, orient="records", indent=2)
+    n_err = int(rows["error"].notna().sum())
+    click.echo(f"{len(rows)} images: {int((rows.label == 'fake').sum())} fake, "
+               f"{int((rows.label == 'real').sum())} real, {n_err} unreadable"
+               + (f"; written to {output}" if output else ""), err=True)
+
+
+@cli.command()
+@model_uri_option
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "onnx"]), required=True)
+@click.argument("out", type=click.Path(path_type=Path))
+def export(model_uri, fmt, out):
+    """Export a detector (or a .keras file) to a TF SavedModel folder or an ONNX file OUT,
+    with a sidecar OUT.json holding its threshold and input size."""
+    from .inference import export_model
+
+    _tracking()
+    try:
+        path = export_model(model_uri, fmt, out)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"exported {fmt} to {path}")
+
+
+@cli.command()
+@model_uri_option
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the heat-map overlays (PNG).")
+def explain(model_uri, images, out_dir):
+    """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
+    from .explain import explain_files
+
+    _tracking()
+    try:
+        written = explain_files(model_uri, list(images), out_dir)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    for path in written:
+        click.echo(path)
+    if len(written) < len(images):
+        click.echo(f"{len(images) - len(written)} image(s) could not be decoded (see the warnings)", err=True)
+
+
 def main():  # pragma: no cover - console entry for `python -m`
     cli(prog_name="deepfake-detect")
 

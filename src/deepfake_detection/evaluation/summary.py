@@ -64,11 +64,17 @@ def summary_table(rows: list[dict]) -> pd.DataFrame:
     return df[list(LEADING) + rest].reset_index(drop=True)
 
 
+# The columns of the markdown table (the CSV keeps every column, counts included).
+MARKDOWN_COLUMNS = (*LEADING, "average_precision", "balanced_accuracy", "eer", "brier", "ece", "val_auc")
+
+
 def write_summary(df: pd.DataFrame, csv_path, md_path) -> None:
-    """Write the table as CSV and as a GitHub markdown table (``DataFrame.to_markdown``;
-    ``tabulate`` is installed as a dependency of DVC). Parent folders are created."""
+    """Write the table as CSV (every column) and as a GitHub markdown table of the
+    :data:`MARKDOWN_COLUMNS` present (``DataFrame.to_markdown``; ``tabulate`` is installed as a
+    dependency of DVC). Parent folders are created."""
     csv_path, md_path = Path(csv_path), Path(md_path)
     for path in (csv_path, md_path):
         path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(csv_path, index=False)
-    md_path.write_text(df.to_markdown(index=False, floatfmt=".4f") + "\n", encoding="utf-8")
+    shown = df[[c for c in MARKDOWN_COLUMNS if c in df.columns]]
+    md_path.write_text(shown.to_markdown(index=False, floatfmt=".4f") + "\n", encoding="utf-8")

@@ -6,6 +6,9 @@ score, ECE; confusion matrices, ROC and precision-recall curves; per-subgroup br
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from .. import paths, tracking
 from ..config import Params, flatten
 from ..evaluation.report import evaluate_scores, predict_split, read_json
@@ -19,6 +22,30 @@ def run(model_name: str, params: Params) -> dict:
     with tracking.stage_run("evaluate", params, model=model_name, log=log):
         result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
         tracking.log_artifact(paths.predictions(model_name, "test"), "predictions")
+        if params.evaluate.gradcam_examples:
+            tracking.log_figure(gradcam_grid(model_name, test, chosen["threshold"], params), "gradcam_outcomes.png")
     tuned = result["test"]["tuned"]
     print(f"evaluate {model_name}: test AUC {tuned['auc']:.4f}, F1 {tuned['f1']:.4f} at {chosen['threshold']:.4f}")
     return result
+
+
+def gradcam_grid(model_name: str, test: pd.DataFrame, threshold: float, params: Params):
+    """Grad-CAM overlays of up to ``evaluate.gradcam_examples`` true/false positives/negatives."""
+    import keras
+
+    from ..explain import gradcam_with_scores, overlay_grid
+    from ..inference import decode_images
+    from ..models import final_stage
+
+    model = keras.models.load_model(paths.model_file(model_name, final_stage(model_name)), compile=False)
+    pred = test.probability.to_numpy() >= threshold
+    truth = test.y.to_numpy() == 1
+    picks, titles = [], []
+    for name, mask in (("TP", pred & truth), ("FP", pred & ~truth), ("TN", ~pred & ~truth), ("FN", ~pred & truth)):
+        for i in np.flatnonzero(mask)[: params.evaluate.gradcam_examples]:
+            picks.append(i)
+            titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
+    contents = [open(test.path.iloc[i], "rb").read() for i in picks]
+    pixels, _ = decode_images(contents, params.data.image_size)
+    heatmaps, _ = gradcam_with_scores(model, pixels, threshold=threshold)
+    return overlay_grid(list(pixels), list(heatmaps), titles)

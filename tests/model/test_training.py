@@ -1,0 +1,84 @@
+"""The train and finetune stages on tiny data: MLflow run contents, saved models, determinism."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+
+from deepfake_detection import paths
+from deepfake_detection.config import parse_params
+from deepfake_detection.data.sample import generate
+from deepfake_detection.stages import finetune, prepare, train
+
+TINY = {"data": {"image_size": 32, "batch_size": 16}, "train": {"epochs": 2},
+        "finetune": {"epochs": 1, "unfreeze_layers": 4}, "mlflow": {"experiment": "test-training"}}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-data")
+    generate(root / "data", images_per_class=16, size=40, seed=3, progress=False)
+    return root / "data"
+
+
+@pytest.fixture
+def project(in_tmp, dataset):
+    shutil.copytree(dataset, in_tmp / "data")
+    params = parse_params(TINY)
+    prepare.run(params, progress=False)
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    return params
+
+
+def _run(stage: str, model: str):
+    runs = mlflow.search_runs(experiment_names=["test-training"], output_format="list",
+                              filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'")
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_train_stage_saves_model_metrics_history_and_logs_its_run(project):
+    metrics = train.run("light_se_cnn", project)
+    assert paths.model_file("light_se_cnn", "train").is_file()
+    on_disk = json.loads(paths.stage_metrics("train", "light_se_cnn").read_text())
+    assert on_disk == metrics and {"val_loss", "val_auc", "val_accuracy", "epochs_run"} <= set(metrics)
+    history = paths.history_csv("train", "light_se_cnn").read_text().splitlines()
+    assert history[0].startswith("epoch") and len(history) == 1 + metrics["epochs_run"]
+
+    run = _run("train", "light_se_cnn")
+    assert run.info.run_name == "train-light_se_cnn"
+    assert run.data.params["epochs"] == "2" and run.data.params["model.se_ratio"] == "8"
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(run.info.run_id, "val_auc")) == metrics["epochs_run"]
+    assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == metrics["epochs_run"]
+
+
+def test_same_seed_same_metrics(project, tmp_path):
+    first = train.run("light_se_cnn", project)
+    import keras
+
+    w1 = keras.models.load_model(paths.model_file("light_se_cnn", "train"), compile=False).get_weights()
+    second = train.run("light_se_cnn", project)
+    w2 = keras.models.load_model(paths.model_file("light_se_cnn", "train"), compile=False).get_weights()
+    for key in ("val_loss", "val_auc", "val_accuracy", "best_epoch"):
+        assert first[key] == second[key], key
+    for a, b in zip(w1, w2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_finetune_continues_from_the_baseline_with_the_top_layers_unfrozen(project):
+    train.run("efficientnet_b0", project)
+    metrics = finetune.run("efficientnet_b0", project)
+    assert paths.model_file("efficientnet_b0", "finetune").is_file() and "val_auc" in metrics
+    run = _run("finetune", "efficientnet_b0")
+    assert run.data.params["unfreeze_layers"] == "4" and run.data.params["lr"] == "1e-05"
+    assert int(run.data.params["trainable_params"]) > 0
+
+
+def test_finetune_without_a_baseline_says_what_to_run(project):
+    with pytest.raises(FileNotFoundError, match=r"dvc repro train@resnet50"):
+        finetune.run("resnet50", project)

@@ -1,0 +1,162 @@
+"""The whole chain on every submission: data -> `dvc repro` -> registry -> prediction.
+
+The project is copied into a temporary folder with tiny params (32 px, 1 epoch, 60 images),
+the data is generated and tracked there with real `dvc add`, the pipeline runs through real
+`dvc repro`, and the champion is pulled from that folder's MLflow store to predict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+MODELS = ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
+TRANSFER = ["resnet50", "efficientnet_b0", "efficientnet_b0_dual_attention"]
+
+pytestmark = pytest.mark.slow
+
+
+def sh(*args, cwd, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def tiny_params(path: Path) -> None:
+    p = yaml.safe_load(path.read_text())
+    p["data"].update(image_size=32, batch_size=16)
+    p["train"]["epochs"] = 1
+    p["finetune"].update(epochs=1, unfreeze_layers=5)
+    p["evaluate"]["gradcam_examples"] = 1
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("project")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for f in files:
+        if f and not f.startswith(("dvc-storage/", "data.dvc")) and (ROOT / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dest / f)
+    tiny_params(dest / "params.yaml")
+    sh("git", "init", "-q", cwd=dest)
+    sh("deepfake-detect", "sample-data", "data", "--per-class", "30", "--size", "48", cwd=dest)
+    sh("dvc", "add", "-q", "data", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project", cwd=dest)
+    repro = sh("dvc", "repro", cwd=dest)
+    return dest, repro.stdout
+
+
+@pytest.fixture
+def store(project):
+    mlflow.set_tracking_uri(f"sqlite:///{project[0] / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{project[0] / 'mlflow.db'}")
+    return project[0]
+
+
+def test_repro_prints_the_summary_table_and_registers_a_champion(project):
+    dest, out = project
+    assert "| model" in out and "ensemble_stacking" in out, "the summary table is printed at the end"
+    summary = pd.read_csv(dest / "reports" / "summary.csv")
+    assert {"model", "threshold", "accuracy", "precision", "recall", "f1", "auc"} <= set(summary.columns)
+    assert set(summary.model) == set(MODELS) | {f"ensemble_{k}" for k in ("soft_vote", "weighted", "majority", "stacking")}
+    assert set(summary["at"].astype(str)) == {"tuned", "0.5"}
+    register = json.loads((dest / "metrics" / "register.json").read_text())
+    assert register["promoted"] and register["version"] == 1
+    assert (dest / "reports" / "roc_all.png").stat().st_size > 1000
+
+
+def test_champion_predicts_from_the_registry_with_its_threshold(store):
+    model = mlflow.pyfunc.load_model("models:/deepfake-detector@champion")
+    info = mlflow.models.get_model_info("models:/deepfake-detector@champion")
+    threshold = float(info.metadata["threshold"])
+    images = sorted((store / "data" / "test").rglob("*.jpg"))
+    out = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
+    assert len(out) == len(images)
+    assert out.probability_fake.between(0, 1).all()
+    assert (out.threshold == threshold).all()
+    assert (out.label == np.where(out.probability_fake >= threshold, "fake", "real")).all()
+    version = mlflow.MlflowClient().get_model_version_by_alias("deepfake-detector", "champion")
+    assert float(version.tags["threshold"]) == threshold
+    for tag in ("threshold_method", "source_model", "val_auc", "test_auc", "data_digest", "git_commit"):
+        assert version.tags.get(tag), tag
+    assert version.description
+
+
+def test_every_stage_run_is_tagged_and_traceable(store):
+    runs = mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list")
+    by_stage: dict[str, list] = {}
+    for r in runs:
+        by_stage.setdefault(r.data.tags["stage"], []).append(r)
+        assert r.data.tags["git_commit"] not in ("", "unknown")
+        assert r.data.tags["data_digest"].endswith(".dir")
+    assert {r.data.tags["model"] for r in by_stage["train"]} == set(MODELS)
+    assert {r.data.tags["model"] for r in by_stage["finetune"]} == set(TRANSFER)
+    assert {r.info.run_name for r in by_stage["threshold"]} == {f"threshold-{m}" for m in MODELS}
+    assert len(by_stage["evaluate"]) == 4 and len(by_stage["ensemble"]) == 4
+    assert {"prepare", "summary", "register"} <= set(by_stage)
+
+
+def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
+    client = mlflow.MlflowClient()
+    run = mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list",
+                             filter_string="tags.stage = 'train' and tags.model = 'light_se_cnn'")[0]
+    assert run.info.run_name == "train-light_se_cnn"
+    params = run.data.params
+    assert params["lr"] == "0.0001" and params["loss.gamma"] == "2.0" and params["data.image_size"] == "32"
+    assert "model.filters" in params and "class_weight_fake" in params
+    for metric in ("loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy", "learning_rate"):
+        assert client.get_metric_history(run.info.run_id, metric), metric
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "training_curves.png" in artifacts and "light_se_cnn.csv" in artifacts
+
+    import keras
+
+    saved = keras.models.load_model(store / "artifacts" / "models" / "light_se_cnn" / "train.keras", compile=False)
+    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(logged.predict(x)).reshape(-1), saved.predict(x, verbose=0).reshape(-1),
+                               atol=1e-5)
+
+
+def test_dvc_metrics_and_plots_render(project):
+    dest, _ = project
+    metrics = sh("dvc", "metrics", "show", "--json", cwd=dest).stdout
+    assert "val_auc" in metrics and "duplicates_across_splits" in metrics
+    sh("dvc", "plots", "show", "-o", "dvc_plots", cwd=dest)
+    html = (dest / "dvc_plots" / "index.html").read_text()
+    assert "roc.json" in html and "confusion.json" in html
+
+
+def test_second_repro_runs_nothing_and_finetune_lr_reruns_only_downstream(project):
+    dest, _ = project
+    status = sh("dvc", "status", cwd=dest).stdout
+    assert "up to date" in status, status
+    again = sh("dvc", "repro", cwd=dest).stdout
+    assert "Running stage" not in again
+
+    dry = sh("dvc", "exp", "run", "--dry", "-S", "finetune.lr=0.0002", cwd=dest).stdout
+    ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+    assert {f"finetune@{m}" for m in TRANSFER} <= ran
+    assert {"ensemble", "summary", "register"} <= ran
+    assert not any(s.startswith(("train@", "prepare")) for s in ran), ran
+    assert "finetune@light_se_cnn" not in ran
