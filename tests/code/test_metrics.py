@@ -33,9 +33,9 @@ from deepfake_detection.evaluation.metrics import (
     plot_pr,
     plot_roc,
     plot_roc_overlay,
-    subgroup_from_filename,
     subgroup_metrics,
 )
+from deepfake_detection.data.manifest import subgroup_of as subgroup_from_filename
 from deepfake_detection.evaluation.summary import LEADING, metrics_rows, summary_table, write_summary
 
 

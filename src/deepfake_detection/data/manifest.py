@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
 from tqdm import tqdm
 
 from .. import LABELS, SPLITS
@@ -23,8 +24,9 @@ _SUBGROUP = re.compile(r"^(easy|mid|hard)_", re.IGNORECASE)
 
 
 def subgroup_of(filename: str) -> str:
-    """A subgroup the file name carries (CIPLAB fakes: ``easy_``/``mid_``/``hard_``), else ``""``."""
-    m = _SUBGROUP.match(Path(filename).name)
+    """A subgroup the file name carries: CIPLAB's difficulty of a fake, ``easy_12_0101.jpg`` ->
+    ``"easy"`` (also ``mid``/``hard``; any directory part, ``/`` or ``\\``, is ignored); else ``""``."""
+    m = _SUBGROUP.match(PureWindowsPath(str(filename)).name)
     return m.group(1).lower() if m else ""
 
 
@@ -63,15 +65,20 @@ def list_layout(data_dir: Path) -> tuple[list[tuple[Path, str, str]], list[str]]
     return files, problems
 
 
-def class_weights(labels) -> dict[int, float]:
-    """Inverse-frequency weights n / (n_classes * count_c), as scikit-learn's 'balanced'."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(labels).astype(int)
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        raise ValueError("class weights need both classes in the training split")
-    weights = compute_class_weight("balanced", classes=classes, y=labels)
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights ``n_samples / (n_classes * count_c)`` per class id, for
+    ``model.fit(class_weight=...)`` (sklearn's ``compute_class_weight("balanced")``)."""
+    y = np.asarray(labels).ravel()
+    if y.size == 0:
+        raise ValueError("class_weights needs at least one label")
+    classes = np.arange(len(LABELS))
+    if not np.isin(y, classes).all():
+        raise ValueError(f"labels must be class ids {classes.tolist()} ({', '.join(LABELS)}); got {np.unique(y).tolist()}")
+    y = y.astype(np.int64)
+    absent = [LABELS[c] for c in classes if c not in y]
+    if absent:
+        raise ValueError(f"no {absent} examples among the labels: class weights need every class present")
+    weights = compute_class_weight("balanced", classes=classes, y=y)
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from sklearn.utils.class_weight import compute_class_weight
 
 from deepfake_detection import LABELS, SPLITS
 from deepfake_detection.config import AugmentParams
+from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
 
 AUTOTUNE = tf.data.AUTOTUNE
 REQUIRED_COLUMNS = ("path", "label", "split")
@@ -73,23 +73,6 @@ def paths_of(manifest: pd.DataFrame, split: str, root: Path = Path(".")) -> list
     """Image file paths (``root / path``) of the rows of ``split``, in manifest order."""
     rows = _check_manifest(manifest, split)
     return [str(Path(root) / p) for p in rows["path"].astype(str)]
-
-
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency weights ``n_samples / (n_classes * count_c)`` per class id, for
-    ``model.fit(class_weight=...)`` (sklearn's ``compute_class_weight("balanced")``)."""
-    y = np.asarray(labels).ravel()
-    if y.size == 0:
-        raise ValueError("class_weights needs at least one label")
-    classes = np.arange(len(LABELS))
-    if not np.isin(y, classes).all():
-        raise ValueError(f"labels must be class ids {classes.tolist()} ({', '.join(LABELS)}); got {np.unique(y).tolist()}")
-    y = y.astype(np.int64)
-    absent = [LABELS[c] for c in classes if c not in y]
-    if absent:
-        raise ValueError(f"no {absent} examples among the labels: class weights need every class present")
-    weights = compute_class_weight("balanced", classes=classes, y=y)
-    return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
 # ---------------------------------------------------------------- decode / resize

@@ -8,9 +8,6 @@ here (both documented below).
 
 from __future__ import annotations
 
-import re
-from pathlib import PureWindowsPath
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -181,17 +178,6 @@ def plot_roc_overlay(curves: dict[str, tuple], title: str = "ROC") -> Figure:
         RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=(i == len(curves) - 1))
     ax.set_title(title)
     return fig
-
-
-_SUBGROUP_RE = re.compile(r"^(easy|mid|hard)_", re.IGNORECASE)
-
-
-def subgroup_from_filename(name: str) -> str:
-    """CIPLAB difficulty of a fake image from its file name: ``easy_12_0101.jpg`` -> ``"easy"``
-    (also ``mid``/``hard``; any directory part is ignored); ``""`` for every other name."""
-    base = PureWindowsPath(str(name)).name  # splits on both "/" and "\\"
-    m = _SUBGROUP_RE.match(base)
-    return m.group(1).lower() if m else ""
 
 
 def _group_order(names) -> list[str]:
