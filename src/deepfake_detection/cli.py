@@ -106,7 +106,11 @@ def ingest(src, dest, reencode, quality, params_path):
                             seed=p.seed, reencode=reencode, quality=quality)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(json.dumps({k: report[k] for k in ("seen", "written", "skipped") if k in report}, indent=2))
+    shown = {k: report[k] for k in ("seen", "written", "skipped", "counts", "written_by_method") if k in report}
+    shown["skipped_by_reason"] = {r: n for r, n in report.get("skipped_by_reason", {}).items() if n}
+    click.echo(json.dumps(shown, indent=2))
+    for warning in report.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"report: {Path(dest) / 'ingest_report.json'}")
 
 

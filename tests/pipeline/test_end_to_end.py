@@ -160,3 +160,38 @@ def test_second_repro_runs_nothing_and_finetune_lr_reruns_only_downstream(projec
     assert {"ensemble", "summary", "register"} <= ran
     assert not any(s.startswith(("train@", "prepare")) for s in ran), ran
     assert "finetune@light_se_cnn" not in ran
+
+
+def test_cli_predict_export_and_explain_the_champion(project, tmp_path):
+    dest, _ = project
+    uri = "models:/deepfake-detector@champion"
+    folder = dest / "data" / "test"
+    first = sorted(folder.rglob("*.jpg"))[0]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    sh("deepfake-detect", "predict", "--model", uri, str(bad), str(folder), "--output", str(tmp_path / "p.csv"), cwd=dest)
+    rows = pd.read_csv(tmp_path / "p.csv")
+    expected = [str(bad)] + [str(p) for p in sorted(folder.rglob("*.jpg"))]
+    assert rows.path.tolist() == expected, "one row per file, in the order given"
+    assert rows.error.notna().tolist() == [True] + [False] * (len(expected) - 1)
+    threshold = json.loads((dest / "metrics" / "register.json").read_text())["threshold"]
+    assert (rows.threshold == threshold).all()
+
+    sh("deepfake-detect", "predict", "--model", uri, str(first), "--threshold", "0", "--output",
+       str(tmp_path / "p0.json"), cwd=dest)
+    assert json.loads((tmp_path / "p0.json").read_text())[0]["label"] == "fake"
+
+    if json.loads((dest / "metrics" / "register.json").read_text())["kind"] == "single":
+        onnx = tmp_path / "detector.onnx"
+        sh("deepfake-detect", "export", "--model", uri, "--format", "onnx", str(onnx), cwd=dest)
+        sh("deepfake-detect", "predict", "--runtime", "onnx", "--model", str(onnx), str(folder), "--output",
+           str(tmp_path / "onnx.csv"), cwd=dest)
+        onnx_rows = pd.read_csv(tmp_path / "onnx.csv")
+        np.testing.assert_allclose(onnx_rows.probability_fake, rows.probability_fake[1:], atol=1e-4)
+    else:  # an ensemble champion has no single network to export: it says so
+        out = sh("deepfake-detect", "export", "--model", uri, "--format", "onnx", str(tmp_path / "x.onnx"),
+                 cwd=dest, check=False)
+        assert out.returncode != 0 and "ensemble" in out.stderr
+
+    sh("deepfake-detect", "explain", "--model", uri, str(first), "--out", str(tmp_path / "cam"), cwd=dest)
+    assert len(list((tmp_path / "cam").glob("*.png"))) == 1
