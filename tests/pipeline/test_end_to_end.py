@@ -154,7 +154,17 @@ def test_second_repro_runs_nothing_and_finetune_lr_reruns_only_downstream(projec
     again = sh("dvc", "repro", cwd=dest).stdout
     assert "Running stage" not in again
 
-    dry = sh("dvc", "exp", "run", "--dry", "-S", "finetune.lr=0.0002", cwd=dest).stdout
+    params = dest / "params.yaml"
+    original = params.read_text()
+    p = yaml.safe_load(original)
+    p["finetune"]["lr"] = 0.0002
+    params.write_text(yaml.safe_dump(p, sort_keys=False))
+    try:
+        changed = sh("dvc", "status", cwd=dest).stdout
+        dry = sh("dvc", "repro", "--dry", cwd=dest).stdout
+    finally:
+        params.write_text(original)
+    assert all(f"finetune@{m}" in changed for m in TRANSFER) and "train@" not in changed, changed
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
     assert {f"finetune@{m}" for m in TRANSFER} <= ran
     assert {"ensemble", "summary", "register"} <= ran
