@@ -36,9 +36,10 @@ test: $(STAMP)  ## run the whole test suite
 ui: $(STAMP)  ## open the MLflow UI on the runs of this folder
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
 
-bench: $(STAMP)  ## print the benchmarks' figures
-	$(BIN)/python benchmarks/input_pipeline.py
+bench: $(STAMP)  ## print the quick benchmarks' figures (on the sample data in data/)
+	$(BIN)/python benchmarks/input_pipeline.py --data data
 	$(BIN)/python benchmarks/training_throughput.py
+	$(BIN)/python benchmarks/inference.py --data data/test
 
 clean:  ## remove outputs of the pipeline (not the data, not .venv)
 	rm -rf artifacts metrics plots reports mlflow.db mlartifacts

@@ -77,6 +77,19 @@ def test_finetune_continues_from_the_baseline_with_the_top_layers_unfrozen(proje
     run = _run("finetune", "efficientnet_b0")
     assert run.data.params["unfreeze_layers"] == "4" and run.data.params["lr"] == "1e-05"
     assert int(run.data.params["trainable_params"]) > 0
+    assert _run("train", "efficientnet_b0").data.params["backbone_trainable"] == "True"  # weights: none
+
+    import keras
+
+    from deepfake_detection.models.zoo import backbone_layers
+
+    tuned = keras.models.load_model(paths.model_file("efficientnet_b0", "finetune"), compile=False)
+    backbone = backbone_layers(tuned)
+    trainable = [layer.name for layer in backbone if layer.trainable]
+    # exactly the top 4 backbone layers, minus BatchNormalization, although the baseline trained it whole
+    expected = [layer.name for layer in backbone[-4:] if not isinstance(layer, keras.layers.BatchNormalization)]
+    assert trainable == expected and int(run.data.params["unfrozen_count"]) == len(expected)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable for layer in tuned.layers)
 
 
 def test_finetune_without_a_baseline_says_what_to_run(project):

@@ -1,6 +1,7 @@
-"""Stage `finetune@<model>` (transfer models): continue from the baseline with the top
-``finetune.unfreeze_layers`` backbone layers trainable (BatchNormalization stays frozen), at
-``finetune.lr``, with its own early stopping."""
+"""Stage `finetune@<model>` (transfer models): continue from the baseline with exactly the top
+``finetune.unfreeze_layers`` backbone layers trainable (BatchNormalization stays frozen, the
+layers below the window are frozen), the head and attention blocks too, at ``finetune.lr``, with
+its own early stopping."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from ..training import fit, set_determinism
 def run(model_name: str, params: Params) -> dict:
     import keras
 
-    from ..models.zoo import unfreeze_top
+    from ..models.zoo import backbone_layers, unfreeze_top
 
     set_determinism(params.seed)
     source = paths.model_file(model_name, "train")
     if not source.is_file():
         raise FileNotFoundError(f"{source} not found: run `dvc repro train@{model_name}` first")
     model = keras.models.load_model(source, compile=False)
+    for layer in backbone_layers(model):  # the baseline may have trained it whole (weights: none)
+        layer.trainable = False
     unfrozen = unfreeze_top(model, params.finetune.unfreeze_layers)
     f = params.finetune
     return fit(model, "finetune", model_name, params, lr=f.lr, epochs=f.epochs, patience=f.patience,

@@ -1,7 +1,8 @@
 """Stage `train@<model>`: the baseline.
 
-Transfer models train their head (and attention blocks) on a frozen backbone; the light CNN
-trains whole. Adam at ``train.lr``, focal loss, early stopping on val_loss with the best weights
+Transfer models with pretrained weights (``imagenet`` or a file) train their head and attention
+blocks on a frozen backbone; with ``weights: none`` there is nothing to protect and a frozen
+random backbone hardly learns, so the whole network trains. The light CNN trains whole. Adam at ``train.lr``, focal loss, early stopping on val_loss with the best weights
 restored, ReduceLROnPlateau, inverse-frequency class weights when ``train.class_weighting``.
 """
 
@@ -15,7 +16,10 @@ def run(model_name: str, params: Params) -> dict:
     from ..models.zoo import build_model
 
     set_determinism(params.seed)
-    model = build_model(model_name, params.data.image_size, params.models, seed=params.seed)
+    section = getattr(params.models, model_name)
+    backbone_trainable = getattr(section, "weights", "none") == "none"
+    model = build_model(model_name, params.data.image_size, params.models, seed=params.seed,
+                        backbone_trainable=backbone_trainable)
     t = params.train
     return fit(model, "train", model_name, params, lr=t.lr, epochs=t.epochs, patience=t.patience,
-               settings=flatten(getattr(params.models, model_name), "model."))
+               settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable})
