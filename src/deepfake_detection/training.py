@@ -97,7 +97,7 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
             tracking.epoch_logger(),
         ]
         start = time.perf_counter()
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
                   callbacks=callbacks, verbose=2)
         seconds = time.perf_counter() - start
         history = pd.read_csv(history_csv)
