@@ -208,3 +208,38 @@ def test_cli_predict_export_and_explain_the_champion(project, tmp_path):
 
     sh("deepfake-detect", "explain", "--model", uri, str(first), "--out", str(tmp_path / "cam"), cwd=dest)
     assert len(list((tmp_path / "cam").glob("*.png"))) == 1
+
+
+def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
+    client = mlflow.MlflowClient()
+
+    def one(stage, model):
+        return mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list",
+                                  filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'")[0]
+
+    th = one("threshold", "resnet50")
+    assert "roc_threshold.png" in {a.path for a in client.list_artifacts(th.info.run_id)}
+    assert th.data.params["threshold.method"] == "youden" and "threshold" in th.data.metrics
+    chosen = json.loads((store / "metrics" / "threshold" / "resnet50.json").read_text())
+    assert th.data.metrics["threshold"] == pytest.approx(chosen["threshold"])
+
+    ev = one("evaluate", "resnet50")
+    figures = {a.path for a in client.list_artifacts(ev.info.run_id, "evaluation")}
+    for name in ("roc.png", "pr.png", "confusion_tuned.png", "confusion_tuned_normalized.png", "confusion_0.5.png",
+                 "confusion_matrices.json"):
+        assert f"evaluation/{name}" in figures, name
+    assert "gradcam_outcomes.png" in {a.path for a in client.list_artifacts(ev.info.run_id)}
+    for metric in ("accuracy", "precision", "recall", "f1", "auc", "average_precision", "balanced_accuracy",
+                   "eer", "brier", "ece"):
+        assert f"test_{metric}" in ev.data.metrics and f"test_at_0.5_{metric}" in ev.data.metrics, metric
+    result = json.loads((store / "metrics" / "evaluate" / "resnet50.json").read_text())
+    assert result["threshold"] == chosen["threshold"]
+    assert ev.data.metrics["test_auc"] == pytest.approx(result["test"]["tuned"]["auc"])
+    plots = store / "plots" / "evaluate" / "resnet50"
+    assert json.loads((plots / "roc.json").read_text())["roc"][0].keys() == {"fpr", "tpr", "threshold"}
+    assert len(json.loads((plots / "confusion.json").read_text())["confusion"]) == result["test"]["tuned"]["n"]
+
+    ens = one("ensemble", "ensemble_weighted")
+    weights = json.loads((store / "artifacts" / "ensembles" / "ensemble_weighted" / "ensemble.json").read_text())
+    assert weights["kind"] == "weighted" and sum(weights["weights"]) == pytest.approx(1.0)
+    assert "test_auc" in ens.data.metrics and "val_auc" in ens.data.metrics
