@@ -97,3 +97,18 @@ def test_serialises_and_rejects_bad_settings():
         BinaryFocalLoss(gamma=-1.0)
     with pytest.raises(ValueError, match="alpha"):
         BinaryFocalLoss(alpha=1.5)
+
+
+def test_flat_labels_against_column_predictions():
+    """The input pipeline yields labels (n,), the models predict (n, 1): each prediction must be
+    scored against its own label, as binary cross-entropy does."""
+    import keras
+
+    from deepfake_detection.models.losses import BinaryFocalLoss
+
+    y_flat = np.array([0.0, 1.0, 1.0, 0.0], dtype="float32")
+    p_col = np.array([[0.1], [0.9], [0.6], [0.3]], dtype="float32")
+    bce = float(keras.losses.BinaryCrossentropy()(y_flat, p_col))
+    assert float(BinaryFocalLoss(gamma=0.0, alpha=None)(y_flat, p_col)) == pytest.approx(bce, rel=1e-5)
+    focal = BinaryFocalLoss(gamma=2.0, alpha=0.25)
+    assert float(focal(y_flat, p_col)) == pytest.approx(float(focal(y_flat[:, None], p_col)), rel=1e-6)

@@ -50,7 +50,10 @@ class BinaryFocalLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred)
-        y_true = ops.cast(y_true, y_pred.dtype)
+        # Labels arrive as (batch,) from the input pipeline, predictions as (batch, 1): without
+        # this reshape they would broadcast to (batch, batch), every prediction scored against
+        # every label.
+        y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
         eps = keras.config.epsilon() if self.epsilon is None else self.epsilon
         p = ops.clip(y_pred, eps, 1.0 - eps)
         # Cross-entropy in its general form (equals -log(p_t) for 0/1 labels, and stays the
