@@ -12,13 +12,15 @@ def test_repo_params_are_valid_and_match_defaults_where_documented():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
     assert p.models.names() == ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
-    assert p.train.lr == 1e-4 and p.finetune.lr == 1e-5 and p.finetune.unfreeze_layers == 50
+    assert p.finetune.unfreeze_layers == 50 and p.finetune.lr == p.train.lr / 10
+    assert p.data.image_size == p.data.sample.size, "the demo trains on the sample images' own size"
     assert p.mlflow.experiment == "deepfake-detection"
 
 
 def test_real_size_profile_is_valid():
     p = load_params(ROOT / "params-real.yaml")
     assert p.data.image_size == 224 and p.train.epochs == 20
+    assert p.train.lr == 1e-4 and p.finetune.lr == 1e-5, "the original's Adam settings"
     assert p.models.resnet50.weights == "imagenet"
 
 

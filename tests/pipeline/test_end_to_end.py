@@ -122,7 +122,9 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
                              filter_string="tags.stage = 'train' and tags.model = 'light_se_cnn'")[0]
     assert run.info.run_name == "train-light_se_cnn"
     params = run.data.params
-    assert params["lr"] == "0.0001" and params["loss.gamma"] == "2.0" and params["data.image_size"] == "32"
+    configured = yaml.safe_load((store / "params.yaml").read_text())
+    assert float(params["lr"]) == configured["train"]["lr"]
+    assert params["loss.gamma"] == "2.0" and params["data.image_size"] == "32"
     assert "model.filters" in params and "class_weight_fake" in params
     for metric in ("loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy", "learning_rate"):
         assert client.get_metric_history(run.info.run_id, metric), metric

@@ -28,7 +28,7 @@ def conv_block(x, filters: int, name: str, *, kernel_size: int = 3, pool: bool =
         kernel_initializer="he_normal",
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)  # settles within a short run
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     if pool:
         # "same" padding: a 1-pixel map stays 1 pixel instead of vanishing.
