@@ -185,8 +185,8 @@ def register(force, params_path):
 # ----------------------------------------------------------------------------- inference
 model_uri_option = click.option(
     "--model", "model_uri", required=True,
-    help="models:/deepfake-detector@champion, runs:/<id>/model, a local model folder "
-         "(or an .onnx file with --runtime onnx).")
+    help="models:/deepfake-detector@champion, runs:/<id>/model, a local model folder or a .keras file "
+         "(predict --runtime onnx: an .onnx file from `export`).")
 
 
 def _tracking():
@@ -206,8 +206,10 @@ def _tracking():
               help="Write the rows to FILE.csv or FILE.json (default: print a table).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Override the decision threshold the model carries.")
-@click.option("--runtime", type=click.Choice(["keras", "onnx"]), default="keras", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--runtime", type=click.Choice(["keras", "onnx"]), default="keras", show_default=True,
+              help="keras: a logged MLflow model; onnx: an .onnx file run by onnxruntime.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Images per prediction batch.")
 def predict(model_uri, inputs, output, threshold, runtime, batch_size):
     """Classify image files and folders (searched recursively): one row per file, in the
     order given, with probability_fake, label (at the model's tuned threshold) and any error."""

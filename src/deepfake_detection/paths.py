@@ -1,5 +1,6 @@
 """Where each stage reads and writes, relative to the project root. dvc.yaml names the same
-paths (tests/code/test_dvc_yaml.py checks that they agree)."""
+paths: a stage that writes an undeclared file, or misses a declared one, fails `dvc repro` in
+tests/pipeline/test_end_to_end.py."""
 
 from __future__ import annotations
 

@@ -22,8 +22,11 @@ def current_champion(name: str, alias: str):
     """The version the alias points to, or None (no model, or no alias yet)."""
     try:
         return MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and (
+                "not found" in str(err).lower() or "does not exist" in str(err).lower()):
+            return None
+        raise
 
 
 def is_better(metric: str, new: float, old: float) -> bool:

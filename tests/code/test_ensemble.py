@@ -178,3 +178,21 @@ def test_invalid_ensembles_are_rejected():
         fit_weights(P, np.ones(50, dtype=int))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         soft_vote(P + 1)
+
+
+def test_cross_fitted_scores_are_out_of_fold_and_never_see_test():
+    from deepfake_detection.evaluation.ensemble import cross_fitted_scores, fit_ensemble
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 80)
+    P = np.clip(np.column_stack([0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 80),
+                                 rng.uniform(0, 1, 80)]), 0, 1)
+    members = ["good", "noise"]
+    oof = cross_fitted_scores("stacking", members, P, y, seed=1)
+    in_sample = fit_ensemble("stacking", members, P, y, seed=1).predict(P)
+    assert oof.shape == (80,) and not np.allclose(oof, in_sample)
+    assert np.array_equal(oof, cross_fitted_scores("stacking", members, P, y, seed=1)), "seeded"
+    # kinds that fit nothing score directly
+    assert np.allclose(cross_fitted_scores("soft_vote", members, P, y), P.mean(axis=1))
+    with pytest.raises(ValueError, match="2 validation images of each class"):
+        cross_fitted_scores("weighted", members, P[:3], np.array([0, 0, 1]))

@@ -223,3 +223,30 @@ def fit_ensemble(kind: str, members: list[str], P_val, y_val, member_thresholds=
         model = fit_stacker(P, y, seed)
         return Ensemble(kind, list(members), coef=model.coef_.ravel().tolist(), intercept=float(model.intercept_[0]))
     raise ValueError(f"unknown ensemble kind {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+FITTED_KINDS = ("weighted", "stacking")  # the kinds that learn parameters from validation
+
+
+def cross_fitted_scores(kind: str, members: list[str], P_val, y_val, member_thresholds=None,
+                        seed: int = 0, folds: int = 5) -> np.ndarray:
+    """Out-of-fold validation scores of an ensemble ``kind``: each fold is scored by an ensemble
+    fit on the other folds (stratified, seeded). Weighted and stacking ensembles learn from
+    validation, so their in-sample validation scores flatter them; these are the scores to
+    threshold them on and to compare them with single models by. Kinds without fitted
+    parameters return their ordinary scores. Test predictions are never an input."""
+    from sklearn.model_selection import StratifiedKFold
+
+    P, y = _val(P_val, y_val)
+    if kind not in FITTED_KINDS:
+        return fit_ensemble(kind, members, P, y, member_thresholds, seed).predict(P)
+    n_splits = int(min(folds, np.bincount(y, minlength=2).min()))
+    if n_splits < 2:
+        raise ValueError(f"cross-fitting a {kind!r} ensemble needs at least 2 validation images of each class")
+    out = np.empty(len(y), dtype=float)
+    for fit_idx, score_idx in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(P, y):
+        if len(np.unique(y[fit_idx])) < 2:
+            raise ValueError("a cross-fitting fold lacks one class: add validation images")
+        part = fit_ensemble(kind, members, P[fit_idx], y[fit_idx], member_thresholds, seed)
+        out[score_idx] = part.predict(P[score_idx])
+    return out

@@ -92,10 +92,10 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     y, p, t = test.y.to_numpy(), test.probability.to_numpy(), float(chosen["threshold"])
     n_bins = params.evaluate.n_bins
     tuned, default = binary_metrics(y, p, t, n_bins), binary_metrics(y, p, 0.5, n_bins)
-    groups = subgroup_metrics(y, p, test.subgroup, t) if (test.subgroup != "").any() else pd.DataFrame()
+    groups = subgroup_metrics(y, p, test.subgroup, t)
     result = {"model": name, "kind": kind, "threshold": t, "threshold_method": chosen["method"],
               "val": chosen["val"], "test": {"tuned": tuned, "0.5": default},
-              "subgroups": json.loads(groups.to_json(orient="records")) if len(groups) else []}
+              "subgroups": json.loads(groups.to_json(orient="records"))}
     tracking.write_json(result, paths.stage_metrics(stage, name))
 
     plot_dir = paths.eval_plots(stage, name)
@@ -118,10 +118,9 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tracking.log_dict(matrices, "evaluation/confusion_matrices.json")
     tracking.log_metrics(tuned, prefix="test_")
     tracking.log_metrics(default, prefix="test_at_0.5_")
-    if len(groups):
-        tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")
-        for row in groups.itertuples():
-            tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
+    tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
+    for row in groups.itertuples():
+        tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
     return result
 
 
@@ -130,10 +129,14 @@ def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def load_results() -> list[dict]:
-    """Every evaluated model and ensemble (the JSON files of evaluate and ensemble)."""
-    files = sorted(paths.METRICS.glob("evaluate/*.json")) + sorted(paths.METRICS.glob("ensemble/*.json"))
-    return [json.loads(f.read_text()) for f in files]
+def load_results(params: Params) -> list[dict]:
+    """The evaluation of every configured model and ensemble (files left behind by a model no
+    longer in params are not picked up); a missing one is an error naming the stage to run."""
+    from .ensemble import KINDS
+
+    files = [paths.stage_metrics("evaluate", m) for m in params.models.names()]
+    files += [paths.stage_metrics("ensemble", f"ensemble_{k}") for k in KINDS]
+    return [read_json(f) for f in files]
 
 
 def assert_aligned(frames: dict[str, pd.DataFrame]) -> None:

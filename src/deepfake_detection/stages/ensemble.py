@@ -1,6 +1,8 @@
 """Stage `ensemble`: soft voting, weighted averaging, majority vote and stacking of the models'
 predictions. Weights and the stacker are fit on VALIDATION predictions; each ensemble is then
-thresholded on validation and evaluated on test exactly like a single model."""
+thresholded on validation and evaluated on test exactly like a single model. The validation
+scores of the weighted and stacking ensembles are cross-fitted (out of fold), so that their
+threshold and their validation metrics, which `register` compares, are not fit on themselves."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params
-from ..evaluation.ensemble import KINDS, fit_ensemble
+from ..evaluation.ensemble import FITTED_KINDS, KINDS, cross_fitted_scores, fit_ensemble
 from ..evaluation.report import (assert_aligned, choose_threshold, evaluate_scores, load_predictions,
                                  read_json, save_predictions)
 
@@ -29,10 +31,13 @@ def run(params: Params) -> list[dict]:
     results = []
     for kind in KINDS:
         name = f"ensemble_{kind}"
-        ens = fit_ensemble(kind, members, P_val, val.y.to_numpy(), member_thresholds, seed=params.seed)
-        val_scored = val.assign(probability=ens.predict(P_val))
+        y_val = val.y.to_numpy()
+        ens = fit_ensemble(kind, members, P_val, y_val, member_thresholds, seed=params.seed)
+        val_scored = val.assign(probability=cross_fitted_scores(kind, members, P_val, y_val, member_thresholds,
+                                                                seed=params.seed))
         test_scored = test.assign(probability=ens.predict(P_test))
-        log = {"ensemble.kind": kind, "ensemble.members": ",".join(members)}
+        log = {"ensemble.kind": kind, "ensemble.members": ",".join(members),
+               "validation_scores": "cross-fitted" if kind in FITTED_KINDS else "direct"}
         with tracking.stage_run("ensemble", params, model=name, log=log):
             chosen = choose_threshold(name, val_scored, params)
             ens.threshold = chosen["threshold"]

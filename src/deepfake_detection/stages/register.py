@@ -17,7 +17,7 @@ def pick_best(results: list[dict], metric: str) -> dict:
     key = metric.removeprefix("val_")
     if not results:
         raise FileNotFoundError("no evaluated model found under metrics/: run `dvc repro` first")
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    sign = -1 if metric in LOWER_IS_BETTER else 1  # the same rule as registry.is_better
     return max(results, key=lambda r: (sign * r["val"][key], r["kind"] == "single"))
 
 
@@ -29,17 +29,18 @@ def _members(best: dict) -> tuple[list[Path], dict | None]:
 
 
 def _example_image() -> Path:
+    """The logged model's input example: a validation image (this stage never reads test)."""
     from ..data.manifest import load_manifest
 
     manifest = load_manifest(paths.MANIFEST)
-    return Path(manifest[manifest.split == "test"].path.iloc[0])
+    return Path(manifest[manifest.split == "valid"].path.iloc[0])
 
 
 def run(params: Params, force: bool = False) -> dict:
     from ..inference import log_detector
 
     reg = params.register
-    best = pick_best(load_results(), reg.metric)
+    best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = {

@@ -22,9 +22,7 @@ def rows_of(results: list[dict]) -> list[dict]:
 
 
 def run(params: Params):
-    results = load_results()
-    if not results:
-        raise FileNotFoundError("no evaluated model found under metrics/: run `dvc repro` first")
+    results = load_results(params)
     table = summary_table(rows_of(results))
     paths.REPORTS.mkdir(parents=True, exist_ok=True)
     write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD)
