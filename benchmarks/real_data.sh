@@ -5,7 +5,7 @@
 # DATASET_DIR: a flat {real,fake} folder (or train|valid|test/{real,fake}); it is ingested
 # (split stratified and seeded by data.split) into the copy, never into this repository.
 # PARAMS_FILE: default benchmarks/params-benchmark.yaml (about an hour on 2 CPU cores for
-# ~1,600 images). KEEP_DIR: where the copy is made (default: a new temporary folder); its
+# ~1,600 images, under that for fewer). KEEP_DIR: where the copy is made (default: a new temporary folder); its
 # mlflow.db holds the runs (`mlflow ui --backend-store-uri sqlite:///KEEP_DIR/mlflow.db`).
 set -euo pipefail
 
