@@ -75,8 +75,10 @@ def sample_data(out, per_class, size, seed, params_path):
     p = _params(params_path)
     s = p.data.sample
     try:
+        split = p.data.split
         counts = generate(out, images_per_class=per_class or s.images_per_class, size=size or s.size,
-                          quality=s.quality, seed=p.seed if seed is None else seed)
+                          quality=s.quality, seed=p.seed if seed is None else seed,
+                          fractions=(1 - split.valid - split.test, split.valid, split.test))
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     click.echo(json.dumps(counts, indent=2))
@@ -193,10 +195,7 @@ def _tracking():
     """Point MLflow at the project's store (MLFLOW_TRACKING_URI overrides) for models:/ URIs."""
     from . import tracking
 
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    mlflow.set_registry_uri(tracking.tracking_uri())
+    tracking.use_store()
 
 
 @cli.command()

@@ -35,12 +35,18 @@ def tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
-def setup(experiment: str, root: Path | None = None) -> str:
-    """Point MLflow at the project's store and experiment; return the experiment id."""
-    root = (root or Path.cwd()).resolve()
+def use_store(root: Path | None = None) -> str:
+    """Point MLflow tracking and registry at the project's store; return its URI."""
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    return uri
+
+
+def setup(experiment: str, root: Path | None = None) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id."""
+    root = (root or Path.cwd()).resolve()
+    uri = use_store(root)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

@@ -19,7 +19,6 @@ from .. import LABELS, SPLITS
 from .images import inspect_image
 
 MANIFEST_COLUMNS = ["path", "label", "split", "md5", "width", "height", "subgroup"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 _SUBGROUP = re.compile(r"^(easy|mid|hard)_", re.IGNORECASE)
 
 
