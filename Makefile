@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
-	$(BIN)/dvc pull
+	$(BIN)/dvc pull data.dvc
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 	@echo "Open the runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"

@@ -44,7 +44,7 @@ def list_layout(data_dir: Path) -> tuple[list[tuple[Path, str, str]], list[str]]
     problems: list[str] = []
     files: list[tuple[Path, str, str]] = []
     if not data_dir.is_dir():
-        return [], [f"{data_dir} does not exist: run `dvc pull` or `deepfake-detect ingest SRC {data_dir}`"]
+        return [], [f"{data_dir} does not exist: run `dvc pull data.dvc` or `deepfake-detect ingest SRC {data_dir}`"]
     expected = {s: set(LABELS) for s in SPLITS}
     for entry in sorted(data_dir.iterdir()):
         if entry.name.startswith(".") or entry.name == "ingest_report.json":
