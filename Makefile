@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
 	$(BIN)/dvc pull data.dvc
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
-	@echo "Open the runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	@echo "Compare the runs: make ui (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Use the champion: $(BIN)/deepfake-detect predict --model models:/deepfake-detector@champion data/test"
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest
