@@ -1,0 +1,34 @@
+"""The trivial baseline to beat: ROC AUC of the file size alone (and of mean intensity) on a
+project's test split. Usage: python benchmarks/file_size_baseline.py PROJECT_DIR
+
+PROJECT_DIR holds artifacts/manifest.csv (e.g. the folder benchmarks/real_data.sh ran in).
+Both directions are tried (fakes may be smaller or larger files); the better AUC is printed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+
+def main(project: Path) -> None:
+    manifest = pd.read_csv(project / "artifacts" / "manifest.csv", keep_default_na=False)
+    for split in ("valid", "test"):
+        rows = manifest[manifest.split == split]
+        y = (rows.label == "fake").astype(int).to_numpy()
+        files = [project / p for p in rows.path]
+        size = np.array([f.stat().st_size for f in files], dtype=float)
+        mean = np.array([np.asarray(Image.open(f).convert("L"), dtype=float).mean() for f in files])
+        for name, score in (("file size", size), ("mean intensity", mean)):
+            auc = roc_auc_score(y, score)
+            print(f"{split:5s} {name:15s} AUC {max(auc, 1 - auc):.3f}  (n={len(y)}, fake={int(y.sum())})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]))
