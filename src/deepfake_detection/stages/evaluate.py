@@ -6,6 +6,8 @@ score, ECE; confusion matrices, ROC and precision-recall curves; per-subgroup br
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -45,7 +47,7 @@ def gradcam_grid(model_name: str, test: pd.DataFrame, threshold: float, params: 
         for i in np.flatnonzero(mask)[: params.evaluate.gradcam_examples]:
             picks.append(i)
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
-    contents = [open(test.path.iloc[i], "rb").read() for i in picks]
+    contents = [Path(test.path.iloc[i]).read_bytes() for i in picks]
     pixels, _ = decode_images(contents, params.data.image_size)
     heatmaps, _ = gradcam_with_scores(model, pixels, threshold=threshold)
     return overlay_grid(list(pixels), list(heatmaps), titles)
