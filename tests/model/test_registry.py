@@ -38,6 +38,7 @@ def versions(in_tmp):
     uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-test")  # not the experiment an earlier test made active elsewhere
 
     class Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):
