@@ -30,7 +30,7 @@ import math
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,26 @@ def read_inputs(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
     return contents, errors
 
 
+def score_rows(model_input: pd.DataFrame, sizes: Sequence[int],
+               score: Callable[[dict[int, np.ndarray]], np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
+    """Read and decode every row (once per input size in ``sizes``) and ``score`` the decodable
+    ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed, and one
+    error message or None per row: a bad row never fails the batch."""
+    contents, errors = read_inputs(model_input)
+    ok = [i for i, e in enumerate(errors) if e is None]
+    probabilities = np.full(len(contents), np.nan)
+    if ok:
+        pixels = {}
+        for size in sorted(set(sizes)):
+            pixels[size], decode_errors = decode_images([contents[i] for i in ok], size)
+            for i, e in zip(ok, decode_errors):
+                errors[i] = errors[i] or e
+        good = [j for j, i in enumerate(ok) if errors[i] is None]
+        if good:
+            probabilities[[ok[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
+    return probabilities, errors
+
+
 def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], threshold: float) -> pd.DataFrame:
     """The detector's output columns for per-row probabilities (NaN where ``errors`` says why)."""
     p = np.asarray(probabilities, dtype=np.float64).ravel()
@@ -278,19 +298,8 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
         threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
-        contents, errors = read_inputs(model_input)
-        ok = [i for i, e in enumerate(errors) if e is None]
-        probabilities = np.full(len(contents), np.nan)
-        if ok:
-            pixels = {}
-            for size in sorted(set(self.sizes)):
-                pixels[size], decode_errors = decode_images([contents[i] for i in ok], size)
-                for i, e in zip(ok, decode_errors):
-                    errors[i] = errors[i] or e
-            good = [j for j, i in enumerate(ok) if errors[i] is None]
-            if good:
-                scores = self.predict_pixels({s: x[good] for s, x in pixels.items()}, params.get("batch_size"))
-                probabilities[[ok[j] for j in good]] = scores
+        probabilities, errors = score_rows(
+            model_input, self.sizes, lambda pixels: self.predict_pixels(pixels, params.get("batch_size")))
         return result_frame(probabilities, errors, threshold)
 
 
@@ -474,16 +483,8 @@ class OnnxDetector:
         return np.clip(np.asarray(out, dtype=np.float64).reshape(-1), 0.0, 1.0)
 
     def predict(self, model_input: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
-        contents, errors = read_inputs(model_input)
-        ok = [i for i, e in enumerate(errors) if e is None]
-        probabilities = np.full(len(contents), np.nan)
-        if ok:
-            pixels, decode_errors = decode_images([contents[i] for i in ok], self.image_size)
-            for i, e in zip(ok, decode_errors):
-                errors[i] = e
-            good = [j for j, i in enumerate(ok) if errors[i] is None]
-            if good:
-                probabilities[[ok[j] for j in good]] = self.predict_pixels(pixels[good])
+        probabilities, errors = score_rows(
+            model_input, [self.image_size], lambda pixels: self.predict_pixels(pixels[self.image_size]))
         return result_frame(probabilities, errors, self.threshold if threshold is None else threshold)
 
 

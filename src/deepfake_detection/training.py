@@ -56,14 +56,14 @@ def plot_history(history: pd.DataFrame, title: str):
 
 
 def _datasets(params: Params):
-    from .data.pipeline import make_dataset
+    from .data.pipeline import labels_of, make_dataset
 
     manifest = load_manifest(paths.MANIFEST)
     d = params.data
     train_ds = make_dataset(manifest, "train", d.image_size, d.batch_size, augment=d.augment,
                             shuffle=True, seed=params.seed)
     val_ds = make_dataset(manifest, "valid", d.image_size, d.batch_size)
-    train_labels = (manifest.label[manifest.split == "train"] == LABELS[1]).astype(int).to_numpy()
+    train_labels = labels_of(manifest, "train")
     return train_ds, val_ds, train_labels
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import LABELS, paths, tracking
+from .. import paths, tracking
 from ..config import Params
 from .metrics import (binary_metrics, confusion, dvc_confusion_rows, dvc_roc_points, plot_confusion,
                       plot_pr, plot_roc, subgroup_metrics)
@@ -23,27 +23,33 @@ from .thresholds import plot_roc_with_threshold, select_threshold
 PREDICTION_COLUMNS = ["path", "label", "y", "subgroup", "probability"]
 
 
-def predict_split(model_name: str, split: str, params: Params) -> pd.DataFrame:
-    """P(fake) of the model's final ``.keras`` file for every image of ``split``; written to
-    ``artifacts/predictions/<model>/<split>.csv``."""
+def load_final_model(model_name: str):
+    """The model's final ``.keras`` file (fine-tuned for transfer models), loaded uncompiled."""
     import keras
 
-    from ..data.manifest import load_manifest
-    from ..data.pipeline import make_dataset
     from ..models import final_stage
     from ..models import zoo  # noqa: F401  (registers the custom layers)
 
     model_path = paths.model_file(model_name, final_stage(model_name))
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found: run `dvc repro {final_stage(model_name)}@{model_name}`")
-    model = keras.models.load_model(model_path, compile=False)
+    return keras.models.load_model(model_path, compile=False)
+
+
+def predict_split(model_name: str, split: str, params: Params, model=None) -> pd.DataFrame:
+    """P(fake) of the model (default: its final ``.keras`` file) for every image of ``split``;
+    written to ``artifacts/predictions/<model>/<split>.csv``."""
+    from ..data.manifest import load_manifest
+    from ..data.pipeline import labels_of, make_dataset
+
+    model = model if model is not None else load_final_model(model_name)
     manifest = load_manifest(paths.MANIFEST)
     rows = manifest[manifest.split == split]
     ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
     p = model.predict(ds, verbose=0).reshape(-1)
     df = pd.DataFrame({"path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
-                       "y": (rows.label == LABELS[1]).astype(int).to_numpy(),
-                       "subgroup": rows.subgroup.to_numpy(), "probability": p.astype(float)})
+                       "y": labels_of(manifest, split), "subgroup": rows.subgroup.to_numpy(),
+                       "probability": p.astype(float)})
     save_predictions(df, model_name, split)
     return df
 

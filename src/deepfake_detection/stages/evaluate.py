@@ -13,33 +13,30 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params, flatten
-from ..evaluation.report import evaluate_scores, predict_split, read_json
+from ..evaluation.report import evaluate_scores, load_final_model, predict_split, read_json
 
 
 def run(model_name: str, params: Params) -> dict:
     chosen = read_json(paths.stage_metrics("threshold", model_name))
-    test = predict_split(model_name, "test", params)
+    model = load_final_model(model_name)
+    test = predict_split(model_name, "test", params, model=model)
     log = {"threshold": chosen["threshold"], "threshold_method": chosen["method"],
            **flatten(params.evaluate, "evaluate.")}
     with tracking.stage_run("evaluate", params, model=model_name, log=log):
         result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
         tracking.log_artifact(paths.predictions(model_name, "test"), "predictions")
         if params.evaluate.gradcam_examples:
-            tracking.log_figure(gradcam_grid(model_name, test, chosen["threshold"], params), "gradcam_outcomes.png")
+            tracking.log_figure(gradcam_grid(model, test, chosen["threshold"], params), "gradcam_outcomes.png")
     tuned = result["test"]["tuned"]
     print(f"evaluate {model_name}: test AUC {tuned['auc']:.4f}, F1 {tuned['f1']:.4f} at {chosen['threshold']:.4f}")
     return result
 
 
-def gradcam_grid(model_name: str, test: pd.DataFrame, threshold: float, params: Params):
+def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     """Grad-CAM overlays of up to ``evaluate.gradcam_examples`` true/false positives/negatives."""
-    import keras
-
     from ..explain import gradcam_with_scores, overlay_grid
     from ..inference import decode_images
-    from ..models import final_stage
 
-    model = keras.models.load_model(paths.model_file(model_name, final_stage(model_name)), compile=False)
     pred = test.probability.to_numpy() >= threshold
     truth = test.y.to_numpy() == 1
     picks, titles = [], []
