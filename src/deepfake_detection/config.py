@@ -42,6 +42,10 @@ class AugmentParams(_Section):
     brightness: float = Field(0.1, ge=0, le=1)
     contrast: float = Field(0.1, ge=0, le=1)
     jpeg_quality: tuple[int, int] | None = None
+    # Self-blended fakes (Shiohara & Yamasaki, CVPR 2022): the probability that a real training
+    # image becomes a fake one, blended with a colour- and geometry-jittered copy of itself
+    # through a soft elliptical mask over its centre. Training only; 0 turns it off.
+    self_blend: float = Field(0.0, ge=0, le=1)
 
     @field_validator("jpeg_quality")
     @classmethod
@@ -61,6 +65,11 @@ class DataParams(_Section):
     dir: Path = Path("data")
     image_size: int = Field(64, ge=32, le=1024)
     batch_size: int = Field(32, ge=1)
+    # resize: the whole image resized to image_size. patches: no resampling; training sees random
+    # patch_size crops at native resolution, and an image's score averages the crop logits over
+    # a fixed grid of crops that covers it (data/views.py).
+    view: Literal["resize", "patches"] = "resize"
+    patch_size: int = Field(64, ge=32, le=1024)
     split: SplitParams = SplitParams()
     augment: AugmentParams = AugmentParams()
     sample: SampleParams = SampleParams()
@@ -92,6 +101,7 @@ class DualAttentionParams(TransferParams):
 
 class LightSECNNParams(_Section):
     filters: list[int] = Field([32, 64, 128], min_length=1)
+    convs_per_block: int = Field(1, ge=1, le=4)  # 3x3 conv-BN-ReLU layers before each pooling
     se_ratio: int = Field(8, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
 
@@ -117,6 +127,9 @@ class TrainParams(_Section):
     patience: int = Field(5, ge=1)
     reduce_lr_factor: float = Field(0.5, gt=0, lt=1)
     reduce_lr_patience: int = Field(2, ge=1)
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"  # early stopping (and LR plateau) watch this
+    schedule: Literal["plateau", "cosine"] = "plateau"  # ReduceLROnPlateau, or cosine decay to 0 over epochs
+    weight_decay: float = Field(0.0, ge=0, lt=1)  # > 0: AdamW with this decoupled weight decay
     class_weighting: bool = True
     jit_compile: bool = False
 
@@ -213,15 +226,71 @@ def parse_params(raw: dict | None, source: str = "params") -> Params:
         raise ConfigError(_describe(err, source)) from None
 
 
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping repeats a key (YAML 1.2 forbids it; PyYAML would keep the last value)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping, at any depth, naming the
+    dotted key path and the line of the repetition."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._key_paths: dict[int, str] = {}  # id(mapping node) -> its dotted path
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            prefix = self._key_paths.get(id(node), "")
+            seen: dict[object, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # SafeLoader reports unhashable keys itself
+                dotted = f"{prefix}{key}"
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKeyError(
+                        None, None, f"duplicate key {dotted!r} at line {line} (first at line {seen[key]})",
+                        key_node.start_mark)
+                seen[key] = line
+                self._key_paths[id(value_node)] = f"{dotted}."
+                if isinstance(value_node, yaml.SequenceNode):
+                    for i, item in enumerate(value_node.value):
+                        self._key_paths[id(item)] = f"{dotted}[{i}]."
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> object:
+    """Parse ``path`` with :class:`_StrictLoader`; duplicate keys and bad YAML are ConfigErrors."""
+    loader = _StrictLoader(path.read_text())
+    try:
+        return loader.get_single_data()
+    except _DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err.problem}: a key may appear once (the last value would "
+                          f"silently win)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate a params YAML file."""
+    """Read and validate a params YAML file.
+
+    An empty or comment-only file is an error (it would silently train on the code's defaults,
+    which differ from the shipped ``params.yaml``), and so is a key repeated within a section.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} not found: run from the project root or pass --params")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    raw = _read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path} holds no settings (empty or only comments): the code's defaults differ "
+                          f"from the shipped params.yaml; write the settings out (see the shipped file)")
     return parse_params(raw, source=str(path))
 
 

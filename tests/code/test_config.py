@@ -91,3 +91,33 @@ def test_params_yaml_has_no_key_the_schema_drops():
         return out
 
     assert keys(raw) <= keys(dumped)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# every setting commented out\n# seed: 1\n", "---\n"])
+def test_an_empty_or_comment_only_file_is_an_error_naming_it(tmp_path, text):
+    f = tmp_path / "params.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=r"params\.yaml holds no settings"):
+        load_params(f)
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("seed: 1\nseed: 2\n", "seed", 2),
+    ("seed: 1\ntrain:\n  epochs: 3\n  lr: 0.1\n  epochs: 4\n", "train.epochs", 5),
+    ("data:\n  augment:\n    flip: true\n    zoom: 0.1\n    flip: false\n", "data.augment.flip", 5),
+    ("train:\n  epochs: 3\ntrain:\n  lr: 0.1\n", "train", 3),
+])
+def test_a_duplicated_key_is_an_error_naming_the_file_key_and_line(tmp_path, text, key, line):
+    f = tmp_path / "dup.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    assert str(f) in str(err.value)
+    assert f"duplicate key '{key}' at line {line}" in str(err.value)
+
+
+def test_the_same_key_in_different_sections_is_fine(tmp_path):
+    f = tmp_path / "ok.yaml"
+    f.write_text("train:\n  epochs: 4\n  patience: 2\nfinetune:\n  epochs: 1\n  patience: 2\n")
+    p = load_params(f)
+    assert (p.train.epochs, p.finetune.epochs, p.train.patience, p.finetune.patience) == (4, 1, 2, 2)
