@@ -107,7 +107,7 @@ def test_one_class_is_rejected():
 
 def test_eer_of_perfect_random_and_inverted_classifiers():
     y = np.array([0, 0, 0, 1, 1, 1])
-    assert equal_error_rate(y, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]) == 0.0
+    assert equal_error_rate(y, [0.1, 0.2, 0.3, 0.7, 0.8, 0.9]) == pytest.approx(0.0, abs=1e-12)
     assert equal_error_rate(y, np.full(6, 0.5)) == pytest.approx(0.5)  # constant score: the diagonal
     assert equal_error_rate(y, [0.9, 0.8, 0.7, 0.3, 0.2, 0.1]) == pytest.approx(1.0)
     rng = np.random.default_rng(0)
