@@ -23,13 +23,34 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(model, lr: float, params: Params) -> None:
+def learning_rate(lr: float, params: Params, decay_steps: int | None = None):
+    """``lr``, or with ``train.schedule: cosine`` a cosine decay from ``lr`` to 0 over ``decay_steps``."""
+    import keras
+
+    if params.train.schedule == "cosine":
+        if not decay_steps:
+            raise ValueError("train.schedule 'cosine' needs the number of training steps")
+        return keras.optimizers.schedules.CosineDecay(initial_learning_rate=lr, decay_steps=decay_steps)
+    return lr
+
+
+def optimizer(lr, params: Params):
+    """Adam, or AdamW when ``train.weight_decay`` > 0."""
+    import keras
+
+    if params.train.weight_decay > 0:
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=params.train.weight_decay)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def compile_model(model, lr, params: Params) -> None:
+    """Compile with the project's optimizer, loss and metrics; ``lr`` is a float or a schedule."""
     import keras
 
     from .models.losses import BinaryFocalLoss
 
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        optimizer=optimizer(lr, params),
         loss=BinaryFocalLoss(gamma=params.loss.gamma, alpha=params.loss.alpha),
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         jit_compile=params.train.jit_compile,
@@ -55,14 +76,21 @@ def plot_history(history: pd.DataFrame, title: str):
     return fig
 
 
+def _best_epoch(history: pd.DataFrame, monitor: str) -> int:
+    """1-based epoch whose weights early stopping restored (lowest loss, highest AUC)."""
+    column = history[monitor]
+    return int(column.idxmin() if monitor.endswith("loss") else column.idxmax()) + 1
+
+
 def _datasets(params: Params):
     from .data.pipeline import labels_of, make_dataset
 
     manifest = load_manifest(paths.MANIFEST)
     d = params.data
+    patch = d.patch_size if d.view == "patches" else None
     train_ds = make_dataset(manifest, "train", d.image_size, d.batch_size, augment=d.augment,
-                            shuffle=True, seed=params.seed)
-    val_ds = make_dataset(manifest, "valid", d.image_size, d.batch_size)
+                            shuffle=True, seed=params.seed, patch_size=patch)
+    val_ds = make_dataset(manifest, "valid", d.image_size, d.batch_size, patch_size=patch)
     train_labels = labels_of(manifest, "train")
     return train_ds, val_ds, train_labels
 
@@ -74,28 +102,32 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
 
     train_ds, val_ds, train_labels = _datasets(params)
     weights = class_weights(train_labels) if params.train.class_weighting else None
-    compile_model(model, lr, params)
+    steps = -(-len(train_labels) // params.data.batch_size) * epochs
+    compile_model(model, learning_rate(lr, params, steps), params)
     out = paths.model_file(model_name, stage)
     history_csv = paths.history_csv(stage, model_name)
     for p in (out, history_csv):
         p.parent.mkdir(parents=True, exist_ok=True)
 
-    settings = {**settings, "lr": lr, "epochs": epochs, "patience": patience,
-                "reduce_lr_factor": params.train.reduce_lr_factor,
-                "reduce_lr_patience": params.train.reduce_lr_patience,
+    t = params.train
+    settings = {**settings, "lr": lr, "epochs": epochs, "patience": patience, "monitor": t.monitor,
+                "schedule": t.schedule, "weight_decay": t.weight_decay,
+                "reduce_lr_factor": t.reduce_lr_factor, "reduce_lr_patience": t.reduce_lr_patience,
                 "class_weighting": params.train.class_weighting, "jit_compile": params.train.jit_compile,
                 **flatten(params.loss, "loss."),
                 **{f"class_weight_{LABELS[k]}": v for k, v in (weights or {}).items()},
                 "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                 "total_params": int(model.count_params())}
-    with tracking.stage_run(stage, params, model=model_name, log=settings):
+    with tracking.stage_run(stage, params, model=model_name, log=settings), \
+            paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)):
         callbacks = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=params.train.reduce_lr_factor,
-                                              patience=params.train.reduce_lr_patience),
+            keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
             keras.callbacks.CSVLogger(str(history_csv)),
             tracking.epoch_logger(),
         ]
+        if t.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=t.monitor, factor=t.reduce_lr_factor,
+                                                               patience=t.reduce_lr_patience))
         start = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
                   callbacks=callbacks, verbose=2)
@@ -106,7 +138,7 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
         # The restored (best) weights, measured once more on validation.
         best = model.evaluate(val_ds, return_dict=True, verbose=0)
         metrics = {f"val_{k}": float(v) for k, v in best.items()}
-        metrics.update(epochs_run=int(len(history)), best_epoch=int(history.val_loss.idxmin()) + 1,
+        metrics.update(epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor),
                        train_seconds=round(seconds, 2))
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({f"best_{k}": v for k, v in metrics.items()})

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from deepfake_detection import LABELS, SPLITS
 from deepfake_detection.config import AugmentParams
+from deepfake_detection.data import views
 from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -91,8 +92,8 @@ def _check_files_exist(paths: Sequence[str], hint: str) -> None:
         raise FileNotFoundError(f"{len(missing)} of {len(paths)} image files not found ({shown}): {hint}")
 
 
-def decode_resize(contents: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG bytes -> float32 RGB ``(image_size, image_size, 3)`` in [0, 255]."""
+def decode_image(contents: tf.Tensor) -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> float32 RGB ``(h, w, 3)`` in [0, 255], at native resolution."""
     is_png = tf.equal(tf.strings.substr(contents, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
 
     def png():  # decoded at 16 bits, so 16-bit files keep their precision; 8-bit ones are v * 257
@@ -105,12 +106,29 @@ def decode_resize(contents: tf.Tensor, image_size: int) -> tf.Tensor:
 
     image = tf.cond(is_png, png, other)
     image.set_shape([None, None, 3])
+    return image
+
+
+def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """``(h, w, 3)`` -> ``(image_size, image_size, 3)``, bilinear and antialiased, in [0, 255]."""
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
+def decode_resize(contents: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> float32 RGB ``(image_size, image_size, 3)`` in [0, 255]."""
+    return resize(decode_image(contents), image_size)
+
+
 def _load(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return decode_resize(tf.io.read_file(path), image_size)
+
+
+def _load_view(path: tf.Tensor, image_size: int, patch_size: int | None) -> tf.Tensor:
+    """Resized to ``image_size``, or (patch view) the central ``patch_size`` crop at native size."""
+    if patch_size is None:
+        return _load(path, image_size)
+    return views.center_crop(decode_image(tf.io.read_file(path)), patch_size)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -136,6 +154,67 @@ def _rotate_zoom(image: tf.Tensor, seed: tf.Tensor, rotation: float, zoom: float
         fill_mode="REFLECT",
     )
     return out[0]
+
+
+def _ellipse_mask(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A soft elliptical mask ``(h, w, 1)`` in [0, 1] over the centre of the image (a face crop's
+    inner region): centre jittered by up to 5%, radii 25-40% of the width and 30-45% of the
+    height, an edge that fades over about a tenth of the radius."""
+    u = tf.random.stateless_uniform([5], seed=seed)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    cy, cx = h * (0.5 + (u[0] - 0.5) * 0.1), w * (0.5 + (u[1] - 0.5) * 0.1)
+    ry, rx = h * (0.30 + 0.15 * u[2]), w * (0.25 + 0.15 * u[3])
+    softness = 0.05 + 0.15 * u[4]
+    y = (tf.range(h) + 0.5 - cy) / ry
+    x = (tf.range(w) + 0.5 - cx) / rx
+    r = tf.sqrt(y[:, tf.newaxis] ** 2 + x[tf.newaxis, :] ** 2)
+    return tf.clip_by_value((1.0 - r) / softness, 0.0, 1.0)[..., tf.newaxis]
+
+
+def self_blend(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A self-blended fake (Shiohara & Yamasaki, CVPR 2022) of one float32 ``(h, w, 3)`` image in
+    [0, 255]: a copy of it, colour-jittered (per-channel gain 0.9-1.1 and shift +-8, a little
+    blur or sharpening) and geometry-jittered (scale 0.97-1.03, shift up to 2%), blended back in
+    through :func:`_ellipse_mask` at a strength of 0.5 to 1. Seeded: the same seed, the same fake."""
+    seeds = tf.random.split(seed, 4)
+    u = tf.random.stateless_uniform([9], seed=seeds[0])
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    source = image * (0.9 + 0.2 * u[0:3]) + (u[3:6] - 0.5) * 16.0
+    blurred = tf.nn.avg_pool2d(source[tf.newaxis], 3, 1, "SAME")[0]
+    source = source + (u[6] - 0.5) * 2.0 * (source - blurred)  # blur (< 0) or sharpen (> 0)
+    scale = 0.97 + 0.06 * u[7]
+    shift = (tf.random.stateless_uniform([2], seed=seeds[1]) - 0.5) * 0.04 * tf.stack([w, h])
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    inv = 1.0 / scale  # output (x, y) samples input ((x - cx - dx) / s + cx, ...)
+    transform = tf.stack([inv, 0.0, cx - inv * (cx + shift[0]), 0.0, inv, cy - inv * (cy + shift[1]), 0.0, 0.0])
+    source = tf.raw_ops.ImageProjectiveTransformV3(
+        images=source[tf.newaxis], transforms=transform[tf.newaxis], output_shape=shape[:2],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
+    mask = _ellipse_mask(shape[0], shape[1], seeds[2]) * (0.5 + 0.5 * u[8])
+    return tf.clip_by_value(mask * source + (1.0 - mask) * image, 0.0, 255.0)
+
+
+def maybe_self_blend(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, probability: float):
+    """With ``probability``, a real image (label 0) becomes a :func:`self_blend` fake (label 1);
+    fakes and the other reals pass unchanged."""
+    seeds = tf.random.split(seed, 2)
+    draw = tf.random.stateless_uniform([], seed=seeds[0])
+    blend = tf.logical_and(tf.equal(label, 0.0), draw < probability)
+    image = tf.cond(blend, lambda: self_blend(image, seeds[1]), lambda: image)
+    return image, tf.where(blend, tf.constant(1.0, label.dtype), label)
+
+
+def _train_element(path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int,
+                   augment: AugmentParams, patch_size: int | None):
+    """One training element: decode at native size, maybe self-blend, bring to the view (resize,
+    or a random patch), augment."""
+    seeds = tf.random.split(seed, 3)
+    image = decode_image(tf.io.read_file(path))
+    if augment.self_blend > 0:
+        image, label = maybe_self_blend(image, label, seeds[0], augment.self_blend)
+    image = resize(image, image_size) if patch_size is None else views.random_crop(image, patch_size, seeds[1])
+    return augment_image(image, seeds[2], augment), label
 
 
 def augment_image(image: tf.Tensor, seed: tf.Tensor, params: AugmentParams) -> tf.Tensor:
@@ -173,13 +252,17 @@ def make_dataset(
     seed: int = 42,
     root: Path = Path("."),
     repeat: bool = False,
+    patch_size: int | None = None,
 ) -> tf.data.Dataset:
     """Batches ``(pixels float32 (b, s, s, 3) in [0, 255], labels float32 (b,), 1.0 = fake)`` of
     the ``split`` rows of the manifest, in manifest order unless ``shuffle``.
 
     ``augment`` turns on the seeded training augmentation; ``shuffle`` reshuffles every pass
     (seeded, so the same seed gives the same sequence of epochs); ``repeat`` makes it endless.
-    Paths in the manifest are relative to ``root``.
+    Paths in the manifest are relative to ``root``. ``patch_size`` (the ``patches`` view, see
+    data/views.py): no resize; training elements are random ``patch_size`` crops at native
+    resolution, the others their central crop (scoring a whole image is views.score_image's).
+    ``augment.self_blend`` turns some real training images into fakes (label 1).
     """
     _check_positive(image_size=image_size, batch_size=batch_size)
     if augment is not None and not isinstance(augment, AugmentParams):
@@ -195,13 +278,14 @@ def make_dataset(
         ds = ds.repeat()
 
     if augment is None:
-        ds = ds.map(lambda p, y: (_load(p, image_size), y), num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda p, y: (_load_view(p, image_size, patch_size), y), num_parallel_calls=AUTOTUNE,
+                    deterministic=True)
     else:
         # one [2] seed per element, new ones on each pass over the dataset
         element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, element_seeds)
         ds = ds.map(
-            lambda py, s: (augment_image(_load(py[0], image_size), s, augment), py[1]),
+            lambda py, s: _train_element(py[0], py[1], s, image_size, augment, patch_size),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
@@ -112,6 +113,25 @@ def binary_metrics(y, p, threshold: float = 0.5, n_bins: int = 10) -> dict[str, 
         "fn": int(fn),
         "n": int(len(y)),
     }
+
+
+def auc_interval(y, p, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """A stratified bootstrap ``confidence`` interval of the ROC AUC: fakes and reals are resampled
+    separately (each resample keeps the split's class counts), percentile bounds. Seeded, so the
+    same scores give the same interval. ``(nan, nan)`` when a class is missing."""
+    y, p = np.asarray(y).astype(int).reshape(-1), np.asarray(p, dtype=float).reshape(-1)
+    pos, neg = p[y == 1], p[y == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n_boot)
+    for i in range(n_boot):  # Mann-Whitney AUC of the resample: P(score_fake > score_real), ties 1/2
+        a, b = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+        ranks = stats.rankdata(np.concatenate([a, b]))
+        aucs[i] = (ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(aucs, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def confusion(y, p, threshold: float) -> dict:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params
-from .metrics import (binary_metrics, confusion, dvc_confusion_rows, dvc_roc_points, plot_confusion,
+from .metrics import (auc_interval, binary_metrics, confusion, dvc_confusion_rows, dvc_roc_points, plot_confusion,
                       plot_pr, plot_roc, subgroup_metrics)
 from .thresholds import plot_roc_with_threshold, select_threshold
 
@@ -45,13 +45,30 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
     model = model if model is not None else load_final_model(model_name)
     manifest = load_manifest(paths.MANIFEST)
     rows = manifest[manifest.split == split]
-    ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
-    p = model.predict(ds, verbose=0).reshape(-1)
+    if params.data.view == "patches":
+        p = _score_patches(model, rows.path.astype(str), params)
+    else:
+        ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
+        p = model.predict(ds, verbose=0).reshape(-1)
     df = pd.DataFrame({"path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
                        "y": labels_of(manifest, split), "subgroup": rows.subgroup.to_numpy(),
                        "probability": p.astype(float)})
     save_predictions(df, model_name, split)
     return df
+
+
+def _score_patches(model, image_paths, params: Params) -> np.ndarray:
+    """P(fake) per image under the patch view: each image scored on its grid of crops."""
+    import tensorflow as tf
+
+    from ..data.pipeline import decode_image
+    from ..data.views import score_image
+
+    def predict(x):
+        return model.predict_on_batch(x)
+
+    return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data)
+                     for p in image_paths])
 
 
 def save_predictions(df: pd.DataFrame, name: str, split: str, ensemble: bool = False) -> Path:
@@ -99,8 +116,10 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     n_bins = params.evaluate.n_bins
     tuned, default = binary_metrics(y, p, t, n_bins), binary_metrics(y, p, 0.5, n_bins)
     groups = subgroup_metrics(y, p, test.subgroup, t)
+    low, high = auc_interval(y, p, seed=params.seed)
     result = {"model": name, "kind": kind, "threshold": t, "threshold_method": chosen["method"],
               "val": chosen["val"], "test": {"tuned": tuned, "0.5": default},
+              "test_auc_ci95": {"low": low, "high": high},
               "subgroups": json.loads(groups.to_json(orient="records"))}
     tracking.write_json(result, paths.stage_metrics(stage, name))
 
@@ -124,6 +143,7 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tracking.log_dict(matrices, "evaluation/confusion_matrices.json")
     tracking.log_metrics(tuned, prefix="test_")
     tracking.log_metrics(default, prefix="test_at_0.5_")
+    tracking.log_metrics({"auc_ci95_low": low, "auc_ci95_high": high}, prefix="test_")
     tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
     for row in groups.itertuples():
         tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")

@@ -209,13 +209,16 @@ def build_efficientnet_b0_dual_attention(
 
 
 def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_trainable: bool = True) -> keras.Model:
-    """Rescaling(1/255) -> [conv-BN-ReLU-pool -> squeeze-excite] per filter count -> head.
+    """Rescaling(1/255) -> [conv-BN-ReLU (x convs_per_block) -> pool -> squeeze-excite] per filter
+    count -> head.
 
     ``backbone_trainable`` is ignored: this network has no pretrained part and trains whole.
     """
     inputs = _image_input(image_size)
     x = layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
     for i, filters in enumerate(params.filters, start=1):
+        for j in range(1, params.convs_per_block):  # extra convs at this resolution, before pooling
+            x = conv_block(x, filters, name=f"block{i}_{j}", pool=False)
         x = conv_block(x, filters, name=f"block{i}")
         x = squeeze_excite_block(x, params.se_ratio, name=f"block{i}_se")
     outputs = classification_head(x, params.dropout, name="head")

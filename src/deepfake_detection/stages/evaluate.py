@@ -34,6 +34,10 @@ def run(model_name: str, params: Params) -> dict:
 
 def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     """Grad-CAM overlays of up to ``evaluate.gradcam_examples`` true/false positives/negatives."""
+    import tensorflow as tf
+
+    from ..data.pipeline import decode_image
+    from ..data.views import grid_crops, stitch_crops
     from ..explain import gradcam_with_scores, overlay_grid
     from ..inference import decode_images
 
@@ -45,6 +49,15 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
             picks.append(i)
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
     contents = [Path(test.path.iloc[i]).read_bytes() for i in picks]
+    if params.data.view == "patches":  # heat maps of the grid crops, stitched over each whole image
+        images, heatmaps = [], []
+        for data in contents:
+            image = decode_image(tf.constant(data)).numpy()
+            crops = grid_crops(image, params.data.patch_size).numpy()
+            crop_maps, _ = gradcam_with_scores(model, crops, threshold=threshold)
+            images.append(image)
+            heatmaps.append(stitch_crops(crop_maps, *image.shape[:2], params.data.patch_size))
+        return overlay_grid(images, heatmaps, titles)
     pixels, _ = decode_images(contents, params.data.image_size)
     heatmaps, _ = gradcam_with_scores(model, pixels, threshold=threshold)
     return overlay_grid(list(pixels), list(heatmaps), titles)

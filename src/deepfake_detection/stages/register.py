@@ -40,6 +40,9 @@ def run(params: Params, force: bool = False) -> dict:
     from ..inference import log_detector
 
     reg = params.register
+    if params.data.view != "resize":
+        raise ValueError(f"data.view is {params.data.view!r}: the registered model scores whole resized images "
+                         "only (data.view: resize); the patch view is an evaluation setting for now")
     best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
     value = best["val"][reg.metric.removeprefix("val_")]

@@ -9,6 +9,7 @@ restored, ReduceLROnPlateau, inverse-frequency class weights when ``train.class_
 from __future__ import annotations
 
 from ..config import Params, flatten
+from ..data.views import model_input_size
 from ..training import fit, set_determinism
 
 
@@ -18,7 +19,7 @@ def run(model_name: str, params: Params) -> dict:
     set_determinism(params.seed)
     section = getattr(params.models, model_name)
     backbone_trainable = getattr(section, "weights", "none") == "none"
-    model = build_model(model_name, params.data.image_size, params.models, seed=params.seed,
+    model = build_model(model_name, model_input_size(params.data), params.models, seed=params.seed,
                         backbone_trainable=backbone_trainable)
     t = params.train
     return fit(model, "train", model_name, params, lr=t.lr, epochs=t.epochs, patience=t.patience,

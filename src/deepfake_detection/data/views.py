@@ -1,0 +1,105 @@
+"""How a model sees an image (``data.view``), one place for training and scoring.
+
+* ``resize``: the whole image, resized to ``data.image_size`` (antialiased bilinear).
+* ``patches``: no resampling at all. Training sees one random ``data.patch_size`` crop of the
+  image at its native resolution; an image is scored on a fixed grid of crops that covers every
+  pixel (:func:`grid_origins`), and its score is the sigmoid of the mean of the crops' logits
+  (:func:`combine_crop_scores`). Images smaller than a patch are zero-padded to one.
+
+:func:`score_image` is the image-to-score function every scoring path shares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from deepfake_detection.config import DataParams
+
+VIEWS = ("resize", "patches")
+_EPS = 1e-7
+
+
+def model_input_size(data: DataParams) -> int:
+    """The side of the square a model of this view takes: ``image_size`` or ``patch_size``."""
+    return data.patch_size if data.view == "patches" else data.image_size
+
+
+def grid_origins(length: int, patch: int) -> list[int]:
+    """Start offsets of ``ceil(length / patch)`` crops of ``patch`` pixels, evenly spread from 0
+    to ``length - patch`` (overlapping where ``patch`` does not divide ``length``), so that the
+    crops cover every pixel. A side no longer than a patch has one crop at 0."""
+    if length < 1 or patch < 1:
+        raise ValueError(f"length and patch must be positive, got {length} and {patch}")
+    if length <= patch:
+        return [0]
+    n = math.ceil(length / patch)
+    return [round(i * (length - patch) / (n - 1)) for i in range(n)]
+
+
+def pad_to_patch(image: tf.Tensor, patch: int) -> tf.Tensor:
+    """Zero-pad ``(h, w, 3)`` on the bottom/right to at least ``patch`` on each side."""
+    shape = tf.shape(image)
+    height, width = tf.maximum(shape[0], patch), tf.maximum(shape[1], patch)
+    return tf.image.pad_to_bounding_box(image, 0, 0, height, width)
+
+
+def grid_crops(image: tf.Tensor | np.ndarray, patch: int) -> tf.Tensor:
+    """The grid of :func:`grid_origins` crops of one ``(h, w, 3)`` image: ``(n, patch, patch, 3)``,
+    row by row."""
+    image = pad_to_patch(tf.convert_to_tensor(image), patch)
+    height, width = (int(v) for v in image.shape[:2])
+    return tf.stack([image[y:y + patch, x:x + patch]
+                     for y in grid_origins(height, patch) for x in grid_origins(width, patch)])
+
+
+def random_crop(image: tf.Tensor, patch: int, seed: tf.Tensor) -> tf.Tensor:
+    """One seeded random ``patch`` crop of ``(h, w, 3)`` (graph-safe, for tf.data)."""
+    return tf.image.stateless_random_crop(pad_to_patch(image, patch), [patch, patch, 3], seed=seed)
+
+
+def center_crop(image: tf.Tensor, patch: int) -> tf.Tensor:
+    """The central ``patch`` crop of ``(h, w, 3)`` (graph-safe; validation during training)."""
+    image = pad_to_patch(image, patch)
+    shape = tf.shape(image)
+    top, left = (shape[0] - patch) // 2, (shape[1] - patch) // 2
+    return image[top:top + patch, left:left + patch]
+
+
+def combine_crop_scores(probabilities: np.ndarray) -> float:
+    """P(fake) of an image from its crops' P(fake): the sigmoid of the mean crop logit."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64).reshape(-1), _EPS, 1 - _EPS)
+    mean_logit = float(np.mean(np.log(p) - np.log1p(-p)))
+    return float(1.0 / (1.0 + math.exp(-mean_logit)))
+
+
+def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray,
+                data: DataParams) -> float:
+    """P(fake) of one decoded ``(h, w, 3)`` float32 image in [0, 255] under ``data.view``.
+
+    ``predict`` maps a batch ``(n, s, s, 3)`` to P(fake) ``(n,)`` or ``(n, 1)``. With ``resize``
+    the image must already be at ``image_size`` (the decoders resize); with ``patches`` it is at
+    native resolution and is scored by :func:`grid_crops` and :func:`combine_crop_scores`.
+    """
+    if data.view == "patches":
+        return combine_crop_scores(predict(grid_crops(image, data.patch_size).numpy()))
+    return float(np.asarray(predict(np.asarray(image)[np.newaxis])).reshape(-1)[0])
+
+
+def stitch_crops(values: np.ndarray, height: int, width: int, patch: int) -> np.ndarray:
+    """The inverse of :func:`grid_crops` for per-pixel maps: ``(n, patch, patch)`` values of the
+    grid crops of an ``height`` x ``width`` image -> ``(height, width)``, averaging where crops
+    overlap (a Grad-CAM heat map over the whole image, say)."""
+    values = np.asarray(values, dtype=np.float64)
+    ys, xs = grid_origins(max(height, patch), patch), grid_origins(max(width, patch), patch)
+    if values.shape[0] != len(ys) * len(xs):
+        raise ValueError(f"{values.shape[0]} crops given; the grid of a {height}x{width} image has {len(ys) * len(xs)}")
+    total = np.zeros((max(height, patch), max(width, patch)))
+    count = np.zeros_like(total)
+    for value, (y, x) in zip(values, ((y, x) for y in ys for x in xs)):
+        total[y:y + patch, x:x + patch] += value
+        count[y:y + patch, x:x + patch] += 1
+    return (total / count)[:height, :width]
