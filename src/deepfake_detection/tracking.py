@@ -1,8 +1,13 @@
 """The one module that talks to MLflow tracking.
 
 Default store: ``sqlite:///mlflow.db`` in the project root, artifacts in ``mlartifacts/``
-beside it; ``MLFLOW_TRACKING_URI`` overrides. Every run carries the tags ``stage``,
-``git_commit``, ``data_digest`` and, for per-model stages, ``model``.
+beside it; ``MLFLOW_TRACKING_URI`` overrides. The project root is DVC's ``DVC_ROOT`` when a
+stage runs under DVC: a queued experiment (``dvc exp run --queue``, ``dvc queue start``) runs in
+a temporary copy of the project, and ``DVC_ROOT`` names the project that queued it, so its runs
+land in the same store as every other run. Every run carries the tags ``stage``,
+``git_commit``, ``data_digest``, ``model`` (per-model stages) and, under ``dvc exp run``,
+``dvc_exp`` (the experiment's name: one tag groups all the runs of one experiment) and
+``dvc_baseline`` (the commit the experiment started from).
 """
 
 from __future__ import annotations
@@ -26,18 +31,45 @@ STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "
 DATA_DVC = Path("data.dvc")
 
 
+def project_root(root: Path | None = None) -> Path:
+    """``root`` if given, else DVC's ``DVC_ROOT`` (the project that queued an experiment), else cwd."""
+    if root is None:
+        root = Path(os.environ.get("DVC_ROOT") or Path.cwd())
+    return Path(root).resolve()
+
+
 def tracking_uri(root: Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in ``root`` (default: cwd)."""
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in :func:`project_root`."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    root = (root or Path.cwd()).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}"
+    return f"sqlite:///{project_root(root) / 'mlflow.db'}"
+
+
+def _init_sqlite_store(uri: str) -> None:
+    """Create and migrate a SQLite store under a file lock, once per process.
+
+    MLflow creates the tables of a new SQLite file on first use; two processes doing that at once
+    race in its migrations (``table _alembic_tmp_metrics already exists``) and leave the store
+    broken. The lock makes the first one create it while the others wait.
+    """
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+
+
+_READY: set[str] = set()
 
 
 def use_store(root: Path | None = None) -> str:
-    """Point MLflow tracking and registry at the project's store; return its URI."""
+    """Point MLflow tracking and registry at the project's store (created if new); return its URI."""
     uri = tracking_uri(root)
+    if uri.startswith("sqlite:///") and uri not in _READY:
+        _init_sqlite_store(uri)
+        _READY.add(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -45,7 +77,7 @@ def use_store(root: Path | None = None) -> str:
 
 def setup(experiment: str, root: Path | None = None) -> str:
     """Point MLflow at the project's store and experiment; return the experiment id."""
-    root = (root or Path.cwd()).resolve()
+    root = project_root(root)
     uri = use_store(root)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
@@ -92,6 +124,9 @@ def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
     tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
     if model:
         tags["model"] = model
+    for tag, var in (("dvc_exp", "DVC_EXP_NAME"), ("dvc_baseline", "DVC_EXP_BASELINE_REV")):
+        if os.environ.get(var):
+            tags[tag] = os.environ[var]
     return tags
 
 
@@ -99,6 +134,9 @@ def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
 def stage_run(stage: str, params: Params, model: str | None = None,
               log: dict[str, object] | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start the MLflow run of one stage, named ``<stage>-<model>`` (or ``<stage>``).
+
+    The run ends FINISHED, FAILED on an error, or KILLED when interrupted (``KeyboardInterrupt``:
+    Ctrl-C, or SIGTERM, which the CLI turns into one).
 
     ``log`` holds the effective settings to record as params (dotted keys); the seed and
     the data settings are always recorded.
@@ -109,7 +147,11 @@ def stage_run(stage: str, params: Params, model: str | None = None,
         settings = {"seed": params.seed, **flatten(params.data, "data.")}
         settings.update(log or {})
         log_params(settings)
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler: KILLED, not FAILED
+            mlflow.end_run("KILLED")
+            raise
 
 
 def log_params(settings: dict[str, object]) -> None:
