@@ -2,7 +2,8 @@
 project's test split. Usage: python benchmarks/file_size_baseline.py PROJECT_DIR
 
 PROJECT_DIR holds artifacts/manifest.csv (e.g. the folder benchmarks/real_data.sh ran in).
-Both directions are tried (fakes may be smaller or larger files); the better AUC is printed."""
+Both directions are tried (fakes may be smaller or larger files); the better AUC is printed, with
+its 95% interval (the stratified bootstrap that the evaluate stage uses for the models)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pandas as pd
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from deepfake_detection.evaluation.metrics import auc_interval
+
 
 def main(project: Path) -> None:
     manifest = pd.read_csv(project / "artifacts" / "manifest.csv", keep_default_na=False)
@@ -24,8 +27,11 @@ def main(project: Path) -> None:
         size = np.array([f.stat().st_size for f in files], dtype=float)
         mean = np.array([np.asarray(Image.open(f).convert("L"), dtype=float).mean() for f in files])
         for name, score in (("file size", size), ("mean intensity", mean)):
-            auc = roc_auc_score(y, score)
-            print(f"{split:5s} {name:15s} AUC {max(auc, 1 - auc):.3f}  (n={len(y)}, fake={int(y.sum())})")
+            if roc_auc_score(y, score) < 0.5:
+                score = -score
+            low, high = auc_interval(y, score)
+            print(f"{split:5s} {name:15s} AUC {roc_auc_score(y, score):.3f} [{low:.3f}, {high:.3f}]"
+                  f"  (n={len(y)}, fake={int(y.sum())})")
 
 
 if __name__ == "__main__":

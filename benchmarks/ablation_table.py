@@ -1,0 +1,61 @@
+"""The ablation table of a sweep: one row per DVC experiment, read from the MLflow store where
+its runs landed (grouped by their `dvc_exp` tag). Usage:
+    python benchmarks/ablation_table.py WORK [--model light_se_cnn]
+
+WORK is a project folder whose mlflow.db holds the runs (benchmarks/ablation.sh makes one).
+Columns: val AUC (threshold stage), test AUC with its 95% interval (evaluate stage, stratified
+bootstrap), minutes (the experiment's runs, end to end, added up), and the settings it changed
+(MLflow params that differ from the `base` experiment's)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-detection") -> pd.DataFrame:
+    mlflow.set_tracking_uri(f"sqlite:///{work.resolve() / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.dvc_exp != ''")
+    if runs.empty:
+        raise SystemExit(f"no run with a dvc_exp tag in {work / 'mlflow.db'}: run benchmarks/ablation.sh first")
+    runs = runs[runs["tags.model"] == model]
+    rows, settings = [], {}
+    for name, group in runs.groupby("tags.dvc_exp", sort=False):
+        by_stage = {s: g.sort_values("start_time").iloc[-1] for s, g in group.groupby("tags.stage")}
+        if "evaluate" not in by_stage:
+            continue
+        ev, th = by_stage["evaluate"], by_stage.get("threshold")
+        minutes = sum((r.end_time - r.start_time).total_seconds() for r in by_stage.values()) / 60
+        train = by_stage.get("train")
+        settings[name] = {k.removeprefix("params."): v for k, v in (train if train is not None else ev).items()
+                          if k.startswith("params.")}
+        rows.append({"experiment": name,
+                     "val AUC": th["metrics.val_auc"] if th is not None else float("nan"),
+                     "test AUC": ev["metrics.test_auc"],
+                     "95% interval": f"[{ev['metrics.test_auc_ci95_low']:.3f}, {ev['metrics.test_auc_ci95_high']:.3f}]",
+                     "minutes": round(minutes, 1),
+                     "epochs": int(train["metrics.best_epochs_run"]) if train is not None else None})
+    out = pd.DataFrame(rows)
+    base = settings.get("base", {})
+    out["changed"] = [", ".join(f"{k}={v}" for k, v in sorted(settings[n].items())
+                                if k in base and base[k] != v and k not in ("lr",)) or "-"
+                      for n in out.experiment]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--model", default="light_se_cnn")
+    args = parser.parse_args()
+    print(table(args.work, args.model).to_markdown(index=False, floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
