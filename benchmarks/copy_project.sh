@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by real_data.sh and sweep.sh: a copy of this project (tracked files, no sample data) at
+# Shared by real_data.sh and ablation.sh: a copy of this project's last commit (no sample data) at
 # WORK, with PARAMS as its params.yaml, a real dataset ingested into its data/ (split stratified and
 # seeded by data.split), tracked by DVC and committed in its own git repository. Usage:
 #   benchmarks/copy_project.sh DATASET_DIR PARAMS_FILE WORK
@@ -21,7 +21,8 @@ commit() { git -c user.name=bench -c user.email=bench@localhost commit -qm "$1";
 
 echo "== copying the project to $work"
 mkdir -p "$work"
-(cd "$here" && git ls-files -z | grep -zv -e '^dvc-storage/' -e '^data.dvc$' | xargs -0 cp --parents -t "$work")
+(cd "$here" && git archive --format=tar HEAD) | tar -x -C "$work" --exclude=dvc-storage --exclude=data.dvc
+echo "   (commit $(git -C "$here" rev-parse --short HEAD); uncommitted changes are not copied)"
 cp "$params" "$work/params.yaml"
 cd "$work"
 git init -q && git add -A && commit "benchmark copy"
