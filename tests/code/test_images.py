@@ -286,3 +286,50 @@ def test_encode_rejects_bad_arguments():
 def test_reasons_vocabulary_is_fixed():
     assert set(REASONS) == {"zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable"}
     assert images.MAX_PIXELS == 8192 * 8192
+
+
+# --- check_encoded: the header checks inference makes before decoding -----------------------
+
+
+def encoded(size: tuple[int, int], fmt: str = "PNG", mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, 0).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("side", [20000, 9000])  # above Pillow's own guard / only above ours
+def test_check_encoded_refuses_too_many_pixels_from_the_header(monkeypatch, side):
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or real_load(self))
+    found = images.check_encoded(png_declaring(side, side))
+    assert found.error.startswith("image too large") and found.warning is None
+    assert decoded == []
+    found = images.check_encoded(encoded((40, 30)), max_pixels=1199)
+    assert found.error == "image too large: 40x30 = 1,200 pixels > the limit of 1,199"
+    assert images.check_encoded(encoded((40, 30)), max_pixels=1200).error is None
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP"])
+def test_check_encoded_accepts_what_the_decoder_reads(fmt):
+    found = images.check_encoded(encoded((48, 40), fmt))
+    assert found.error is None and found.warning is None and (found.width, found.height) == (48, 40)
+
+
+def test_check_encoded_refuses_other_formats_and_non_images():
+    assert images.check_encoded(encoded((48, 40), "TIFF")).error.startswith("unsupported image format TIFF")
+    assert images.check_encoded(b"plain text").error == "not a decodable image: no image format recognises it"
+    assert images.check_encoded(b"").error == "not a decodable image: empty content"
+
+
+def test_check_encoded_small_and_elongated_images():
+    assert images.check_encoded(encoded((1, 1))).error == "image too small: 1x1 pixels, at least 8 a side needed"
+    assert images.check_encoded(encoded((7, 100))).error.startswith("image too small: 7x100")
+    small = images.check_encoded(encoded((images.MIN_SIDE, images.MIN_SIDE)))
+    assert small.error is None and small.warning.startswith("small image (8x8 pixels")
+    long = images.check_encoded(encoded((8000, 40)))
+    assert long.error is None and long.warning.startswith("elongated image (8000x40 pixels, sides 200.0:1")
+    both = images.check_encoded(encoded((30, 8000)))
+    assert both.error is None and "small image" in both.warning and "elongated image" in both.warning
+    assert images.check_encoded(encoded((32, 128))).warning is None  # 4:1 and 32 px: still fine
+    assert images.check_encoded(encoded((31, 124))).warning.startswith("small image")

@@ -10,6 +10,9 @@ One place decides what counts as a readable image:
 * :func:`to_rgb` turns every mode in :data:`SUPPORTED_MODES` into 8-bit RGB.
 * :func:`load_rgb` = :func:`open_image` + EXIF orientation + :func:`to_rgb` as a ``uint8``
   ``H x W x 3`` array; :func:`encode` writes an image as JPEG or PNG bytes.
+* :func:`check_encoded` checks encoded bytes from their header for inference (format,
+  :data:`MAX_PIXELS`, :data:`MIN_SIDE`; a warning under :data:`SMALL_SIDE` or beyond
+  :data:`MAX_ASPECT_RATIO`); :data:`MAX_IMAGE_BYTES` caps what inference reads.
 
 Conversion choices
 ------------------
@@ -40,6 +43,23 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 8192 * 8192
 """Largest accepted width x height (67 M pixels, ~200 MB as RGB). Checked from the header,
 before decoding, so a file that merely *declares* a huge size costs nothing."""
+
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+"""Largest encoded image (file or base64 payload) inference reads: 64 MiB. A bigger file is
+refused from its size, without reading it."""
+
+MIN_SIDE = 8
+"""Inference refuses an image whose shorter side is below this many pixels (nothing to score)."""
+
+SMALL_SIDE = 32
+"""Inference scores an image whose shorter side is below this, but with a warning (upscaled)."""
+
+MAX_ASPECT_RATIO = 4.0
+"""Inference scores an image longer than this ratio (long side / short side), with a warning:
+it is squashed into the model's square input."""
+
+DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
+"""Pillow format names whose files the TensorFlow decoder of the model pipeline reads."""
 
 REASONS = ("zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable")
 """Every value :attr:`ImageInfo.reason` / :attr:`ImageError.reason` can take."""
@@ -277,3 +297,62 @@ def encode(img: Image.Image | np.ndarray, fmt: str = "jpeg", quality: int = 95) 
     else:
         rgb.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class EncodedCheck:
+    """What :func:`check_encoded` found out from an encoded image's header (no pixel decoded).
+
+    ``error`` is ``None`` when the image may be decoded; ``warning`` says why its score is less
+    reliable (a small or very elongated image), ``None`` when nothing is odd."""
+
+    error: str | None
+    warning: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
+    """Check encoded image bytes from their header alone, before anything decodes the pixels.
+
+    Refused (``error``): bytes no format recognises, a format the model's decoder cannot read
+    (:data:`DECODABLE_FORMATS`; TIFF for instance), more than ``max_pixels`` pixels (or
+    Pillow's own decompression-bomb guard), a side below :data:`MIN_SIDE`. Scored with a
+    ``warning``: a shorter side below :data:`SMALL_SIDE`, a ratio of the sides above
+    :data:`MAX_ASPECT_RATIO`. Pillow's ``Image.open`` reads the header only."""
+    import warnings
+
+    if not data:
+        return EncodedCheck("not a decodable image: empty content")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt, (width, height) = img.format, img.size
+    except Image.DecompressionBombError as err:
+        return EncodedCheck(f"image too large: {err}")
+    except UnidentifiedImageError:
+        return EncodedCheck("not a decodable image: no image format recognises it")
+    except Exception as err:  # a header Pillow cannot parse
+        return EncodedCheck(f"not a decodable image: {type(err).__name__}: {err}")
+    found = {"format": fmt, "width": width, "height": height}
+    if fmt not in DECODABLE_FORMATS:
+        readable = ", ".join(sorted(DECODABLE_FORMATS - {"MPO"}))
+        return EncodedCheck(f"unsupported image format {fmt}: the model reads {readable}", **found)
+    if width * height > max_pixels:
+        return EncodedCheck(
+            f"image too large: {width}x{height} = {width * height:,} pixels > the limit of {max_pixels:,}", **found
+        )
+    if min(width, height) < MIN_SIDE:
+        return EncodedCheck(f"image too small: {width}x{height} pixels, at least {MIN_SIDE} a side needed", **found)
+    notes = []
+    if min(width, height) < SMALL_SIDE:
+        notes.append(f"small image ({width}x{height} pixels, under {SMALL_SIDE} a side): upscaled, a less reliable score")
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        notes.append(
+            f"elongated image ({width}x{height} pixels, sides {ratio:.1f}:1 > {MAX_ASPECT_RATIO:g}:1): "
+            "squashed to a square, a less reliable score"
+        )
+    return EncodedCheck(None, "; ".join(notes) or None, **found)
