@@ -4,6 +4,9 @@ tests/pipeline/test_end_to_end.py."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 ARTIFACTS = Path("artifacts")
@@ -48,3 +51,24 @@ SUMMARY_CSV = REPORTS / "summary.csv"
 SUMMARY_MD = REPORTS / "summary.md"
 ROC_ALL = REPORTS / "roc_all.png"
 REGISTER_METRICS = METRICS / "register.json"
+
+
+@contextlib.contextmanager
+def removed_on_failure(*outputs: Path) -> Iterator[None]:
+    """Remove ``outputs`` (files or folders) if the block fails or is interrupted (Ctrl-C, SIGTERM).
+
+    A stage that stops half-way would otherwise leave an empty model folder, a 0-byte history
+    CSV or a model without its metrics: files that look like results. Their folders go too when
+    this leaves them empty. The exception propagates.
+    """
+    try:
+        yield
+    except BaseException:
+        for out in map(Path, outputs):
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out, ignore_errors=True)
+            else:
+                out.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                out.parent.rmdir()
+        raise

@@ -1,0 +1,96 @@
+"""SIGTERM to a training stage: the MLflow run ends KILLED, the command says so and exits 143,
+and no partial output (empty model folder, 0-byte history CSV, metrics) is left behind.
+
+A real `deepfake-detect train` subprocess on a tiny project, a real SIGTERM, the real SQLite store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from deepfake_detection import paths
+from deepfake_detection.config import parse_params
+from deepfake_detection.data.sample import generate
+from deepfake_detection.stages import prepare
+
+BIN = Path(sys.executable).parent
+MODEL = "light_se_cnn"
+# Many epochs and no early stop: the stage is surely still training when the signal arrives.
+TINY = {"data": {"image_size": 32, "batch_size": 8}, "train": {"epochs": 500, "patience": 500},
+        "mlflow": {"experiment": "test-termination"}}
+
+
+def _train_run(client: MlflowClient):
+    exp = client.get_experiment_by_name("test-termination")
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.stage = 'train' and tags.model = '{MODEL}'")
+    return runs[0] if runs else None
+
+
+def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_tmp):
+    generate(in_tmp / "data", images_per_class=16, size=40, seed=3, progress=False)
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(TINY))
+    prepare.run(parse_params(TINY), progress=False)
+    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([str(BIN / "deepfake-detect"), "train", MODEL, "--params", "params.yaml"],
+                            cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = in_tmp / paths.history_csv("train", MODEL)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # until the run is RUNNING and training has begun (the history CSV exists)
+            assert proc.poll() is None, f"train ended before the signal:\n{proc.communicate()}"
+            run = _train_run(client)
+            if run is not None and run.info.status == "RUNNING" and history.exists():
+                break
+            assert time.monotonic() < deadline, "the train run never started"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 143, (proc.returncode, err[-3000:])
+    assert "terminated by SIGTERM" in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED" and run.info.end_time is not None
+    for partial in (paths.model_file(MODEL, "train"), paths.model_file(MODEL, "train").parent,
+                    paths.history_csv("train", MODEL), paths.stage_metrics("train", MODEL)):
+        assert not (in_tmp / partial).exists(), f"{partial} was left behind"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_removed_on_failure_removes_outputs_and_their_emptied_folders(in_tmp, interrupt):
+    model = in_tmp / "artifacts/models/m/train.keras"
+    model.parent.mkdir(parents=True)
+    keep = in_tmp / "artifacts/models/m2/train.keras"  # another model's output stays
+    keep.parent.mkdir(parents=True)
+    keep.write_bytes(b"ok")
+    csv = in_tmp / "plots/train/m.csv"
+    csv.parent.mkdir(parents=True)
+    (in_tmp / "plots/train/other.csv").write_text("x")
+    with pytest.raises(interrupt), paths.removed_on_failure(model, csv, in_tmp / "metrics/train/m.json"):
+        csv.write_text("")  # the 0-byte CSV a stopped fit leaves
+        raise interrupt()
+    assert not model.parent.exists() and not csv.exists()
+    assert keep.is_file() and (in_tmp / "plots/train/other.csv").is_file()
+
+    with paths.removed_on_failure(csv):  # success: nothing is removed
+        csv.write_text("epoch\n")
+    assert csv.is_file()
