@@ -51,6 +51,7 @@ for name in "${ORDER[@]}"; do
 done
 echo "== dvc queue start ($(date -u +%FT%TZ))"
 dvc queue start -j 1
-while dvc queue status | grep -qE 'Queued|Running'; do sleep 30; done
-dvc queue status
+# (not `dvc queue status | grep -q`: under pipefail, grep's early exit fails the pipeline)
+until status="$(dvc queue status)"; ! grep -qE 'Queued|Running' <<<"$status"; do sleep 30; done
+echo "$status"
 python "$here/benchmarks/ablation_table.py" "$work"

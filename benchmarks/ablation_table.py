@@ -18,9 +18,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from deepfake_detection.tracking import use_store  # noqa: E402
+
 
 def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-detection") -> pd.DataFrame:
-    mlflow.set_tracking_uri(f"sqlite:///{work.resolve() / 'mlflow.db'}")
+    use_store(work)  # the project's store, created under its lock if a run has not made it yet
     runs = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.dvc_exp != ''")
     if runs.empty:
         raise SystemExit(f"no run with a dvc_exp tag in {work / 'mlflow.db'}: run benchmarks/ablation.sh first")
