@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from deepfake_detection.config import AugmentParams
@@ -204,3 +205,62 @@ def test_bad_inputs_raise_value_errors_that_say_what_to_fix(data):
         make_dataset(manifest, "train", SIZE, 2, root=root / "elsewhere")
     with pytest.raises(ValueError, match="empty"):
         image_dataset_from_paths([], SIZE, 2)
+
+
+# ---------------------------------------------------------------- self-blended fakes
+
+NO_AUG = dict(flip=False, rotation=0.0, zoom=0.0, brightness=0.0, contrast=0.0)
+
+
+def test_self_blend_turns_every_real_training_image_into_a_fake_and_leaves_fakes_alone(data):
+    root, manifest = data
+    plain, labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root))
+    blended, new_labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root,
+                                            augment=AugmentParams(**NO_AUG, self_blend=1.0)))
+    real = labels == 0
+    assert real.any() and (~real).any()
+    assert (new_labels == 1).all(), "every real training image became a fake (label 1)"
+    np.testing.assert_allclose(blended[~real], plain[~real], atol=1e-3)  # fakes pass unchanged
+    for i in np.flatnonzero(real):
+        assert np.abs(blended[i] - plain[i]).max() > 1.0, "a self-blended image differs from its source"
+
+
+def test_self_blend_probability_zero_changes_nothing(data):
+    root, manifest = data
+    plain, labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root))
+    same, same_labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root, augment=AugmentParams(**NO_AUG)))
+    np.testing.assert_array_equal(same_labels, labels)
+    np.testing.assert_allclose(same, plain, atol=1e-3)
+
+
+def test_self_blend_never_reaches_validation_or_test(data):
+    root, manifest = data
+    with pytest.raises(ValueError, match="training split only"):
+        make_dataset(manifest, "valid", SIZE, 2, root=root, augment=AugmentParams(self_blend=1.0))
+    _, labels = _all(make_dataset(manifest, "valid", SIZE, 2, root=root))
+    np.testing.assert_array_equal(labels, labels_of(manifest, "valid"))
+
+
+def test_self_blend_is_seeded_and_blends_only_the_centre():
+    from deepfake_detection.data.pipeline import self_blend
+
+    rng = np.random.default_rng(3)
+    image = tf.constant(rng.uniform(20, 230, size=(64, 64, 3)).astype(np.float32))
+    a = self_blend(image, tf.constant([7, 8])).numpy()
+    b = self_blend(image, tf.constant([7, 8])).numpy()
+    c = self_blend(image, tf.constant([9, 1])).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(a - c).max() > 1.0, "another seed, another fake"
+    diff = np.abs(a - image.numpy()).mean(axis=-1)
+    assert diff[24:40, 24:40].mean() > 1.0, "the centre is blended"
+    np.testing.assert_allclose(a[:4, :4], image.numpy()[:4, :4], atol=1e-4)  # corners are outside the mask
+    assert 0.0 <= a.min() and a.max() <= 255.0
+
+
+def test_patch_view_trains_on_native_crops(data):
+    root, manifest = data
+    x, _ = _first(make_dataset(manifest, "train", 999, 2, root=root, patch_size=8,
+                               augment=AugmentParams(**NO_AUG), shuffle=True))
+    assert x.shape[1:] == (8, 8, 3)
+    v, _ = _first(make_dataset(manifest, "valid", 999, 1, root=root, patch_size=8))
+    assert v.shape[1:] == (8, 8, 3)

@@ -267,6 +267,8 @@ def make_dataset(
     _check_positive(image_size=image_size, batch_size=batch_size)
     if augment is not None and not isinstance(augment, AugmentParams):
         raise ValueError(f"augment must be an AugmentParams or None, not {type(augment).__name__}")
+    if augment is not None and split != "train":  # self-blending relabels images: never outside training
+        raise ValueError(f"augmentation is for the training split only, not {split!r}: pass augment=None")
     paths = paths_of(manifest, split, root)
     _check_files_exist(paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare")
     labels = labels_of(manifest, split).astype(np.float32)

@@ -1,0 +1,82 @@
+"""The patch view (data/views.py): the grid covers every pixel, an image's score is the mean
+of its crops' scores (in logit space), and stitched crop maps rebuild the whole image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from deepfake_detection.config import DataParams
+from deepfake_detection.data import views
+
+
+@pytest.mark.parametrize("length,patch", [(256, 64), (256, 96), (250, 64), (64, 64), (65, 64), (40, 64), (1000, 96)])
+def test_grid_covers_every_pixel_and_stays_inside(length, patch):
+    origins = views.grid_origins(length, patch)
+    covered = np.zeros(max(length, patch), dtype=bool)
+    for o in origins:
+        assert 0 <= o and o + patch <= max(length, patch)
+        covered[o:o + patch] = True
+    assert covered[:length].all()
+    assert len(origins) == max(1, -(-length // patch)), "no more crops than needed"
+    assert origins == sorted(set(origins))
+
+
+def test_grid_origins_reject_bad_sizes():
+    with pytest.raises(ValueError, match="positive"):
+        views.grid_origins(0, 64)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (250, 190), (40, 100)])
+def test_grid_crops_cover_the_image_and_stitch_back(shape):
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, size=(*shape, 3)).astype(np.float32)
+    crops = views.grid_crops(image, 64).numpy()
+    ny = len(views.grid_origins(max(shape[0], 64), 64))
+    nx = len(views.grid_origins(max(shape[1], 64), 64))
+    assert crops.shape == (ny * nx, 64, 64, 3)
+    for channel in range(3):  # every pixel comes back from the crops that hold it
+        rebuilt = views.stitch_crops(crops[..., channel], *shape, 64)
+        np.testing.assert_allclose(rebuilt, image[..., channel], atol=1e-4)
+
+
+def test_stitch_checks_the_number_of_crops():
+    with pytest.raises(ValueError, match="grid"):
+        views.stitch_crops(np.zeros((3, 64, 64)), 256, 256, 64)
+
+
+def test_image_score_is_the_mean_of_the_crop_scores_in_logit_space():
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 255, size=(200, 150, 3)).astype(np.float32)
+    data = DataParams(view="patches", patch_size=64)
+    seen = []
+
+    def predict(batch):  # a stand-in network: P(fake) from each crop's mean brightness
+        seen.append(batch.shape)
+        return 1 / (1 + np.exp(-(batch.mean(axis=(1, 2, 3)) - 127.5) / 10))
+
+    score = views.score_image(predict, image, data)
+    crops = views.grid_crops(image, 64).numpy()
+    crop_p = predict(crops)
+    logits = np.log(crop_p) - np.log1p(-crop_p)
+    assert score == pytest.approx(1 / (1 + np.exp(-logits.mean())), abs=1e-9)
+    assert seen[0] == (len(crops), 64, 64, 3), "one batch of all the grid's crops"
+    assert views.combine_crop_scores([0.2, 0.2, 0.2]) == pytest.approx(0.2, abs=1e-9)
+
+
+def test_resize_view_scores_the_whole_image_once():
+    image = np.full((64, 64, 3), 10.0, dtype=np.float32)
+    score = views.score_image(lambda b: np.full((len(b), 1), 0.3), image, DataParams(view="resize", image_size=64))
+    assert score == pytest.approx(0.3)
+
+
+def test_model_input_size_follows_the_view():
+    assert views.model_input_size(DataParams(image_size=96, view="resize", patch_size=64)) == 96
+    assert views.model_input_size(DataParams(image_size=96, view="patches", patch_size=64)) == 64
+
+
+def test_random_and_center_crops_pad_small_images():
+    small = tf.ones((40, 50, 3))
+    assert views.random_crop(small, 64, tf.constant([1, 2])).shape == (64, 64, 3)
+    assert views.center_crop(tf.ones((256, 256, 3)), 96).shape == (96, 96, 3)
