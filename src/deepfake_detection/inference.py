@@ -12,8 +12,21 @@ one row per input row::
     threshold         float   the decision threshold used
     error             str     None when fine, else why this row failed
 
-A bad row (missing file, not an image, bad base64) gets its ``error`` and never fails the
-batch. Images are decoded and resized by :func:`deepfake_detection.data.pipeline.decode_resize`,
+    warning           str     None, or why the score is less reliable (small, elongated image)
+
+A bad row (missing file, not an image, bad base64, too many pixels) gets its ``error`` and never
+fails the batch. Every image is checked from its header before it is decoded (the limits of
+:mod:`deepfake_detection.data.images`: ``MAX_PIXELS``, ``MIN_SIDE``, ``SMALL_SIDE``,
+``MAX_ASPECT_RATIO``, ``MAX_IMAGE_BYTES``).
+
+``path`` rows and security: a REST client of ``mlflow models serve`` reaches
+:meth:`DeepfakeDetector.predict` exactly like an in-process caller, so the detector reads no
+file by default and answers each ``path`` row with an error. In-process code opts in with
+``with local_files(): model.predict(...)`` (:func:`predict_files`, the CLI and ``explain`` read
+their files themselves); a server opts in by setting ``DEEPFAKE_SERVE_PATH_ROOT`` to one folder,
+and then reads only regular files whose resolved path lies inside it (no ``..`` or symlink
+escape), of at most ``MAX_IMAGE_BYTES`` (``DEEPFAKE_SERVE_MAX_BYTES`` overrides). Request
+``params`` are never trusted for this: REST clients can send them too. Images are decoded and resized by :func:`deepfake_detection.data.pipeline.decode_resize`,
 the very function the training pipeline uses, so serving sees the pixels training saw.
 
 The logged model folder carries this package (``code/deepfake_detection``), so it loads where
@@ -24,15 +37,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import json
 import logging
 import math
+import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import mlflow
 import numpy as np
@@ -41,12 +58,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from deepfake_detection import LABELS
+from deepfake_detection.data.images import MAX_IMAGE_BYTES, MAX_PIXELS, check_encoded
 
 _logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 INPUT_COLUMNS = ("path", "image")
-OUTPUT_COLUMNS = ("probability_fake", "label", "threshold", "error")
+OUTPUT_COLUMNS = ("probability_fake", "label", "threshold", "error", "warning")
 MEMBER_PREFIX = "member_"
 ENSEMBLE_ARTIFACT = "ensemble"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,6 +71,15 @@ RUNTIMES = ("keras", "onnx")
 EXPORT_FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
 DEFAULT_THRESHOLD = 0.5
+PATH_ROOT_ENV = "DEEPFAKE_SERVE_PATH_ROOT"
+"""Set for a serving process: ``path`` rows may name files inside this one folder."""
+MAX_BYTES_ENV = "DEEPFAKE_SERVE_MAX_BYTES"
+"""Optional: the byte cap on one image (file or base64), default ``MAX_IMAGE_BYTES``."""
+PATHS_DISABLED = (
+    "'path' input is disabled: send the image base64-encoded in an 'image' column "
+    f"(a server can allow files of one folder with {PATH_ROOT_ENV})"
+)
+OUTSIDE_ROOT = "path not allowed: only files inside the serving folder can be read"
 
 
 class InvalidInputError(MlflowException, ValueError):
@@ -62,6 +88,127 @@ class InvalidInputError(MlflowException, ValueError):
 
     def __init__(self, message: str):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+class PathAccess(NamedTuple):
+    """Whether ``path`` rows are read, confined to which folder (``None``: anywhere) and the
+    byte cap on one image."""
+
+    allowed: bool
+    root: str | None = None
+    max_bytes: int = MAX_IMAGE_BYTES
+
+
+LOCAL_ACCESS = PathAccess(True)
+"""In-process callers that name their own files (predict_files, explain, the ONNX detector)."""
+
+_LOCAL_FILES: contextvars.ContextVar[bool] = contextvars.ContextVar("deepfake_local_files", default=False)
+
+
+@contextlib.contextmanager
+def local_files():
+    """Let a :class:`DeepfakeDetector` called inside this block read ``path`` rows anywhere
+    (in-process use only: nothing a REST client sends can switch this on)."""
+    token = _LOCAL_FILES.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_FILES.reset(token)
+
+
+def _max_bytes_setting() -> int:
+    value = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not value:
+        return MAX_IMAGE_BYTES
+    try:
+        cap = int(value)
+    except ValueError:
+        raise MlflowException(f"{MAX_BYTES_ENV} must be a number of bytes, got {value!r}") from None
+    if cap < 1:
+        raise MlflowException(f"{MAX_BYTES_ENV} must be >= 1, got {cap}")
+    return cap
+
+
+def path_access() -> PathAccess:
+    """What the detector may read for ``path`` rows in this call: anywhere inside
+    :func:`local_files`, inside ``$DEEPFAKE_SERVE_PATH_ROOT`` when set, else nothing."""
+    max_bytes = _max_bytes_setting()
+    if _LOCAL_FILES.get():
+        return PathAccess(True, None, max_bytes)
+    root = os.environ.get(PATH_ROOT_ENV, "").strip()
+    if root:
+        resolved = os.path.realpath(root)
+        if not os.path.isdir(resolved):
+            raise MlflowException(f"{PATH_ROOT_ENV}={root!r} is not a folder")
+        return PathAccess(True, resolved, max_bytes)
+    return PathAccess(False, None, max_bytes)
+
+
+class RowError(ValueError):
+    """One input row is unusable; the message goes into that row's ``error``."""
+
+
+def _inside(root: str, resolved: str) -> bool:
+    return resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def read_image_file(path: str | os.PathLike, *, root: str | None = None, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of one image file, read safely; :class:`RowError` says why not.
+
+    With ``root`` (a resolved folder), a relative ``path`` is taken inside it and the resolved
+    path (``os.path.realpath``: ``..`` and symlinks followed) must lie inside it, else the same
+    message whether or not the file exists. Anything but a regular file (a folder, ``/dev/zero``,
+    a FIFO) is refused without reading it, and so is a file over ``max_bytes``; at most
+    ``max_bytes`` are ever read."""
+    given = os.fspath(path)
+    try:
+        candidate = os.path.join(root, given) if root is not None else given
+        resolved = os.path.realpath(candidate)
+    except (ValueError, OSError) as err:  # a NUL byte, a symlink loop, ...
+        raise RowError(OUTSIDE_ROOT if root is not None else f"not a valid path: {err}") from None
+    if root is not None and not _inside(root, resolved):
+        raise RowError(OUTSIDE_ROOT)
+    try:
+        info = os.stat(resolved)
+    except FileNotFoundError:
+        dangling = os.path.islink(candidate)
+        raise RowError(f"dangling symbolic link: {given}" if dangling else f"file not found: {given}") from None
+    except OSError as err:
+        raise RowError(f"cannot read {given}: {err.strerror or err}") from None
+    _check_file_stat(info, given, max_bytes)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as err:  # e.g. permission denied, or the file was swapped for a symlink
+        raise RowError(f"cannot read {given}: {err.strerror or err}") from None
+    try:
+        _check_file_stat(os.fstat(fd), given, max_bytes)  # what was opened, not what was checked
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as err:
+        raise RowError(f"cannot read {given}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if total > max_bytes:  # grew while being read
+        raise RowError(f"file too large: over {max_bytes:,} bytes: {given}")
+    return b"".join(chunks)
+
+
+def _check_file_stat(info: os.stat_result, given: str, max_bytes: int) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise RowError(f"is a directory, not an image file: {given}")
+    if not stat.S_ISREG(info.st_mode):
+        raise RowError(f"not a regular file (a device, FIFO or socket): {given}")
+    if info.st_size > max_bytes:
+        raise RowError(f"file too large: {info.st_size:,} bytes > the limit of {max_bytes:,}: {given}")
 
 
 # --------------------------------------------------------------------------- decoding
@@ -83,14 +230,37 @@ def _decoder(image_size: int):
 _DECODERS: dict[int, Any] = {}
 
 
-def decode_images(contents: Sequence[bytes | None], image_size: int) -> tuple[np.ndarray, list[str | None]]:
+def check_images(contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS) -> tuple[list[str | None], list[str | None]]:
+    """One error and one warning (or ``None``) per encoded image, from its header alone
+    (:func:`deepfake_detection.data.images.check_encoded`); ``None`` entries get neither."""
+    errors: list[str | None] = []
+    warnings_: list[str | None] = []
+    for data in contents:
+        found = check_encoded(data, max_pixels=max_pixels) if data is not None else None
+        errors.append(found.error if found else None)
+        warnings_.append(found.warning if found else None)
+    return errors, warnings_
+
+
+def decode_images(contents: Sequence[bytes | None], image_size: int, *,
+                  max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str | None]]:
     """Decode encoded images to float32 RGB ``(n, s, s, 3)`` in [0, 255] (rows that fail are zeros).
 
     ``None`` entries are skipped. Returns the pixels and one error message per entry (``None``
-    where the image decoded). Images go one by one through the compiled ``decode_resize``, so
-    each failure has its own message; on 2 busy cores this was as fast as a parallel tf.data map
-    over chunks of 64 (whose set-up costs ~30 ms a chunk).
+    where the image decoded). Each image is first checked from its header
+    (:func:`check_images`: format, ``max_pixels``, smallest side), so an oversized one is
+    refused before any pixel memory is allocated.
     """
+    errors, _ = check_images(contents, max_pixels)
+    pixels, decode_errors = _decode_checked([None if e else c for c, e in zip(contents, errors)], image_size)
+    return pixels, [e or d for e, d in zip(errors, decode_errors)]
+
+
+def _decode_checked(contents: Sequence[bytes | None], image_size: int) -> tuple[np.ndarray, list[str | None]]:
+    """:func:`decode_images` without the header checks (the caller made them). Images go one by
+    one through the compiled ``decode_resize``, so each failure has its own message; on 2 busy
+    cores this was as fast as a parallel tf.data map over chunks of 64 (whose set-up costs
+    ~30 ms a chunk)."""
     import tensorflow as tf
 
     if image_size not in _DECODERS:
@@ -135,9 +305,13 @@ def _is_missing(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def read_inputs(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str | None]]:
+def read_inputs(model_input: pd.DataFrame, access: PathAccess = LOCAL_ACCESS) -> tuple[list[bytes | None], list[str | None]]:
     """The encoded bytes of every row (``image`` base64 if present, else the ``path`` file) and
-    a per-row error (``None`` where the bytes were read)."""
+    a per-row error (``None`` where the bytes were read).
+
+    ``access``: whether and where ``path`` rows are read (:func:`read_image_file`); the default
+    reads any regular file, for in-process callers naming their own files. The detector passes
+    :func:`path_access` instead. No image over ``access.max_bytes`` is accepted."""
     if not isinstance(model_input, pd.DataFrame):
         raise InvalidInputError(
             f"expected a DataFrame with a 'path' or an 'image' column, got {type(model_input).__name__}"
@@ -158,22 +332,25 @@ def read_inputs(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
             if isinstance(image, (bytes, bytearray)):
                 data = bytes(image)  # raw bytes in process (a REST request sends base64 text)
             elif isinstance(image, str):
-                try:
-                    data = _b64decode(image)
-                except (binascii.Error, ValueError) as err:
-                    error = f"not valid base64: {err}"
+                if len(image) > access.max_bytes * 4 // 3 + 1024:  # before decoding it
+                    error = f"image too large: {len(image):,} characters of base64 > the limit of {access.max_bytes:,} bytes"
+                else:
+                    try:
+                        data = _b64decode(image)
+                    except (binascii.Error, ValueError) as err:
+                        error = f"not valid base64: {err}"
             else:
                 error = f"'image' must be a base64 string, got {type(image).__name__}"
+            if data is not None and len(data) > access.max_bytes:
+                data, error = None, f"image too large: {len(data):,} bytes > the limit of {access.max_bytes:,}"
         elif not _is_missing(path):
-            p = Path(str(path))
-            try:
-                data = p.read_bytes()
-            except FileNotFoundError:
-                error = f"file not found: {p}"
-            except IsADirectoryError:
-                error = f"is a directory, not an image file: {p}"
-            except OSError as err:
-                error = f"cannot read {p}: {err}"
+            if not access.allowed:
+                error = PATHS_DISABLED
+            else:
+                try:
+                    data = read_image_file(str(path), root=access.root, max_bytes=access.max_bytes)
+                except RowError as err:
+                    error = str(err)
         else:
             error = "empty row: give a 'path' or an 'image'"
         contents.append(data)
@@ -182,26 +359,33 @@ def read_inputs(model_input: pd.DataFrame) -> tuple[list[bytes | None], list[str
 
 
 def score_rows(model_input: pd.DataFrame, sizes: Sequence[int],
-               score: Callable[[dict[int, np.ndarray]], np.ndarray]) -> tuple[np.ndarray, list[str | None]]:
-    """Read and decode every row (once per input size in ``sizes``) and ``score`` the decodable
-    ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed, and one
-    error message or None per row: a bad row never fails the batch."""
-    contents, errors = read_inputs(model_input)
+               score: Callable[[dict[int, np.ndarray]], np.ndarray], *, access: PathAccess = LOCAL_ACCESS,
+               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
+    ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
+    decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
+    one error message or None per row (a bad row never fails the batch) and one warning or
+    None per row."""
+    contents, errors = read_inputs(model_input, access)
+    header_errors, warnings_ = check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    errors = [e or h for e, h in zip(errors, header_errors)]
     ok = [i for i, e in enumerate(errors) if e is None]
     probabilities = np.full(len(contents), np.nan)
     if ok:
         pixels = {}
         for size in sorted(set(sizes)):
-            pixels[size], decode_errors = decode_images([contents[i] for i in ok], size)
+            pixels[size], decode_errors = _decode_checked([contents[i] for i in ok], size)
             for i, e in zip(ok, decode_errors):
                 errors[i] = errors[i] or e
         good = [j for j, i in enumerate(ok) if errors[i] is None]
         if good:
             probabilities[[ok[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
-    return probabilities, errors
+    warnings_ = [None if e else w for e, w in zip(errors, warnings_)]
+    return probabilities, errors, warnings_
 
 
-def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], threshold: float) -> pd.DataFrame:
+def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], threshold: float,
+                 warnings: Sequence[str | None] | None = None) -> pd.DataFrame:
     """The detector's output columns for per-row probabilities (NaN where ``errors`` says why)."""
     p = np.asarray(probabilities, dtype=np.float64).ravel()
     failed = np.array([e is not None for e in errors], dtype=bool)
@@ -213,6 +397,7 @@ def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], thresh
             "label": pd.Series(labels, dtype=object),
             "threshold": np.full(len(p), float(threshold)),
             "error": pd.Series(list(errors), dtype=object),
+            "warning": pd.Series(list(warnings) if warnings is not None else [None] * len(p), dtype=object),
         }
     )
 
@@ -250,8 +435,9 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
 
     Artifacts: ``member_0``, ``member_1``, ... (``.keras`` files) and, optionally,
     ``ensemble`` (JSON). ``model_config``: ``threshold``, ``image_size``, ``ensemble`` (the
-    ensemble's ``to_dict()`` or None) and ``batch_size``. Each member gets images at its own
-    input size (read from the model).
+    ensemble's ``to_dict()`` or None), ``batch_size`` and ``max_pixels`` (the pixel limit
+    checked from each image's header). Each member gets images at its own input size (read
+    from the model). ``path`` rows are read only as :func:`path_access` allows.
     """
 
     def load_context(self, context) -> None:
@@ -267,6 +453,10 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
         self.batch_size = int(config.get("batch_size") or 64)
         self.image_size = int(config.get("image_size") or self.sizes[0])
+        self.max_pixels = int(config.get("max_pixels") or MAX_PIXELS)
+        access = path_access()  # a wrong DEEPFAKE_SERVE_PATH_ROOT stops a server from starting
+        if access.root is not None:
+            _logger.info("path rows may name files inside %s (at most %s bytes)", access.root, access.max_bytes)
         description = config.get("ensemble")
         if description is None and ENSEMBLE_ARTIFACT in context.artifacts:
             description = json.loads(Path(context.artifacts[ENSEMBLE_ARTIFACT]).read_text())
@@ -298,9 +488,10 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
         threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
-        probabilities, errors = score_rows(
-            model_input, self.sizes, lambda pixels: self.predict_pixels(pixels, params.get("batch_size")))
-        return result_frame(probabilities, errors, threshold)
+        probabilities, errors, warnings_ = score_rows(
+            model_input, self.sizes, lambda pixels: self.predict_pixels(pixels, params.get("batch_size")),
+            access=path_access(), max_pixels=getattr(self, "max_pixels", MAX_PIXELS))
+        return result_frame(probabilities, errors, threshold, warnings_)
 
 
 # --------------------------------------------------------------------------- logging
@@ -319,6 +510,7 @@ def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 6
             ColSpec(DataType.string, "label", required=False),
             ColSpec(DataType.double, "threshold"),
             ColSpec(DataType.string, "error", required=False),
+            ColSpec(DataType.string, "warning", required=False),
         ]
     )
     params = ParamSchema(
@@ -343,6 +535,7 @@ def log_detector(
     registered_model_name: str | None = None,
     input_example_image: Path | None = None,
     batch_size: int = 64,
+    max_pixels: int = MAX_PIXELS,
 ):
     """Log a :class:`DeepfakeDetector` to the active run; return MLflow's ``ModelInfo``.
 
@@ -351,6 +544,8 @@ def log_detector(
     ``threshold`` (in [0, 1]) goes to the model config and, with ``threshold_method`` and
     ``image_size``, to the model's metadata. ``input_example_image`` (an image file) is stored
     base64-encoded as the input example (MLflow then also checks that it serves).
+    ``max_pixels``: the largest image (width x height) the detector decodes; in the model
+    config and the metadata.
     """
     from deepfake_detection import tracking
 
@@ -378,8 +573,12 @@ def log_detector(
         raise ValueError(f"{len(paths)} models need an ensemble description to combine them")
 
     artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
-    model_config = {"threshold": threshold, "image_size": int(image_size), "ensemble": ensemble, "batch_size": int(batch_size)}
-    metadata = {"threshold": threshold, "threshold_method": str(threshold_method), "image_size": int(image_size)}
+    if int(max_pixels) < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    model_config = {"threshold": threshold, "image_size": int(image_size), "ensemble": ensemble,
+                    "batch_size": int(batch_size), "max_pixels": int(max_pixels)}
+    metadata = {"threshold": threshold, "threshold_method": str(threshold_method), "image_size": int(image_size),
+                "max_pixels": int(max_pixels)}
     if ensemble is not None:
         metadata["ensemble_kind"] = ensemble["kind"]
         metadata["members"] = list(ensemble["members"])
@@ -410,23 +609,33 @@ def log_detector(
 
 
 def expand_inputs(inputs: Sequence[Path | str]) -> list[Path]:
-    """Files as given and, for folders, their images (``.jpg .jpeg .png``, any case) found
-    recursively, sorted; the order of ``inputs`` is kept."""
+    """Files as given and, for folders, every file found in them recursively (sorted; whatever
+    its suffix, dangling symbolic links and special files included: each gets a row, scored or
+    with the error saying why); the order of ``inputs`` is kept. Sub-folders are searched, not
+    listed; symbolic links to folders are not followed."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            files.extend(found)
-        elif p.is_file():
+            files.extend(_walk(p))
+        elif p.exists() or p.is_symlink():
             files.append(p)
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {[str(i) for i in inputs]}")
+        raise ValueError(f"no files found in {[str(i) for i in inputs]}")
     return files
+
+
+def _walk(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links to folders
+        found.extend(Path(dirpath) / name for name in filenames)
+        # a link to a folder is listed in dirnames: give it a row too (it is not searched)
+        found.extend(Path(dirpath) / name for name in dirnames if os.path.islink(os.path.join(dirpath, name)))
+    return sorted(found)
 
 
 def model_threshold(model_uri: str) -> float:
@@ -467,6 +676,7 @@ class OnnxDetector:
         if not isinstance(size, int):
             raise ValueError(f"{self.path}: no image size in {sidecar.name} nor in the input shape {inp.shape}")
         self.image_size = int(size)
+        self.max_pixels = int(info.get("max_pixels") or MAX_PIXELS)
         if threshold is not None:
             self.threshold = float(threshold)
         elif info.get("threshold") is not None:
@@ -483,9 +693,11 @@ class OnnxDetector:
         return np.clip(np.asarray(out, dtype=np.float64).reshape(-1), 0.0, 1.0)
 
     def predict(self, model_input: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
-        probabilities, errors = score_rows(
-            model_input, [self.image_size], lambda pixels: self.predict_pixels(pixels[self.image_size]))
-        return result_frame(probabilities, errors, self.threshold if threshold is None else threshold)
+        """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only)."""
+        probabilities, errors, warnings_ = score_rows(
+            model_input, [self.image_size], lambda pixels: self.predict_pixels(pixels[self.image_size]),
+            access=PathAccess(True, None, _max_bytes_setting()), max_pixels=self.max_pixels)
+        return result_frame(probabilities, errors, self.threshold if threshold is None else threshold, warnings_)
 
 
 def predict_files(
@@ -497,10 +709,11 @@ def predict_files(
     batch_size: int = 64,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per image file: ``path``, ``probability_fake``, ``label``, ``threshold``, ``error``.
+    """One row per file: ``path``, ``probability_fake``, ``label``, ``threshold``, ``error``,
+    ``warning``.
 
-    ``inputs``: files and folders (searched recursively for .jpg/.jpeg/.png, sorted), in the
-    given order. ``runtime="keras"``: ``model_uri`` is a logged detector (``models:/...``,
+    ``inputs``: files and folders (every file in them, recursively, sorted: see
+    :func:`expand_inputs`; one that is no usable image gets its error), in the given order. ``runtime="keras"``: ``model_uri`` is a logged detector (``models:/...``,
     ``runs:/...`` or a local model folder) and the threshold defaults to the one it carries.
     ``runtime="onnx"``: ``model_uri`` is an ``.onnx`` file from :func:`export_model`, the
     threshold defaults to its sidecar JSON's (0.5 with a warning without one). ``threshold``
@@ -523,7 +736,8 @@ def predict_files(
         params = {"threshold": float(threshold), "batch_size": int(batch_size)}
 
         def run(frame):
-            return model.predict(frame, params=params)
+            with local_files():  # our own files, named by the caller: read them in process
+                return model.predict(frame, params=params)
 
     frames = []
     with _progress(len(files), progress, f"predict ({runtime})") as bar:
@@ -598,6 +812,7 @@ def export_model(model_uri_or_keras_path: str | Path, fmt: str, out: Path | str,
         "format": fmt,
         "source": str(model_uri_or_keras_path),
         "threshold_method": metadata.get("threshold_method"),
+        "max_pixels": int(metadata.get("max_pixels") or MAX_PIXELS),
     }
     from deepfake_detection import tracking
 

@@ -118,13 +118,20 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def predict_paths(model, paths, **kw) -> pd.DataFrame:
+    """The pyfunc on ``path`` rows, in process (:func:`inference.local_files`)."""
+    with inference.local_files():
+        return model.predict(pd.DataFrame({"path": [str(p) for p in paths]}), **kw)
+
+
 def test_path_and_base64_rows_agree_with_the_training_pipeline(detector, pyfunc_model):
     files = detector["files"]
-    by_path = pyfunc_model.predict(pd.DataFrame({"path": [str(f) for f in files]}))
+    by_path = predict_paths(pyfunc_model, files)
     by_bytes = pyfunc_model.predict(pd.DataFrame({"image": [b64(f) for f in files]}))
     assert list(by_path.columns) == list(inference.OUTPUT_COLUMNS)
     assert by_path["error"].isna().all() and by_bytes["error"].isna().all()
-    np.testing.assert_array_equal(by_path["probability_fake"], by_bytes["probability_fake"])
+    assert by_path["warning"].isna().all()
+    np.testing.assert_allclose(by_path["probability_fake"], by_bytes["probability_fake"], atol=1e-6)
     np.testing.assert_allclose(by_path["probability_fake"], detector["reference"], atol=1e-6)
     assert by_path["label"].tolist() == by_bytes["label"].tolist()
     assert set(by_path["label"]) == {"real", "fake"}
@@ -138,7 +145,8 @@ def test_a_bad_row_gets_its_own_error_and_never_fails_the_batch(detector, pyfunc
     truncated.write_bytes(good.read_bytes()[:200])
     rest = [str(f) for f in detector["files"][1:]]  # good rows after the bad ones keep their places
     frame = pd.DataFrame({"path": [str(good), str(tmp_path / "missing.jpg"), str(not_image), str(truncated), None, *rest]})
-    out = pyfunc_model.predict(frame)
+    with inference.local_files():
+        out = pyfunc_model.predict(frame)
     assert len(out) == 5 + len(rest)
     np.testing.assert_allclose(out["probability_fake"].iloc[5:], detector["reference"][1:], atol=1e-6)
     assert out["error"].iloc[5:].isna().all()
@@ -167,13 +175,14 @@ def test_threshold_comes_from_the_metadata_and_labels_follow_it(detector, pyfunc
     t = detector["threshold"]
     assert metadata["threshold"] == pytest.approx(t)
     assert metadata["threshold_method"] == "youden" and metadata["image_size"] == SIZE
-    out = pyfunc_model.predict(pd.DataFrame({"path": [str(f) for f in detector["files"]]}))
-    assert (out["threshold"] == t).all()
+    out = predict_paths(pyfunc_model, detector["files"])
+    np.testing.assert_allclose(out["threshold"], t, atol=1e-12)
     expected = np.where(detector["reference"] >= t, "fake", "real")
     assert out["label"].tolist() == expected.tolist()
     # the request may carry its own threshold (a signature param)
-    strict = pyfunc_model.predict(pd.DataFrame({"path": [str(f) for f in detector["files"]]}), params={"threshold": 1.0})
-    assert (strict["threshold"] == 1.0).all() and set(strict["label"]) == {"real"}
+    strict = predict_paths(pyfunc_model, detector["files"], params={"threshold": 1.0})
+    np.testing.assert_allclose(strict["threshold"], 1.0)
+    assert set(strict["label"]) == {"real"}
 
 
 def test_the_signature_accepts_path_or_image(detector):
@@ -182,6 +191,7 @@ def test_the_signature_accepts_path_or_image(detector):
     assert set(columns) == {"path", "image"}
     assert not columns["path"].required and not columns["image"].required
     assert {p.name for p in signature.params.params} == {"threshold", "batch_size"}
+    assert [c.name for c in signature.outputs.inputs] == list(inference.OUTPUT_COLUMNS)
 
 
 def test_predict_files_expands_folders_in_order_and_takes_a_threshold(detector, tmp_path):
@@ -190,22 +200,27 @@ def test_predict_files_expands_folders_in_order_and_takes_a_threshold(detector, 
     bad.write_bytes(b"\xff\xd8\xff garbage")
     uri = detector["info"].model_uri
     out = inference.predict_files(uri, [files[-1], root, bad], progress=False, batch_size=3)
-    assert out["path"].tolist() == [str(files[-1])] + [str(f) for f in files] + [str(bad)]
+    # every file of the folder has its row: notes.txt (sorted after b/img7.jpg) with its error
+    notes = root / "b" / "notes.txt"
+    assert out["path"].tolist() == [str(files[-1])] + [str(f) for f in files] + [str(notes), str(bad)]
     assert list(out.columns) == ["path", *inference.OUTPUT_COLUMNS]
-    np.testing.assert_allclose(out["probability_fake"].iloc[1:-1], detector["reference"], atol=1e-6)
+    np.testing.assert_allclose(out["probability_fake"].iloc[1:-2], detector["reference"], atol=1e-6)
+    assert out["error"].iloc[1:-2].isna().all()
+    assert out["error"].iloc[-2] == "not a decodable image: no image format recognises it"
     assert out["error"].iloc[-1].startswith("not a decodable image") and out["label"].iloc[-1] is None
-    assert (out["threshold"] == detector["threshold"]).all()
+    np.testing.assert_allclose(out["threshold"], detector["threshold"], atol=1e-12)
 
     low = inference.predict_files(uri, [root], threshold=0.0, progress=False)
-    assert (low["threshold"] == 0.0).all() and set(low["label"]) == {"fake"}
+    np.testing.assert_allclose(low["threshold"], 0.0)
+    assert set(low["label"].iloc[:-1]) == {"fake"} and low["label"].iloc[-1] is None
 
     # runs:/ URIs and a local model folder work the same
     by_run = inference.predict_files(f"runs:/{detector['run_id']}/model", [root], progress=False)
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "local"))
     by_folder = inference.predict_files(local, [root], progress=False)
     for other in (by_run, by_folder):
-        np.testing.assert_array_equal(other["probability_fake"], out["probability_fake"].iloc[1:-1])
-        assert (other["threshold"] == detector["threshold"]).all()
+        np.testing.assert_allclose(other["probability_fake"], out["probability_fake"].iloc[1:-1], atol=1e-6)
+        np.testing.assert_allclose(other["threshold"], detector["threshold"], atol=1e-12)
 
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         inference.predict_files(uri, [tmp_path / "nowhere"], progress=False)
@@ -223,7 +238,7 @@ def test_an_ensemble_detector_combines_its_members(detector, tmp_path):
         info = inference.log_detector([detector["keras_path"], second_path], 0.5, SIZE, ensemble=ensemble,
                                       input_example_image=files[0])
     model = mlflow.pyfunc.load_model(info.model_uri)
-    out = model.predict(pd.DataFrame({"path": [str(f) for f in files]}))
+    out = predict_paths(model, files)
     np.testing.assert_allclose(out["probability_fake"], 0.25 * detector["reference"] + 0.75 * p2, atol=1e-6)
     assert mlflow.models.get_model_info(info.model_uri).metadata["ensemble_kind"] == "weighted"
     with pytest.raises(ValueError, match="ensemble of 2 models"):
@@ -258,12 +273,12 @@ def test_onnx_export_matches_keras_and_serves_the_same_labels(detector, tmp_path
     assert onnx_out["path"].tolist() == keras_out["path"].tolist()
     assert onnx_out["label"].tolist() == keras_out["label"].tolist()
     np.testing.assert_allclose(onnx_out["probability_fake"], keras_out["probability_fake"], atol=1e-4)
-    assert (onnx_out["threshold"] == detector["threshold"]).all()
+    np.testing.assert_allclose(onnx_out["threshold"], detector["threshold"], atol=1e-12)
 
     (tmp_path / "detector.onnx.json").unlink()
     with pytest.warns(UserWarning, match="using 0.5"):
         bare = inference.predict_files(str(out), [root], runtime="onnx", progress=False)
-    assert (bare["threshold"] == 0.5).all()
+    np.testing.assert_allclose(bare["threshold"], 0.5)
 
 
 def test_savedmodel_export_gives_the_same_outputs(detector, tmp_path):
@@ -294,7 +309,9 @@ import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model({local!r})
 import deepfake_detection
 assert deepfake_detection.__file__.startswith({local!r}), deepfake_detection.__file__
-out = model.predict(pd.DataFrame({{'path': {[str(f) for f in detector['files']]!r}}}))
+from deepfake_detection.inference import local_files
+with local_files():
+    out = model.predict(pd.DataFrame({{'path': {[str(f) for f in detector['files']]!r}}}))
 print(out['probability_fake'].tolist())
 """
     env = {"MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": str(Path(sys.executable).parent)}
@@ -302,3 +319,162 @@ print(out['probability_fake'].tolist())
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(got, detector["reference"], atol=1e-6)
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims ``width x height`` (8-bit RGB) with almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def save(path: Path, size: tuple[int, int], fmt: str | None = None, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    pixels = np.clip(rng.integers(0, 128, (h, w, 3)) + np.linspace(0, 127, w)[None, :, None], 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "RGB").save(path, fmt)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(detector, tmp_path_factory):
+    return inference.export_model(detector["info"].model_uri, "onnx", tmp_path_factory.mktemp("onnx") / "d.onnx")
+
+
+def test_path_rows_need_an_opt_in_that_params_cannot_give(detector, pyfunc_model, monkeypatch):
+    """What a REST client reaches: the pyfunc itself. No file is read unless the process opted in."""
+    monkeypatch.delenv(inference.PATH_ROOT_ENV, raising=False)
+    root = detector["root"] / "images"
+    paths = [str(detector["files"][0]), "/dev/zero", "/etc/hostname", "/no/such/file"]
+    for params in (None, {"threshold": 0.5, "batch_size": 1}):
+        out = pyfunc_model.predict(pd.DataFrame({"path": paths}), params=params)
+        assert out["error"].tolist() == [inference.PATHS_DISABLED] * 4
+        assert out["probability_fake"].isna().all() and out["label"].isna().all()
+
+    monkeypatch.setenv(inference.PATH_ROOT_ENV, str(root))
+    inside = [str(f.relative_to(root)) for f in detector["files"]]
+    out = pyfunc_model.predict(pd.DataFrame({"path": inside + paths[1:] + ["../light.keras"]}))
+    np.testing.assert_allclose(out["probability_fake"].iloc[:8], detector["reference"], atol=1e-6)
+    assert out["error"].iloc[:8].isna().all()
+    assert out["error"].iloc[8:].tolist() == [inference.OUTSIDE_ROOT] * 4
+
+
+def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, pyfunc_model, onnx_file, tmp_path,
+                                                                    monkeypatch):
+    from deepfake_detection.explain import explain_files
+
+    good = detector["files"][0]
+    (tmp_path / "bomb_ours.png").write_bytes(png_declaring(9000, 9000))  # over MAX_PIXELS only
+    (tmp_path / "bomb_pillow.png").write_bytes(png_declaring(18000, 18000))  # over Pillow's guard too
+    tiny = save(tmp_path / "tiny.png", (1, 1))
+    long = save(tmp_path / "long.png", (30, 8000))
+    paths = [good, tmp_path / "bomb_ours.png", tmp_path / "bomb_pillow.png", tiny, long]
+    bombs = {paths[1].read_bytes(), paths[2].read_bytes()}
+    decoded: list[bytes] = []
+    real_decode = inference._decode_checked
+    monkeypatch.setattr(inference, "_decode_checked",
+                        lambda contents, size: decoded.extend(c for c in contents if c) or real_decode(contents, size))
+
+    def check(out: pd.DataFrame, where: str):
+        assert out["error"][0] is None and out["warning"][0] is None, where
+        assert out["probability_fake"][0] == pytest.approx(detector["reference"][0], abs=1e-4), where
+        assert out["error"][1] == "image too large: 9000x9000 = 81,000,000 pixels > the limit of 67,108,864", where
+        assert out["error"][2].startswith("image too large: Image size (324000000 pixels) exceeds limit"), where
+        assert out["error"][3] == "image too small: 1x1 pixels, at least 8 a side needed", where
+        assert out["label"][1:4].isna().all() and out["probability_fake"][1:4].isna().all(), where
+        assert out["error"][4] is None and out["label"][4] in ("real", "fake"), where
+        assert "elongated image (30x8000 pixels" in out["warning"][4] and "small image" in out["warning"][4], where
+        assert out["warning"][1:4].isna().all(), where
+
+    with inference.local_files():
+        check(pyfunc_model.predict(pd.DataFrame({"path": [str(p) for p in paths]})), "pyfunc path")
+    check(pyfunc_model.predict(pd.DataFrame({"image": [b64(p) for p in paths]})), "pyfunc base64")
+    check(inference.predict_files(detector["info"].model_uri, paths, progress=False), "predict_files keras")
+    check(inference.predict_files(str(onnx_file), paths, runtime="onnx", progress=False), "predict_files onnx")
+    written = explain_files(detector["info"].model_uri, paths, tmp_path / "cam")
+    assert [p.name for p in written] == [f"{good.stem}_gradcam.png", "long_gradcam.png"]
+    assert decoded and not bombs & set(decoded), "a refused image reached the decoder"
+
+
+def test_the_pixel_limit_is_the_models_own(detector, tmp_path):
+    assert mlflow.models.get_model_info(detector["info"].model_uri).metadata["max_pixels"] == 8192 * 8192
+    with mlflow.start_run():
+        info = inference.log_detector([detector["keras_path"]], 0.5, SIZE, max_pixels=1500,
+                                      input_example_image=detector["files"][0])  # 32x32: under the limit
+    assert mlflow.models.get_model_info(info.model_uri).metadata["max_pixels"] == 1500
+    files = detector["files"]  # 32x32 (1,024 pixels) and 56x40 (2,240 pixels) images
+    out = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"image": [b64(f) for f in files]}))
+    small = [Image.open(f).size == (32, 32) for f in files]
+    assert any(small) and not all(small)
+    for row, is_small in zip(out.itertuples(), small):
+        if is_small:
+            assert row.error is None
+        else:
+            assert row.error == "image too large: 56x40 = 2,240 pixels > the limit of 1,500"
+    np.testing.assert_allclose(out["probability_fake"][small], detector["reference"][small], atol=1e-6)
+
+
+def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp_path, monkeypatch):
+    import os
+
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import cli
+
+    folder = tmp_path / "mixed"
+    save(folder / "a_good.jpg", (48, 40), seed=1)
+    frames = [Image.fromarray(np.full((40, 48, 3), v, np.uint8)) for v in (30, 200)]
+    folder.mkdir(exist_ok=True)
+    frames[0].save(folder / "b_anim.gif", save_all=True, append_images=frames[1:])
+    save(folder / "c_pic.webp", (48, 40), seed=2)
+    save(folder / "d_pic.bmp", (48, 40), seed=3)
+    save(folder / "e_scan.tif", (48, 40), seed=4)
+    (folder / "f_notes.txt").write_text("not an image")
+    (folder / "g_empty.jpg").write_bytes(b"")
+    (folder / "h_dangling.jpg").symlink_to(folder / "gone.jpg")
+    os.mkfifo(folder / "i_fifo.jpg")
+    save(folder / "sub" / "j_nested.png", (48, 40), seed=5)
+    save(folder / "sub" / "k_narrow.png", (20, 200), seed=6)
+    expected = {
+        "a_good.jpg": None, "b_anim.gif": None, "c_pic.webp": None, "d_pic.bmp": None,
+        "e_scan.tif": "unsupported image format TIFF",
+        "f_notes.txt": "not a decodable image: no image format recognises it",
+        "g_empty.jpg": "not a decodable image: empty content",
+        "h_dangling.jpg": "dangling symbolic link",
+        "i_fifo.jpg": "not a regular file",
+        "j_nested.png": None, "k_narrow.png": None,
+    }
+    uri = detector["info"].model_uri
+    out = inference.predict_files(uri, [folder], progress=False, batch_size=4)
+    assert [Path(p).name for p in out["path"]] == list(expected)
+    for row in out.itertuples():
+        want = expected[Path(row.path).name]
+        if want is None:
+            assert row.error is None and 0.0 <= row.probability_fake <= 1.0, row
+        else:
+            assert row.error.startswith(want) and math.isnan(row.probability_fake) and row.label is None, row
+    assert out["warning"].notna().tolist() == [False] * 10 + [True]  # k_narrow: small, 10:1
+
+    # the same files named one by one get the same rows
+    one_by_one = inference.predict_files(uri, list(out["path"]), progress=False)
+    assert one_by_one["error"].tolist() == out["error"].tolist()
+    np.testing.assert_allclose(one_by_one["probability_fake"], out["probability_fake"], atol=1e-6)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["predict", "--model", uri, str(folder), "--output", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "p.csv")
+    assert len(rows) == 11
+    fake, real = int((rows.label == "fake").sum()), int((rows.label == "real").sum())
+    assert fake + real == 6
+    assert f"11 files: 6 scored ({fake} fake, {real} real, 1 with a warning), 5 errors" in result.stderr

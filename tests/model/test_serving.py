@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import signal
@@ -58,6 +60,49 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str, str] | None = None):
+    """``mlflow models serve`` of ``model_uri`` on a free loopback port; yields its base URL."""
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    inherited = {k: v for k, v in os.environ.items() if k not in (inference.PATH_ROOT_ENV, inference.MAX_BYTES_ENV)}
+    env = {
+        **inherited,
+        "MLFLOW_TRACKING_URI": store_uri,
+        "MLFLOW_REGISTRY_URI": store_uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(extra_env or {}),
+    }
+    log_path = workdir / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally
+    proc = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "-p", str(port), "-h", "127.0.0.1", "-w", "1"],
+        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + PING_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /ping after {PING_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A tiny detector registered as deepfake-detector@champion in a throwaway store, served."""
@@ -85,41 +130,11 @@ def served(tmp_path_factory):
     model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
     in_process = mlflow.pyfunc.load_model(model_uri)
 
-    port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_REGISTRY_URI": uri,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in the teardown
-    proc = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-p", str(port), "-h", "127.0.0.1", "-w", "1"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + PING_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited ({proc.returncode}):\n{(root / 'server.log').read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /ping after {PING_TIMEOUT_S} s:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"base": base, "image": image_path, "model": in_process, "root": root}
+        with _serving(model_uri, uri, root) as base:
+            yield {"base": base, "image": image_path, "model": in_process, "root": root, "uri": uri,
+                   "model_uri": model_uri}
     finally:
-        _stop(proc)
-        log.close()
         mlflow.set_tracking_uri(previous)
 
 
@@ -129,10 +144,11 @@ def test_served_champion_scores_a_base64_image_like_the_in_process_model(served)
     status, text = _post(f"{served['base']}/invocations", body)
     assert status == 200, text
     (row,) = json.loads(text)["predictions"]
-    expected = served["model"].predict(pd.DataFrame({"path": [str(served["image"])]})).iloc[0]
+    with inference.local_files():
+        expected = served["model"].predict(pd.DataFrame({"path": [str(served["image"])]})).iloc[0]
     assert row["probability_fake"] == pytest.approx(expected["probability_fake"], abs=1e-6)
     assert row["label"] == expected["label"] and row["threshold"] == pytest.approx(0.42)
-    assert row["error"] is None
+    assert row["error"] is None and row["warning"] is None
 
 
 def test_served_model_reports_a_bad_image_per_row(served):
@@ -156,3 +172,116 @@ def test_served_model_answers_garbage_with_a_4xx_and_a_message(served):
     assert 400 <= status < 500, (status, text)
     message = json.loads(text)["message"]
     assert "'path' column" in message and "'image' column" in message
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def _invoke(base: str, column: str, values: list, params: dict | None = None) -> list[dict]:
+    payload = {"dataframe_split": {"columns": [column], "data": [[v] for v in values]}}
+    if params:
+        payload["params"] = params
+    status, text = _post(f"{base}/invocations", json.dumps(payload).encode())
+    assert status == 200, text
+    rows = json.loads(text)["predictions"]
+    assert len(rows) == len(values)
+    return rows
+
+
+def _unscored(row: dict) -> bool:
+    p = row["probability_fake"]
+    return row["label"] is None and (p is None or p != p)  # null or NaN
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    w, h = size
+    Image.fromarray(np.tile(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], (h, 1, 3)), "RGB").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose IHDR claims ``width x height`` (8-bit RGB) with almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def test_served_model_reads_no_file_by_default(served):
+    """A REST client once sent /dev/zero: the server's memory grew until it was killed."""
+    paths = ["/dev/zero", "/etc/hostname", "/etc/passwd", str(served["image"]), "/no/such/file", "../../etc/passwd"]
+    start = time.monotonic()
+    for params in (None, {"threshold": 0.5, "batch_size": 1}):  # request params cannot switch paths on
+        rows = _invoke(served["base"], "path", paths, params)
+        assert [r["error"] for r in rows] == [inference.PATHS_DISABLED] * len(paths)
+        assert all(_unscored(r) for r in rows)
+    assert time.monotonic() - start < 30
+    (row,) = _invoke(served["base"], "image", [_b64(served["image"].read_bytes())])  # still serving
+    assert row["error"] is None and row["label"] in ("real", "fake")
+
+
+def test_served_model_checks_pixels_before_decoding_and_flags_odd_sizes(served):
+    images = [_png_declaring(18000, 18000), _png_declaring(9000, 9000), _png((1, 1)), _png((30, 8000)),
+              served["image"].read_bytes()]
+    start = time.monotonic()
+    rows = _invoke(served["base"], "image", [_b64(x) for x in images])
+    assert time.monotonic() - start < 30
+    assert rows[0]["error"].startswith("image too large") and rows[1]["error"].startswith("image too large: 9000x9000")
+    assert rows[2]["error"] == "image too small: 1x1 pixels, at least 8 a side needed"
+    assert all(_unscored(r) for r in rows[:3])
+    assert rows[3]["error"] is None and rows[3]["label"] in ("real", "fake")
+    assert "elongated image (30x8000 pixels" in rows[3]["warning"]
+    assert rows[4]["error"] is None and rows[4]["warning"] is None
+
+
+@pytest.fixture(scope="module")
+def served_folder(served):
+    """The same champion served with paths allowed inside one folder and a 1 MB cap."""
+    share = served["root"] / "share"
+    allowed, outside = share / "allowed", share / "outside"
+    (allowed / "sub").mkdir(parents=True)
+    outside.mkdir()
+    face = served["image"].read_bytes()
+    for path in (allowed / "face.jpg", allowed / "sub" / "face.jpg", outside / "secret.jpg"):
+        path.write_bytes(face)
+    (allowed / "escape.jpg").symlink_to(outside / "secret.jpg")
+    (allowed / "zero.jpg").symlink_to("/dev/zero")
+    (allowed / "dir_link").symlink_to(outside)
+    os.mkfifo(allowed / "fifo.jpg")
+    with open(allowed / "big.jpg", "wb") as f:  # a real JPEG start, then 2 MB (sparse)
+        f.write(face)
+        f.truncate(2_000_000)
+    env = {inference.PATH_ROOT_ENV: str(allowed), inference.MAX_BYTES_ENV: "1000000"}
+    with _serving(served["model_uri"], served["uri"], share, env) as base:
+        yield {"base": base, "allowed": allowed, "outside": outside}
+
+
+def test_a_path_opt_in_server_reads_only_regular_files_inside_its_folder(served, served_folder):
+    allowed, outside = served_folder["allowed"], served_folder["outside"]
+    inside = ["face.jpg", str(allowed / "face.jpg"), "sub/../sub/face.jpg", "./sub/face.jpg"]
+    escapes = ["/dev/zero", "/etc/hostname", "/etc/passwd", "/no/such/file", "../outside/secret.jpg",
+               str(outside / "secret.jpg"), "../outside/missing.jpg", "sub/../../outside/secret.jpg",
+               "../../../../../../../etc/passwd", "escape.jpg", "zero.jpg", "dir_link/secret.jpg", "/"]
+    special = {"fifo.jpg": "not a regular file", "sub": "is a directory",
+               "big.jpg": "file too large: 2,000,000 bytes > the limit of 1,000,000",
+               "missing.jpg": "file not found: missing.jpg"}
+    start = time.monotonic()
+    rows = _invoke(served_folder["base"], "path", inside + escapes + list(special))
+    assert time.monotonic() - start < 30
+    with inference.local_files():
+        expected = served["model"].predict(pd.DataFrame({"path": [str(served["image"])]}))["probability_fake"][0]
+    for row in rows[: len(inside)]:
+        assert row["error"] is None and row["probability_fake"] == pytest.approx(expected, abs=1e-6)
+    # one message for every escape, whether its target exists or not: no probing of the server's files
+    assert [r["error"] for r in rows[len(inside) : len(inside) + len(escapes)]] == [inference.OUTSIDE_ROOT] * len(escapes)
+    for row, want in zip(rows[len(inside) + len(escapes) :], special.values()):
+        assert row["error"].startswith(want) and _unscored(row)

@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from deepfake_detection.inference import local_files
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MODELS = ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
@@ -47,9 +49,9 @@ def tiny_params(path: Path) -> None:
     path.write_text(yaml.safe_dump(p, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    dest = tmp_path_factory.mktemp("project")
+def copy_project(dest: Path) -> Path:
+    """The project's tracked files in ``dest`` with tiny params and 60 sample images tracked by
+    DVC, committed in a git repository of its own."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split("\0")
     for f in files:
@@ -62,6 +64,12 @@ def project(tmp_path_factory):
     sh("dvc", "add", "-q", "data", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    dest = copy_project(tmp_path_factory.mktemp("project"))
     repro = sh("dvc", "repro", cwd=dest)
     return dest, repro.stdout
 
@@ -90,7 +98,8 @@ def test_champion_predicts_from_the_registry_with_its_threshold(store):
     info = mlflow.models.get_model_info("models:/deepfake-detector@champion")
     threshold = float(info.metadata["threshold"])
     images = sorted((store / "data" / "test").rglob("*.jpg"))
-    out = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
+    with local_files():  # the model reads no file unless told to (a REST client must not)
+        out = model.predict(pd.DataFrame({"path": [str(p) for p in images]}))
     assert len(out) == len(images)
     assert out.probability_fake.between(0, 1).all()
     assert (out.threshold == threshold).all()
