@@ -251,7 +251,9 @@ def _tracking():
               help="Images per prediction batch.")
 def predict(model_uri, inputs, output, threshold, runtime, batch_size):
     """Classify image files and folders (searched recursively): one row per file, in the
-    order given, with probability_fake, label (at the model's tuned threshold) and any error."""
+    order given, with probability_fake, label (at the model's tuned threshold), and the error
+    (not an image, unsupported format, too large, dangling link, ...) or warning (small or
+    elongated image) of that file."""
     from .inference import predict_files
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
@@ -268,9 +270,10 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size):
     else:
         rows.to_json(output, orient="records", indent=2)
     n_err = int(rows["error"].notna().sum())
-    click.echo(f"{len(rows)} images: {int((rows.label == 'fake').sum())} fake, "
-               f"{int((rows.label == 'real').sum())} real, {n_err} unreadable"
-               + (f"; written to {output}" if output else ""), err=True)
+    n_warn = int(rows["warning"].notna().sum())
+    click.echo(f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
+               f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
+               f"{n_err} errors" + (f"; written to {output}" if output else ""), err=True)
 
 
 @cli.command()
