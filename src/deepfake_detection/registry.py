@@ -1,8 +1,15 @@
 """The MLflow model registry: version tags, description, and the promotion gate of the
-champion alias. Aliases and tags only (MLflow's model stages are deprecated)."""
+champion alias. Aliases and tags only (MLflow's model stages are deprecated).
+
+The gate compares like with like: a version's ``val_auc`` tag was measured on the validation
+split of the data it was trained with, so after the data changes the champion is scored again
+on the current validation split (``rescore``) and both numbers come from the same images. Only
+when that fails does the gate fall back to the champion's stored tag, and its reason says so.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
@@ -16,6 +23,13 @@ class Decision:
     promoted: bool
     reason: str
     previous_version: str | None
+    challenger_value: float | None = None  # both on the current validation split, when rescored
+    champion_value: float | None = None
+
+
+def gate_tag(role: str, metric: str) -> str:
+    """``gate_challenger_val_auc`` / ``gate_champion_val_auc``: the numbers the gate compared."""
+    return f"gate_{role}_{metric}"
 
 
 def current_champion(name: str, alias: str):
@@ -33,31 +47,68 @@ def is_better(metric: str, new: float, old: float) -> bool:
     return new < old if metric in LOWER_IS_BETTER else new > old
 
 
-def promote(name: str, version: str, alias: str, metric: str, value: float, force: bool = False) -> Decision:
+Rescore = Callable[[object], tuple[float, float]]
+
+
+def promote(name: str, version: str, alias: str, metric: str, value: float, force: bool = False,
+            rescore: Rescore | None = None) -> Decision:
     """Move ``alias`` to ``version`` if it beats the current holder on ``metric`` (a validation
-    metric the versions carry as a tag), or if ``force``. Records the decision on the version."""
+    metric), or if ``force``. Records the decision on the version.
+
+    ``rescore(champion_version) -> (challenger, champion)``: both versions' ``metric`` on the
+    current validation split. With it the gate compares those two numbers and records them on
+    the new version (:func:`gate_tag`); if it raises, or without it, the gate compares ``value``
+    with the champion's stored ``metric`` tag, which may come from other data.
+    """
     client = MlflowClient()
     old = current_champion(name, alias)
+    new_value = old_value = None
     if old is None:
         promoted, reason = True, f"no version held the alias '{alias}' yet"
     elif str(old.version) == str(version):
         promoted, reason = True, f"version {version} already holds '{alias}'"
+    elif force:
+        promoted, reason = True, f"forced (--force) over version {old.version} ({metric}={old.tags.get(metric)})"
     else:
-        old_value = old.tags.get(metric)
-        if force:
-            promoted, reason = True, f"forced (--force) over version {old.version} ({metric}={old_value})"
-        elif old_value is None:
-            promoted, reason = True, f"version {old.version} carries no {metric} tag to compare with"
-        elif is_better(metric, value, float(old_value)):
-            promoted, reason = True, f"{metric} {value:.4f} beats version {old.version}'s {float(old_value):.4f}"
+        fallback = ""
+        if rescore is not None:
+            try:
+                new_value, old_value = (float(v) for v in rescore(old))
+            except Exception as err:  # noqa: BLE001 - any failure to load or score means: fall back
+                new_value = old_value = None
+                fallback = (f" (version {old.version} could not be scored on the current validation split: "
+                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
+                            f"compared with its stored {metric} tag, which may come from other data)")
+        if old_value is not None:
+            where = "both on the current validation split"
+            stored = old.tags.get(metric)
+            also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
+            if is_better(metric, new_value, old_value):
+                promoted, reason = True, (f"{metric} {new_value:.4f} beats version {old.version}'s "
+                                          f"{old_value:.4f}, {where}{also}")
+            else:
+                promoted, reason = False, (f"{metric} {new_value:.4f} does not beat version {old.version}'s "
+                                           f"{old_value:.4f}, {where}{also}: '{alias}' stays "
+                                           f"(use --force to override)")
         else:
-            promoted, reason = False, (f"{metric} {value:.4f} does not beat version {old.version}'s "
-                                       f"{float(old_value):.4f}: '{alias}' stays (use --force to override)")
+            tag = old.tags.get(metric)
+            if tag is None:
+                promoted, reason = True, f"version {old.version} carries no {metric} tag to compare with"
+            elif is_better(metric, value, float(tag)):
+                promoted, reason = True, f"{metric} {value:.4f} beats version {old.version}'s {float(tag):.4f}"
+            else:
+                promoted, reason = False, (f"{metric} {value:.4f} does not beat version {old.version}'s "
+                                           f"{float(tag):.4f}: '{alias}' stays (use --force to override)")
+            reason += fallback
     if promoted:
         client.set_registered_model_alias(name, alias, version)
+    if old_value is not None:
+        client.set_model_version_tag(name, version, gate_tag("challenger", metric), str(new_value))
+        client.set_model_version_tag(name, version, gate_tag("champion", metric), str(old_value))
+        client.set_model_version_tag(name, version, "gate_champion_version", str(old.version))
     client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
     client.set_model_version_tag(name, version, "promotion_reason", reason)
-    return Decision(promoted, reason, None if old is None else str(old.version))
+    return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
 
 
 def tag_version(name: str, version: str, tags: dict[str, object], description: str) -> None:

@@ -3,6 +3,8 @@ against a real SQLite MLflow registry."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -77,3 +79,208 @@ def test_force_overrides_the_gate(versions):
     assert forced.promoted and "forced" in forced.reason
     assert str(MlflowClient().get_model_version_by_alias("det", "champion").version) == v2
     assert MlflowClient().get_model_version("det", v2).tags["promotion_reason"] == forced.reason
+
+
+# ----------------------------------------------------------------------------- the gate on current data
+# The gate must compare numbers measured on the same images: the champion's stored val_auc was
+# earned on the validation split of ITS data, so register scores it again on the current split.
+
+
+def _detector(tmp, sign: float) -> Path:
+    """A real DeepfakeDetector around a tiny Keras model: P(fake) rises with brightness (sign +1)
+    or falls with it (sign -1)."""
+    import keras
+    import numpy as np
+
+    inp = keras.Input((32, 32, 3))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inp))
+    model = keras.Model(inp, out)
+    model.layers[-1].set_weights([np.full((3, 1), sign * 0.01, np.float32), np.array([-sign * 3.825], np.float32)])
+    path = tmp / f"bright_{'fake' if sign > 0 else 'real'}.keras"
+    model.save(path)
+    return path
+
+
+def _register(keras_path, val_auc: float) -> str:
+    from deepfake_detection.inference import log_detector
+
+    with mlflow.start_run():
+        info = log_detector([keras_path], 0.5, 32, registered_model_name="det")
+    v = str(info.registered_model_version)
+    MlflowClient().set_model_version_tag("det", v, "val_auc", str(val_auc))
+    return v
+
+
+def _split(tmp, name: str, fakes_bright: bool):
+    """A validation split of 32 px gray PNGs (reals dark, fakes bright, or the reverse) with a
+    challenger's validation scores whose AUC is 22/25 = 0.88."""
+    import pandas as pd
+    from PIL import Image
+
+    folder = tmp / name
+    folder.mkdir()
+    y = [0] * 5 + [1] * 5
+    levels = [20, 40, 60, 80, 100, 150, 170, 190, 210, 230]
+    if not fakes_bright:
+        levels = levels[::-1]
+    files = []
+    for i, level in enumerate(levels):
+        f = folder / f"{i}.png"
+        Image.new("RGB", (32, 32), (level,) * 3).save(f)
+        files.append(str(f))
+    challenger = [0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9]
+    return pd.DataFrame({"path": files, "y": y, "probability": challenger})
+
+
+@pytest.fixture
+def gate_store(in_tmp):
+    uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("registry-gate-test")
+    return in_tmp
+
+
+def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_store):
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_detection.stages.register import champion_rescorer
+
+    client = MlflowClient()
+    bright_fake = _detector(gate_store, +1.0)
+    champion = _register(bright_fake, 0.60)  # its tag: 0.60, earned on its own (older) data
+    assert registry.promote("det", champion, "champion", "val_auc", 0.60).promoted
+
+    # Today's validation split: fakes are bright, so the champion separates it perfectly (AUC 1),
+    # far better than its stale tag says. A challenger at 0.88 beats the tag, not the champion.
+    val = _split(gate_store, "valid_a", fakes_bright=True)
+    challenger_auc = roc_auc_score(val.y, val.probability)
+    assert challenger_auc == pytest.approx(0.88)
+    v2 = _register(_detector(gate_store, -1.0), challenger_auc)
+    kept = registry.promote("det", v2, "champion", "val_auc", challenger_auc,
+                            rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    assert not kept.promoted, kept.reason
+    assert kept.champion_value == pytest.approx(1.0) and kept.challenger_value == pytest.approx(0.88)
+    assert "current validation split" in kept.reason and "stored tag says 0.6000" in kept.reason
+    assert str(client.get_model_version_by_alias("det", "champion").version) == champion
+    tags = client.get_model_version("det", v2).tags
+    assert float(tags["gate_champion_val_auc"]) == pytest.approx(1.0)
+    assert float(tags["gate_challenger_val_auc"]) == pytest.approx(0.88)
+    assert tags["promotion"] == "not promoted"
+
+    # The other way round: the champion's tag (0.99) is flattering, but on today's split (fakes
+    # dark) it ranks every fake below every real. The old rule would keep it; the rescored gate
+    # promotes the challenger.
+    client.set_model_version_tag("det", champion, "val_auc", "0.99")
+    val = _split(gate_store, "valid_b", fakes_bright=False)
+    v3 = _register(bright_fake, 0.88)
+    won = registry.promote("det", v3, "champion", "val_auc", 0.88,
+                           rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    assert won.promoted, won.reason
+    assert won.champion_value == pytest.approx(0.0) and won.challenger_value == pytest.approx(0.88)
+    assert str(client.get_model_version_by_alias("det", "champion").version) == v3
+    assert float(client.get_model_version("det", v3).tags["gate_champion_val_auc"]) == pytest.approx(0.0)
+
+
+def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(versions):
+    from deepfake_detection.stages.register import champion_rescorer
+
+    (v1, a1), (v2, a2), (v3, a3) = versions  # Constant pyfuncs: no probability_fake column
+    registry.promote("det", v3, "champion", "val_auc", a3)
+    val = _split(Path.cwd(), "valid", fakes_bright=True)
+    decision = registry.promote("det", v1, "champion", "val_auc", a1,
+                                rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    assert not decision.promoted  # 0.80 against the stored 0.90
+    assert "could not be scored on the current validation split" in decision.reason
+    assert "stored val_auc tag" in decision.reason
+    assert decision.champion_value is None and decision.challenger_value is None
+    assert "gate_champion_val_auc" not in MlflowClient().get_model_version("det", v1).tags
+
+
+def test_the_challenger_is_scored_only_on_predictions_of_the_current_validation_split(in_tmp):
+    import pandas as pd
+
+    from deepfake_detection import paths
+    from deepfake_detection.data.manifest import MANIFEST_COLUMNS
+    from deepfake_detection.stages.register import validation_predictions
+
+    rows = [{"path": f"data/valid/real/{i}.png", "label": "real", "split": "valid"} for i in range(3)]
+    manifest = pd.DataFrame(rows).reindex(columns=list(MANIFEST_COLUMNS), fill_value="")
+    paths.MANIFEST.parent.mkdir(parents=True)
+    manifest.to_csv(paths.MANIFEST, index=False)
+    preds = pd.DataFrame({"path": [r["path"] for r in rows], "label": "real", "y": 0, "subgroup": "",
+                          "probability": [0.1, 0.2, 0.3]})
+    out = paths.predictions("m", "valid")
+    out.parent.mkdir(parents=True)
+    preds.to_csv(out, index=False)
+    best = {"model": "m", "kind": "single"}
+    assert validation_predictions(best).probability.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    preds.iloc[:2].to_csv(out, index=False)  # predictions of another (older) split
+    with pytest.raises(ValueError, match="not those of the current validation split"):
+        validation_predictions(best)
+
+
+def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None:
+    """What `register` reads after `dvc repro`: evaluation results of every model and ensemble
+    (light_se_cnn the best by val_auc), its .keras file, its validation predictions, the manifest."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from deepfake_detection import paths
+    from deepfake_detection.data.manifest import MANIFEST_COLUMNS
+    from deepfake_detection.evaluation.ensemble import KINDS
+
+    for folder in ("data", "artifacts", "metrics"):
+        shutil.rmtree(root / folder, ignore_errors=True)
+    val = _split(root, "data", fakes_bright)  # data/0.png ... data/9.png
+    val["path"] = [str(Path(p).relative_to(root)) for p in val.path]
+    val["probability"] = challenger_auc_scores
+    manifest = pd.DataFrame({"path": val.path, "label": ["real"] * 5 + ["fake"] * 5, "split": "valid"})
+    paths.MANIFEST.parent.mkdir(parents=True)
+    manifest.reindex(columns=list(MANIFEST_COLUMNS), fill_value="").to_csv(paths.MANIFEST, index=False)
+    out = paths.predictions("light_se_cnn", "valid")
+    out.parent.mkdir(parents=True)
+    val.assign(label=manifest.label, subgroup="")[["path", "label", "y", "subgroup", "probability"]].to_csv(out, index=False)
+    model = paths.model_file("light_se_cnn", "train")
+    model.parent.mkdir(parents=True)
+    shutil.copy(_detector(root, -1.0), model)
+
+    def result(name, kind, val_auc):
+        return {"model": name, "kind": kind, "threshold": 0.5, "threshold_method": "youden",
+                "val": {"auc": val_auc, "f1": 0.5}, "test": {"tuned": {"auc": 0.5, "f1": 0.5}}}
+
+    for name in ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"):
+        f = paths.stage_metrics("evaluate", name)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(result(name, "single", 0.88 if name == "light_se_cnn" else 0.5)))
+    for kind in KINDS:
+        f = paths.stage_metrics("ensemble", f"ensemble_{kind}")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(result(f"ensemble_{kind}", "ensemble", 0.4)))
+
+
+def test_register_stage_records_both_rescored_numbers(gate_store):
+    import json
+
+    from deepfake_detection import paths
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.stages import register
+
+    params = parse_params({"data": {"image_size": 32}, "register": {"model_name": "det"},
+                           "mlflow": {"experiment": "registry-gate-test"}})
+    champion = _register(_detector(gate_store, +1.0), 0.99)  # a flattering tag from other data
+    registry.promote("det", champion, "champion", "val_auc", 0.99)
+
+    # Today's split has dark fakes: the champion scores 0 there, the challenger 0.88.
+    _stage_inputs(gate_store, fakes_bright=False, challenger_auc_scores=[0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9])
+    out = register.run(params)
+    assert out["promoted"], out["reason"]
+    assert out["gate_challenger_val_auc"] == pytest.approx(0.88) and out["gate_champion_val_auc"] == pytest.approx(0.0)
+    assert out["champion_version"] == champion
+    on_disk = json.loads(paths.REGISTER_METRICS.read_text())
+    assert on_disk["gate_champion_val_auc"] == pytest.approx(0.0) and on_disk["reason"] == out["reason"]
+    tags = MlflowClient().get_model_version("det", str(out["version"])).tags
+    assert float(tags["gate_challenger_val_auc"]) == pytest.approx(0.88)
+    assert float(tags["val_auc"]) == pytest.approx(0.88)

@@ -1,15 +1,27 @@
 """Stage `register` (last): the best model or ensemble by a VALIDATION metric becomes a new
 version of the registered model, as a pyfunc that carries its preprocessing and its tuned
-threshold; the champion alias moves to it only if it beats the current champion."""
+threshold; the champion alias moves to it only if it beats the current champion.
+
+Both sides of that comparison are measured on the CURRENT validation split: the challenger from
+its validation predictions (cross-fitted for the weighted and stacking ensembles), the champion by
+loading its registered pyfunc and scoring the same images in-process, each at its own decision
+threshold, with the project's metric code. A version's stored ``val_*`` tag was earned on the
+data it was trained with and may come from other images; the gate falls back to it only when the
+champion cannot be loaded or scored, and says so in its reason."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from .. import paths, registry, tracking
 from ..config import LOWER_IS_BETTER, Params
-from ..evaluation.report import load_results, read_json
+from ..evaluation.report import load_predictions, load_results, read_json
 from ..models import final_stage
+
+SCORE_CHUNK = 128  # validation images per pyfunc call when scoring the champion
 
 
 def pick_best(results: list[dict], metric: str) -> dict:
@@ -34,6 +46,66 @@ def _example_image() -> Path:
 
     manifest = load_manifest(paths.MANIFEST)
     return Path(manifest[manifest.split == "valid"].path.iloc[0])
+
+
+def selection_value(y, p, threshold: float, metric: str, n_bins: int = 10) -> float:
+    """``metric`` (``val_auc`` -> ``auc``) of scores ``p`` at ``threshold``, by the metric code
+    every stage uses."""
+    from ..evaluation.metrics import binary_metrics
+
+    return float(binary_metrics(y, p, threshold, n_bins)[metric.removeprefix("val_")])
+
+
+def validation_predictions(best: dict) -> pd.DataFrame:
+    """The chosen candidate's validation predictions (``path``, ``y``, ``probability``), checked
+    to cover exactly the current manifest's validation split."""
+    from ..data.manifest import load_manifest
+
+    val = load_predictions(best["model"], "valid", ensemble=best["kind"] != "single")
+    manifest = load_manifest(paths.MANIFEST)
+    current = manifest.loc[manifest.split == "valid", "path"].astype(str).tolist()
+    if val.path.astype(str).tolist() != current:
+        raise ValueError(f"the validation predictions of {best['model']} are not those of the current "
+                         f"validation split: re-run its threshold stage")
+    return val
+
+
+def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10) -> float:
+    """Load a registered detector (pyfunc) and score ``val``'s images (``path`` column; labels
+    ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
+    this does not depend on whether the detector may read paths. Raises if any image fails."""
+    import mlflow
+
+    from ..inference import encode_image_file
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    files = val.path.astype(str).tolist()
+    out = pd.concat([model.predict(pd.DataFrame({"image": [encode_image_file(f) for f in files[i:i + SCORE_CHUNK]]}))
+                     for i in range(0, len(files), SCORE_CHUNK)], ignore_index=True)
+    if len(out) != len(files):
+        raise ValueError(f"{model_uri} answered {len(out)} rows for {len(files)} images")
+    p = pd.to_numeric(out["probability_fake"], errors="coerce").to_numpy(dtype=float)
+    failed = ~np.isfinite(p)
+    if failed.any():
+        first = int(np.argmax(failed))
+        why = out["error"].iloc[first] if "error" in out else "no probability"
+        raise ValueError(f"{int(failed.sum())} of {len(files)} validation images could not be scored "
+                         f"(first: {files[first]}: {why})")
+    return selection_value(val.y.to_numpy(), p, float(out["threshold"].iloc[0]), metric, n_bins)
+
+
+def champion_rescorer(model_name: str, val_source, threshold: float, metric: str,
+                      n_bins: int = 10) -> registry.Rescore:
+    """``rescore`` for :func:`registry.promote`: (challenger, champion) ``metric`` on the current
+    validation split. ``val_source`` is the challenger's validation predictions or a function
+    that loads them (then a failure there also falls back to the stored tags)."""
+
+    def rescore(champion) -> tuple[float, float]:
+        val = val_source() if callable(val_source) else val_source
+        challenger = selection_value(val.y.to_numpy(), val.probability.to_numpy(), threshold, metric, n_bins)
+        return challenger, score_model(f"models:/{model_name}/{champion.version}", val, metric, n_bins)
+
+    return rescore
 
 
 def run(params: Params, force: bool = False) -> dict:
@@ -65,13 +137,19 @@ def run(params: Params, force: bool = False) -> dict:
                             input_example_image=_example_image())
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)
-        decision = registry.promote(reg.model_name, version, reg.alias, reg.metric, value, force)
+        rescore = champion_rescorer(reg.model_name, lambda: validation_predictions(best), best["threshold"],
+                                    reg.metric, params.evaluate.n_bins)
+        decision = registry.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
         tracking.set_tags({"promotion": "promoted" if decision.promoted else "not promoted",
                            "promotion_reason": decision.reason, "registered_version": version})
-        tracking.log_metrics({reg.metric: value, "promoted": float(decision.promoted)})
+        gate = {registry.gate_tag("challenger", reg.metric): decision.challenger_value,
+                registry.gate_tag("champion", reg.metric): decision.champion_value}
+        tracking.log_metrics({reg.metric: value, "promoted": float(decision.promoted),
+                              **{k: v for k, v in gate.items() if v is not None}})
     out = {"model_name": reg.model_name, "version": int(version), "source_model": best["model"],
            "kind": best["kind"], "threshold": best["threshold"], reg.metric: value,
-           "promoted": decision.promoted, "reason": decision.reason, "model_uri": info.model_uri}
+           "promoted": decision.promoted, "reason": decision.reason, "model_uri": info.model_uri,
+           "champion_version": decision.previous_version, **gate}
     tracking.write_json(out, paths.REGISTER_METRICS)
     if paths.SUMMARY_MD.is_file():
         print(paths.SUMMARY_MD.read_text())
