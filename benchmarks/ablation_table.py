@@ -36,7 +36,7 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
         minutes = sum((r.end_time - r.start_time).total_seconds() for r in by_stage.values()) / 60
         train = by_stage.get("train")
         settings[name] = {k.removeprefix("params."): v for k, v in (train if train is not None else ev).items()
-                          if k.startswith("params.")}
+                          if k.startswith("params.") and isinstance(v, str)}  # NaN: another stage's param
         rows.append({"experiment": name,
                      "val AUC": th["metrics.val_auc"] if th is not None else float("nan"),
                      "test AUC": ev["metrics.test_auc"],
