@@ -37,9 +37,10 @@ declare -A CHANGES=(
   [self-blend]="data.augment.self_blend=0.5"
   [two-convs-per-block]="models.light_se_cnn.convs_per_block=2"
   [wider]="models.light_se_cnn.filters=[48,96,192,384]"
+  [30-epochs]="train.epochs=30 train.patience=30"
 )
 ORDER=(base cross-entropy flips-only self-blend stop-on-val-auc focal-alpha-0.5 cosine adamw
-       no-rotation-zoom no-brightness-contrast native-256 patches-96 two-convs-per-block wider)
+       no-rotation-zoom no-brightness-contrast native-256 patches-96 two-convs-per-block wider 30-epochs)
 [ $# -gt 0 ] && ORDER=("$@")
 
 for name in "${ORDER[@]}"; do
