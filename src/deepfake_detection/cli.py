@@ -83,8 +83,8 @@ class _InOrder(click.Group):
                 return super().invoke(ctx)
         except Terminated:
             name = " ".join(filter(None, (ctx.info_name, ctx.invoked_subcommand)))
-            click.echo(f"{name}: terminated by SIGTERM; its MLflow run (if any) is marked KILLED and a "
-                       f"training stage's partial outputs are removed", err=True)
+            click.echo(f"{name}: terminated by SIGTERM; its MLflow run (if any) is marked KILLED and the "
+                       f"stage's partial outputs are removed", err=True)
             ctx.exit(Terminated.exit_code)
 
 

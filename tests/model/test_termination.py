@@ -94,3 +94,49 @@ def test_removed_on_failure_removes_outputs_and_their_emptied_folders(in_tmp, in
     with paths.removed_on_failure(csv):  # success: nothing is removed
         csv.write_text("epoch\n")
     assert csv.is_file()
+
+
+def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkeypatch):
+    """Every stage, not only training: here `ensemble` is stopped (Ctrl-C / SIGTERM through the
+    CLI) after its first ensemble wrote its files and while the second is being evaluated."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from deepfake_detection.stages import ensemble as ensemble_stage
+
+    members = ["light_se_cnn", "resnet50"]
+    rng = np.random.default_rng(0)
+    for split in ("valid", "test"):
+        y = np.array([0, 1] * 20)
+        base = pd.DataFrame({"path": [f"data/{split}/{i}.png" for i in range(40)],
+                             "label": np.where(y == 1, "fake", "real"), "y": y, "subgroup": ""})
+        for m in members:
+            out = in_tmp / paths.predictions(m, split)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            base.assign(probability=np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 40), 0, 1)).to_csv(out, index=False)
+    for m in members:
+        f = in_tmp / paths.stage_metrics("threshold", m)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"threshold": 0.5}))
+    params = parse_params({"ensemble": {"members": members}, "mlflow": {"experiment": "test-termination"}})
+
+    real, calls = ensemble_stage.evaluate_scores, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble_stage, "evaluate_scores", interrupted_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        ensemble_stage.run(params)
+    assert len(calls) == 2
+    for out in (paths.ARTIFACTS / "ensembles", paths.PLOTS / "ensemble", paths.METRICS / "ensemble"):
+        assert not (in_tmp / out).exists(), f"{out} was left behind"
+    assert (in_tmp / paths.predictions(members[0], "valid")).is_file()  # the stage's inputs stay
+    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("test-termination").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]

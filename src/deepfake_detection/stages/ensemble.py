@@ -28,24 +28,26 @@ def run(params: Params) -> list[dict]:
     val, P_val = _member_matrix(members, "valid")
     test, P_test = _member_matrix(members, "test")
     member_thresholds = [read_json(paths.stage_metrics("threshold", m))["threshold"] for m in members]
-    results = []
-    for kind in KINDS:
-        name = f"ensemble_{kind}"
-        y_val = val.y.to_numpy()
-        ens = fit_ensemble(kind, members, P_val, y_val, member_thresholds, seed=params.seed)
-        val_scored = val.assign(probability=cross_fitted_scores(kind, members, P_val, y_val, member_thresholds,
-                                                                seed=params.seed))
-        test_scored = test.assign(probability=ens.predict(P_test))
-        log = {"ensemble.kind": kind, "ensemble.members": ",".join(members),
-               "validation_scores": "cross-fitted" if kind in FITTED_KINDS else "direct"}
-        with tracking.stage_run("ensemble", params, model=name, log=log):
-            chosen = choose_threshold(name, val_scored, params)
-            ens.threshold = chosen["threshold"]
-            tracking.write_json(ens.to_dict(), paths.ensemble_file(name))
-            tracking.log_artifact(paths.ensemble_file(name))
-            for split, df in (("valid", val_scored), ("test", test_scored)):
-                save_predictions(df, name, split, ensemble=True)
-            result = evaluate_scores(name, "ensemble", "ensemble", test_scored, chosen, params)
-        print(f"{name}: val AUC {chosen['val']['auc']:.4f}, test AUC {result['test']['tuned']['auc']:.4f}")
-        results.append(result)
+    outputs = (paths.ARTIFACTS / "ensembles", paths.PLOTS / "ensemble", paths.METRICS / "ensemble")
+    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+        results = []
+        for kind in KINDS:
+            name = f"ensemble_{kind}"
+            y_val = val.y.to_numpy()
+            ens = fit_ensemble(kind, members, P_val, y_val, member_thresholds, seed=params.seed)
+            val_scored = val.assign(probability=cross_fitted_scores(kind, members, P_val, y_val, member_thresholds,
+                                                                    seed=params.seed))
+            test_scored = test.assign(probability=ens.predict(P_test))
+            log = {"ensemble.kind": kind, "ensemble.members": ",".join(members),
+                   "validation_scores": "cross-fitted" if kind in FITTED_KINDS else "direct"}
+            with tracking.stage_run("ensemble", params, model=name, log=log):
+                chosen = choose_threshold(name, val_scored, params)
+                ens.threshold = chosen["threshold"]
+                tracking.write_json(ens.to_dict(), paths.ensemble_file(name))
+                tracking.log_artifact(paths.ensemble_file(name))
+                for split, df in (("valid", val_scored), ("test", test_scored)):
+                    save_predictions(df, name, split, ensemble=True)
+                result = evaluate_scores(name, "ensemble", "ensemble", test_scored, chosen, params)
+            print(f"{name}: val AUC {chosen['val']['auc']:.4f}, test AUC {result['test']['tuned']['auc']:.4f}")
+            results.append(result)
     return results

@@ -19,14 +19,17 @@ from ..evaluation.report import evaluate_scores, load_final_model, predict_split
 def run(model_name: str, params: Params) -> dict:
     chosen = read_json(paths.stage_metrics("threshold", model_name))
     model = load_final_model(model_name)
-    test = predict_split(model_name, "test", params, model=model)
-    log = {"threshold": chosen["threshold"], "threshold_method": chosen["method"],
-           **flatten(params.evaluate, "evaluate.")}
-    with tracking.stage_run("evaluate", params, model=model_name, log=log):
-        result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
-        tracking.log_artifact(paths.predictions(model_name, "test"), "predictions")
-        if params.evaluate.gradcam_examples:
-            tracking.log_figure(gradcam_grid(model, test, chosen["threshold"], params), "gradcam_outcomes.png")
+    outputs = (paths.predictions(model_name, "test"), paths.stage_metrics("evaluate", model_name),
+               paths.eval_plots("evaluate", model_name))
+    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+        test = predict_split(model_name, "test", params, model=model)
+        log = {"threshold": chosen["threshold"], "threshold_method": chosen["method"],
+               **flatten(params.evaluate, "evaluate.")}
+        with tracking.stage_run("evaluate", params, model=model_name, log=log):
+            result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
+            tracking.log_artifact(paths.predictions(model_name, "test"), "predictions")
+            if params.evaluate.gradcam_examples:
+                tracking.log_figure(gradcam_grid(model, test, chosen["threshold"], params), "gradcam_outcomes.png")
     tuned = result["test"]["tuned"]
     print(f"evaluate {model_name}: test AUC {tuned['auc']:.4f}, F1 {tuned['f1']:.4f} at {chosen['threshold']:.4f}")
     return result

@@ -14,18 +14,18 @@ from ..data.manifest import build_manifest, statistics
 def run(params: Params, progress: bool = True) -> dict:
     manifest = build_manifest(params.data.dir, progress=progress)
     stats = statistics(manifest)
-    paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(paths.MANIFEST, index=False)
-    tracking.write_json(stats, paths.DATA_METRICS)
-
     flat = {f"n_{s}_{lb}": stats["counts"][s][lb] for s in SPLITS for lb in LABELS}
     flat.update({f"fake_fraction_{s}": v for s, v in stats["fake_fraction"].items()})
     flat.update({f"class_weight_{lb}": v for lb, v in stats["class_weights"].items()})
     flat.update(n_images=stats["total"], duplicates_across_splits=stats["duplicates_across_splits"])
-    with tracking.stage_run("prepare", params):
-        tracking.log_metrics(flat)
-        tracking.log_artifact(paths.MANIFEST)
-        tracking.log_dict(stats, "data_stats.json")
+    with paths.removed_on_failure(paths.MANIFEST, paths.DATA_METRICS):  # nothing half-written
+        paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(paths.MANIFEST, index=False)
+        tracking.write_json(stats, paths.DATA_METRICS)
+        with tracking.stage_run("prepare", params):
+            tracking.log_metrics(flat)
+            tracking.log_artifact(paths.MANIFEST)
+            tracking.log_dict(stats, "data_stats.json")
     if stats["duplicates_across_splits"]:
         print(f"warning: {stats['duplicates_across_splits']} images appear in more than one split "
               "(identical content): test results may be optimistic")

@@ -24,20 +24,21 @@ def rows_of(results: list[dict]) -> list[dict]:
 def run(params: Params):
     results = load_results(params)
     table = summary_table(rows_of(results))
-    paths.REPORTS.mkdir(parents=True, exist_ok=True)
-    write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD)
-    curves = {}
-    for r in results:
-        test = load_predictions(r["model"], "test", ensemble=r["kind"] == "ensemble")
-        curves[r["model"]] = (test.y.to_numpy(), test.probability.to_numpy())
-    fig = plot_roc_overlay(curves, "Test ROC of every model and ensemble")
-    fig.savefig(paths.ROC_ALL, dpi=100, bbox_inches="tight")
-    with tracking.stage_run("summary", params):
-        tracking.log_artifact(paths.SUMMARY_CSV)
-        tracking.log_artifact(paths.SUMMARY_MD)
-        tracking.log_figure(fig, "roc_all.png")
-        best = table[table["at"] == "tuned"].iloc[0]
-        tracking.log_metrics({"best_test_auc": best["auc"], "n_models": len(results)})
+    with paths.removed_on_failure(paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL):  # nothing half-written
+        paths.REPORTS.mkdir(parents=True, exist_ok=True)
+        write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD)
+        curves = {}
+        for r in results:
+            test = load_predictions(r["model"], "test", ensemble=r["kind"] == "ensemble")
+            curves[r["model"]] = (test.y.to_numpy(), test.probability.to_numpy())
+        fig = plot_roc_overlay(curves, "Test ROC of every model and ensemble")
+        fig.savefig(paths.ROC_ALL, dpi=100, bbox_inches="tight")
+        with tracking.stage_run("summary", params):
+            tracking.log_artifact(paths.SUMMARY_CSV)
+            tracking.log_artifact(paths.SUMMARY_MD)
+            tracking.log_figure(fig, "roc_all.png")
+            best = table[table["at"] == "tuned"].iloc[0]
+            tracking.log_metrics({"best_test_auc": best["auc"], "n_models": len(results)})
     plt.close(fig)
     print(paths.SUMMARY_MD.read_text())
     return table

@@ -12,10 +12,12 @@ from ..evaluation.report import choose_threshold, predict_split
 
 
 def run(model_name: str, params: Params) -> dict:
-    val = predict_split(model_name, "valid", params)
-    with tracking.stage_run("threshold", params, model=model_name, log=flatten(params.threshold, "threshold.")):
-        info = choose_threshold(model_name, val, params)
-        tracking.log_artifact(paths.predictions(model_name, "valid"), "predictions")
-    tracking.write_json(info, paths.stage_metrics("threshold", model_name))
+    outputs = (paths.predictions(model_name, "valid"), paths.stage_metrics("threshold", model_name))
+    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+        val = predict_split(model_name, "valid", params)
+        with tracking.stage_run("threshold", params, model=model_name, log=flatten(params.threshold, "threshold.")):
+            info = choose_threshold(model_name, val, params)
+            tracking.log_artifact(paths.predictions(model_name, "valid"), "predictions")
+        tracking.write_json(info, paths.stage_metrics("threshold", model_name))
     print(f"threshold {model_name}: {info['threshold']:.4f} ({info['method']}), val AUC {info['val']['auc']:.4f}")
     return info
