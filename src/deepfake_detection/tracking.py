@@ -7,7 +7,9 @@ a temporary copy of the project, and ``DVC_ROOT`` names the project that queued 
 land in the same store as every other run. Every run carries the tags ``stage``,
 ``git_commit``, ``data_digest``, ``model`` (per-model stages) and, under ``dvc exp run``,
 ``dvc_exp`` (the experiment's name: one tag groups all the runs of one experiment) and
-``dvc_baseline`` (the commit the experiment started from).
+``dvc_baseline`` (the commit the experiment started from). Each run also records the splits
+of the dataset it read as MLflow dataset inputs (:data:`STAGE_SPLITS`), named
+``<data dir>@<data digest>``, with the split as context.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from .config import Params, flatten  # noqa: E402
 
 STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register")
 DATA_DVC = Path("data.dvc")
+# The splits of the manifest each stage reads: logged as the run's dataset inputs.
+STAGE_SPLITS = {"prepare": ("train", "valid", "test"), "train": ("train", "valid"), "finetune": ("train", "valid"),
+                "threshold": ("valid",), "evaluate": ("test",), "ensemble": ("valid", "test"),
+                "summary": ("test",), "register": ("valid",)}
+# The MLflow UI opens an experiment in its GenAI view unless told otherwise. MLflow 3.17's UI takes
+# the view from the URL (``?workflowType=machine_learning``) or the user's last choice; UIs without
+# workflow-based navigation read the experiment tag instead. Both are set: the tag here, the URL
+# in :func:`experiment_url` (``make ui`` prints it).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def project_root(root: Path | None = None) -> Path:
@@ -85,11 +96,20 @@ def setup(experiment: str, root: Path | None = None) -> str:
         location = None
         if uri.startswith("sqlite:"):
             location = (root / "mlartifacts").as_uri()
-        exp_id = client.create_experiment(experiment, artifact_location=location)
+        exp_id = client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_KIND)
     else:
         exp_id = exp.experiment_id
+        for key, value in EXPERIMENT_KIND.items():  # a store made before the tag existed
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp_id, key, value)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def experiment_url(base_url: str, experiment: str, root: Path | None = None) -> str:
+    """The UI page of the experiment's runs in the model-training view (not the GenAI view)."""
+    exp_id = setup(experiment, root)
+    return f"{base_url.rstrip('/')}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
 
 
 def git_commit(root: Path | None = None) -> str:
@@ -147,11 +167,35 @@ def stage_run(stage: str, params: Params, model: str | None = None,
         settings = {"seed": params.seed, **flatten(params.data, "data.")}
         settings.update(log or {})
         log_params(settings)
+        log_datasets(params.data.dir, STAGE_SPLITS[stage])
         try:
             yield run
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler: KILLED, not FAILED
             mlflow.end_run("KILLED")
             raise
+
+
+def log_datasets(data_dir: str | Path, splits: tuple[str, ...], manifest: Path = Path("artifacts/manifest.csv")) -> None:
+    """Log each of ``splits`` of the manifest as a dataset input of the active run (the runs'
+    *Dataset* column): its rows (path, label, md5, size, subgroup), named
+    ``<data dir>@<data digest>`` (the md5 in ``data.dvc``), source the data folder, context the
+    split. Nothing is logged before ``prepare`` has written the manifest."""
+    import warnings
+
+    import mlflow.data
+    import pandas as pd
+
+    if not Path(manifest).is_file():
+        return
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    name = f"{Path(data_dir).name or data_dir}@{data_digest()}"
+    source = str(project_root() / data_dir)
+    for split in splits:
+        with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local folder
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(rows[rows.split == split].reset_index(drop=True), source=source,
+                                              targets="label", name=name)
+        mlflow.log_input(dataset, context=split)
 
 
 def log_params(settings: dict[str, object]) -> None:

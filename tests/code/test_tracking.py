@@ -14,6 +14,8 @@ import pytest
 
 from deepfake_detection import tracking
 
+ROOT = Path(__file__).resolve().parents[2]
+
 # Each child waits for a common start time, then opens (and so creates) the same new store and
 # logs one run: without the lock in use_store, MLflow's migrations race and the store breaks.
 CHILD = """
@@ -21,6 +23,8 @@ import sys, time
 from pathlib import Path
 start, root, name = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 from deepfake_detection import tracking
+
+ROOT = Path(__file__).resolve().parents[2]
 import mlflow
 while time.time() < start:
     time.sleep(0.001)
@@ -74,3 +78,38 @@ def test_runs_under_dvc_exp_carry_the_experiment_name(monkeypatch):
     monkeypatch.delenv("DVC_EXP_NAME")
     monkeypatch.delenv("DVC_EXP_BASELINE_REV")
     assert "dvc_exp" not in tracking.run_tags("train", "light_se_cnn")
+
+
+def test_a_new_experiment_opens_in_the_model_training_view(in_tmp, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    url = tracking.experiment_url("http://127.0.0.1:5000/", "views")
+    exp = mlflow.MlflowClient().get_experiment_by_name("views")
+    # MLflow 3.17's UI: the view comes from ?workflowType= (default: GenAI); older UIs read the tag
+    assert url == f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    mlflow.MlflowClient().delete_experiment_tag(exp.experiment_id, "mlflow.experimentKind")
+    tracking.setup("views")  # a store made before the tag existed gets it
+    assert mlflow.MlflowClient().get_experiment(exp.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_stage_runs_log_the_splits_they_read_as_datasets(in_tmp, monkeypatch):
+    from deepfake_detection.config import load_params
+
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (in_tmp / "data.dvc").write_text("outs:\n- md5: 0123abcd.dir\n  path: data\n")
+    (in_tmp / "artifacts").mkdir()
+    rows = [f"data/{s}/{lb}/{i}.jpg,{lb},{s},m{i},48,48," for s in ("train", "valid", "test")
+            for lb in ("real", "fake") for i in range(2 if s == "train" else 1)]
+    (in_tmp / "artifacts" / "manifest.csv").write_text("path,label,split,md5,width,height,subgroup\n" + "\n".join(rows) + "\n")
+    params = load_params(ROOT / "params.yaml")
+    with tracking.stage_run("threshold", params, model="m") as run:
+        pass
+    inputs = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    assert len(inputs) == 1
+    dataset, (context,) = inputs[0].dataset, inputs[0].tags
+    assert dataset.name == f"{params.data.dir}@0123abcd.dir" and context.value == "valid"
+    assert '"num_rows": 2' in dataset.profile and str(in_tmp.resolve() / params.data.dir) in dataset.source
+    with tracking.stage_run("train", params, model="m") as run:
+        pass
+    contexts = {i.tags[0].value: i.dataset for i in mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs}
+    assert set(contexts) == {"train", "valid"} and '"num_rows": 4' in contexts["train"].profile
