@@ -155,11 +155,13 @@ def overlay_grid(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], t
 
 
 def _load_model(model_uri_or_path: str | Path):
-    """A Keras model (the first member of a logged detector) and the threshold it carries."""
+    """A Keras model (the first member of a logged detector), the threshold and the pixel limit
+    it carries (``max_pixels`` in its metadata; ``images.MAX_PIXELS`` for a bare ``.keras``)."""
+    from deepfake_detection.data.images import MAX_PIXELS
     from deepfake_detection.inference import load_keras_members
 
     models, metadata = load_keras_members(model_uri_or_path)
-    return models[0], float(metadata.get("threshold", 0.5))
+    return models[0], float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
 
 
 def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], out_dir: Path | str, *,
@@ -177,11 +179,11 @@ def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], o
 
     import pandas as pd
 
-    model, threshold = _load_model(model_uri_or_path)
+    model, threshold, max_pixels = _load_model(model_uri_or_path)
     size = _input_size(model)
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
-    pixels, decode_errors = decode_images(contents, size)
+    pixels, decode_errors = decode_images(contents, size, max_pixels=max_pixels)
     errors = [e or d for e, d in zip(errors, decode_errors)]
     for p, e in zip(paths, errors):
         if e is not None:

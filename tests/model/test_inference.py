@@ -421,6 +421,11 @@ def test_the_pixel_limit_is_the_models_own(detector, tmp_path):
         else:
             assert row.error == "image too large: 56x40 = 2,240 pixels > the limit of 1,500"
     np.testing.assert_allclose(out["probability_fake"][small], detector["reference"][small], atol=1e-6)
+    # explain reads the same limit from the model's metadata: only the 32x32 images get a Grad-CAM
+    from deepfake_detection.explain import explain_files
+
+    written = explain_files(info.model_uri, files, tmp_path / "cam")
+    assert sorted(p.name for p in written) == sorted(f"{f.stem}_gradcam.png" for f, s in zip(files, small) if s)
 
 
 def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp_path, monkeypatch):
