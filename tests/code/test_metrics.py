@@ -177,7 +177,9 @@ def test_plot_confusion(normalize):
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == (sorted(["0.83", "0.17", "0.25", "0.75"]) if normalize else sorted(["5", "1", "1", "3"]))
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["real", "fake"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0 = real", "1 = fake"]
+    # the figure says which label is fake
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("predicted (1 = fake)", "actual (1 = fake)")
 
 
 def test_plot_roc_and_pr():
@@ -189,6 +191,8 @@ def test_plot_roc_and_pr():
         assert len(fig.axes[0].lines) == 2  # the curve and the chance level
     assert "AUC" in roc.axes[0].get_legend().get_texts()[0].get_text()
     assert "AP" in pr.axes[0].get_legend().get_texts()[0].get_text()
+    assert "fake" in roc.axes[0].get_xlabel() and "1 = fake" in roc.axes[0].get_ylabel()
+    assert "1 = fake" in pr.axes[0].get_xlabel() and "fake" in pr.axes[0].get_ylabel()
 
 
 def test_plot_roc_overlay():

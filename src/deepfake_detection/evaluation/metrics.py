@@ -156,16 +156,28 @@ def _new_axes(figsize=(5, 5)):
     return fig, fig.add_subplot()
 
 
+# Axis words of every figure: the positive class (label 1) is "fake".
+ACTUAL, PREDICTED = "actual (1 = fake)", "predicted (1 = fake)"
+FPR_LABEL, TPR_LABEL = "false positive rate (real called fake)", "true positive rate (fake caught; 1 = fake)"
+
+
+def _roc_axes(ax) -> None:
+    ax.set_xlabel(FPR_LABEL)
+    ax.set_ylabel(TPR_LABEL)
+
+
 def plot_confusion(y, p, threshold: float, normalize: bool = False, title: str = "Confusion matrix") -> Figure:
     """``ConfusionMatrixDisplay`` at ``threshold`` (normalized by true class if asked); one axes."""
     y, p = validate_scores(y, p, require_both=False)
     fig, ax = _new_axes()
     ConfusionMatrixDisplay.from_predictions(
-        y, predict_labels(p, threshold), labels=[0, 1], display_labels=list(LABELS),
+        y, predict_labels(p, threshold), labels=[0, 1], display_labels=[f"{i} = {lb}" for i, lb in enumerate(LABELS)],
         normalize="true" if normalize else None, values_format=".2f" if normalize else "d",
         cmap="Blues", colorbar=False, ax=ax,
     )
     ax.set_title(f"{title} (t = {threshold:.3f})")
+    ax.set_xlabel(PREDICTED)
+    ax.set_ylabel(ACTUAL)
     return fig
 
 
@@ -175,6 +187,7 @@ def plot_roc(y, p, title: str = "ROC", name: str | None = None) -> Figure:
     fig, ax = _new_axes()
     RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
     ax.set_title(title)
+    _roc_axes(ax)
     return fig
 
 
@@ -184,6 +197,8 @@ def plot_pr(y, p, title: str = "Precision-recall", name: str | None = None) -> F
     fig, ax = _new_axes()
     PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
     ax.set_title(title)
+    ax.set_xlabel("recall (fake caught; 1 = fake)")
+    ax.set_ylabel("precision (called fake and fake)")
     return fig
 
 
@@ -197,6 +212,7 @@ def plot_roc_overlay(curves: dict[str, tuple], title: str = "ROC") -> Figure:
         y, p = validate_scores(y, p)
         RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=(i == len(curves) - 1))
     ax.set_title(title)
+    _roc_axes(ax)
     return fig
 
 

@@ -160,5 +160,7 @@ def plot_roc_with_threshold(result: ThresholdResult, title: str = "ROC") -> Figu
     ax.annotate(f"t = {result.threshold:.3f}", (result.fpr, result.tpr), xytext=(10, -15),
                 textcoords="offset points", color="crimson")
     ax.set_title(title)
+    ax.set_xlabel("false positive rate (real called fake)")
+    ax.set_ylabel("true positive rate (fake caught; 1 = fake)")
     ax.legend(loc="lower right")
     return fig
