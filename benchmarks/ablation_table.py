@@ -43,6 +43,8 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
                      "95% interval": f"[{ev['metrics.test_auc_ci95_low']:.3f}, {ev['metrics.test_auc_ci95_high']:.3f}]",
                      "minutes": round(minutes, 1),
                      "epochs": int(train["metrics.best_epochs_run"]) if train is not None else None})
+    if not rows:
+        raise SystemExit(f"no experiment in {work / 'mlflow.db'} has evaluated {model} yet")
     out = pd.DataFrame(rows)
     base = settings.get("base", {})
     out["changed"] = [", ".join(f"{k}={v}" for k, v in sorted(settings[n].items())
