@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test venv ui bench clean help
+.PHONY: demo test venv ui bench plots-template clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,19 +28,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
 	$(BIN)/dvc pull data.dvc
 	$(BIN)/dvc repro
-	@echo "Compare the runs: make ui (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Compare the runs: make ui (it prints the URL of the runs page)"
 	@echo "Use the champion: $(BIN)/deepfake-detect predict --model models:/deepfake-detector@champion data/test"
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-ui: $(STAMP)  ## open the MLflow UI on the runs of this folder
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+UI_PORT ?= 5000
+ui: $(STAMP)  ## the MLflow UI on the runs of this folder; prints the URL of the experiment's runs
+	@$(BIN)/python -c 'from deepfake_detection import tracking; from deepfake_detection.config import load_params; \
+	  print("Open the runs:", tracking.experiment_url("http://127.0.0.1:$(UI_PORT)", load_params().mlflow.experiment))'
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(UI_PORT)
 
 bench: $(STAMP)  ## print the quick benchmarks' figures (on the sample data in data/)
 	$(BIN)/python benchmarks/input_pipeline.py --data data
 	$(BIN)/python benchmarks/training_throughput.py
 	$(BIN)/python benchmarks/inference.py --data data/test
+
+plots-template:  ## rewrite tools/dvc_plots_offline.html (vega libraries inlined from npm; needs npm)
+	$(BIN)/python tools/plots_template.py
 
 clean:  ## remove outputs of the pipeline (not the data, not .venv)
 	rm -rf artifacts metrics plots reports mlflow.db mlartifacts

@@ -113,3 +113,15 @@ def test_stage_runs_log_the_splits_they_read_as_datasets(in_tmp, monkeypatch):
         pass
     contexts = {i.tags[0].value: i.dataset for i in mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs}
     assert set(contexts) == {"train", "valid"} and '"num_rows": 4' in contexts["train"].profile
+
+
+def test_make_ui_prints_the_runs_page_of_the_experiment(tmp_path):
+    """`make ui` first prints the URL of the experiment's runs (model-training view), then serves."""
+    recipe = subprocess.run(["make", "-n", "ui", "UI_PORT=5999"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5999" in recipe
+    python = recipe[recipe.index(".venv/bin/python -c"):recipe.index("\n.venv/bin/mlflow")]
+    env = {**os.environ, "DVC_ROOT": str(tmp_path)}  # the store of this test, not the project's
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(["bash", "-c", python], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "Open the runs: http://127.0.0.1:5999/#/experiments/1/runs?workflowType=machine_learning"
