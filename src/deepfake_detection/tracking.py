@@ -175,11 +175,12 @@ def stage_run(stage: str, params: Params, model: str | None = None,
             raise
 
 
-def log_datasets(data_dir: str | Path, splits: tuple[str, ...], manifest: Path = Path("artifacts/manifest.csv")) -> None:
+def log_datasets(data_dir: str | Path, splits: tuple[str, ...],
+                 manifest: Path = Path("artifacts/manifest.csv")) -> None:
     """Log each of ``splits`` of the manifest as a dataset input of the active run (the runs'
-    *Dataset* column): its rows (path, label, md5, size, subgroup), named
-    ``<data dir>@<data digest>`` (the md5 in ``data.dvc``), source the data folder, context the
-    split. Nothing is logged before ``prepare`` has written the manifest."""
+    *Dataset* column): its rows (path, label, md5, size, subgroup), named ``<data dir>@<data digest>``
+    (the md5 in ``data.dvc``, 8 characters), source the data folder, context the split. Nothing is
+    logged before ``prepare`` has written the manifest."""
     import warnings
 
     import mlflow.data
@@ -188,7 +189,7 @@ def log_datasets(data_dir: str | Path, splits: tuple[str, ...], manifest: Path =
     if not Path(manifest).is_file():
         return
     rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    name = f"{Path(data_dir).name or data_dir}@{data_digest()}"
+    name = f"{Path(data_dir).name or data_dir}@{data_digest().removesuffix('.dir')[:8]}"  # full md5: tag data_digest
     source = str(project_root() / data_dir)
     for split in splits:
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local folder

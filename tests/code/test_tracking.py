@@ -89,29 +89,32 @@ def test_a_new_experiment_opens_in_the_model_training_view(in_tmp, monkeypatch):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     mlflow.MlflowClient().delete_experiment_tag(exp.experiment_id, "mlflow.experimentKind")
     tracking.setup("views")  # a store made before the tag existed gets it
-    assert mlflow.MlflowClient().get_experiment(exp.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    tags = mlflow.MlflowClient().get_experiment(exp.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_stage_runs_log_the_splits_they_read_as_datasets(in_tmp, monkeypatch):
     from deepfake_detection.config import load_params
 
     monkeypatch.delenv("DVC_ROOT", raising=False)
-    (in_tmp / "data.dvc").write_text("outs:\n- md5: 0123abcd.dir\n  path: data\n")
+    (in_tmp / "data.dvc").write_text("outs:\n- md5: 0123abcd4567.dir\n  path: data\n")
     (in_tmp / "artifacts").mkdir()
     rows = [f"data/{s}/{lb}/{i}.jpg,{lb},{s},m{i},48,48," for s in ("train", "valid", "test")
             for lb in ("real", "fake") for i in range(2 if s == "train" else 1)]
-    (in_tmp / "artifacts" / "manifest.csv").write_text("path,label,split,md5,width,height,subgroup\n" + "\n".join(rows) + "\n")
+    header = "path,label,split,md5,width,height,subgroup\n"
+    (in_tmp / "artifacts" / "manifest.csv").write_text(header + "\n".join(rows) + "\n")
     params = load_params(ROOT / "params.yaml")
     with tracking.stage_run("threshold", params, model="m") as run:
         pass
     inputs = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
     assert len(inputs) == 1
     dataset, (context,) = inputs[0].dataset, inputs[0].tags
-    assert dataset.name == f"{params.data.dir}@0123abcd.dir" and context.value == "valid"
+    assert dataset.name == f"{params.data.dir}@0123abcd" and context.value == "valid"
     assert '"num_rows": 2' in dataset.profile and str(in_tmp.resolve() / params.data.dir) in dataset.source
     with tracking.stage_run("train", params, model="m") as run:
         pass
-    contexts = {i.tags[0].value: i.dataset for i in mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs}
+    inputs = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
+    contexts = {i.tags[0].value: i.dataset for i in inputs}
     assert set(contexts) == {"train", "valid"} and '"num_rows": 4' in contexts["train"].profile
 
 
