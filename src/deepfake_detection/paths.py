@@ -27,6 +27,13 @@ def stage_metrics(stage: str, model: str) -> Path:
     return METRICS / stage / f"{model}.json"
 
 
+def scores(name: str) -> Path:
+    """The headline numbers of an evaluated model or ensemble (val AUC, test AUC and its 95%
+    interval, threshold): the compact DVC metrics file that `dvc metrics show` and `dvc exp show`
+    list; the full report stays in :func:`stage_metrics`."""
+    return METRICS / "scores" / f"{name}.json"
+
+
 def history_csv(stage: str, model: str) -> Path:
     """Per-epoch training log, a DVC plot."""
     return PLOTS / stage / f"{model}.csv"
@@ -51,6 +58,7 @@ SUMMARY_CSV = REPORTS / "summary.csv"
 SUMMARY_MD = REPORTS / "summary.md"
 ROC_ALL = REPORTS / "roc_all.png"
 REGISTER_METRICS = METRICS / "register.json"
+REGISTERED = METRICS / "registered.json"  # its compact DVC metrics: the registered model's headline numbers
 
 
 @contextlib.contextmanager

@@ -111,6 +111,14 @@ def promote(name: str, version: str, alias: str, metric: str, value: float, forc
     return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
 
 
+def describe_model(name: str, description: str, tags: dict[str, str]) -> None:
+    """The registered model's own description and tags (what it detects, input, decision rule)."""
+    client = MlflowClient()
+    client.update_registered_model(name, description=description)
+    for key, value in tags.items():
+        client.set_registered_model_tag(name, key, value)
+
+
 def tag_version(name: str, version: str, tags: dict[str, object], description: str) -> None:
     client = MlflowClient()
     for key, value in tags.items():

@@ -249,7 +249,8 @@ def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None
 
     def result(name, kind, val_auc):
         return {"model": name, "kind": kind, "threshold": 0.5, "threshold_method": "youden",
-                "val": {"auc": val_auc, "f1": 0.5}, "test": {"tuned": {"auc": 0.5, "f1": 0.5}}}
+                "val": {"auc": val_auc, "f1": 0.5}, "test": {"tuned": {"auc": 0.5, "f1": 0.5}},
+                "test_auc_ci95": {"low": 0.4, "high": 0.6}}
 
     for name in ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"):
         f = paths.stage_metrics("evaluate", name)
@@ -284,3 +285,13 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     tags = MlflowClient().get_model_version("det", str(out["version"])).tags
     assert float(tags["gate_challenger_val_auc"]) == pytest.approx(0.88)
     assert float(tags["val_auc"]) == pytest.approx(0.88)
+    # few tags, so that `threshold` is easy to find; every metric in one JSON tag
+    assert float(tags["threshold"]) == 0.5 and tags["test_auc_ci95"] == "0.4000-0.6000"
+    assert json.loads(tags["metrics"]) == {"val": {"auc": 0.88, "f1": 0.5}, "test": {"auc": 0.5, "f1": 0.5}}
+    assert not any(k.startswith("test_f1") or k == "val_f1" for k in tags) and len(tags) <= 20, sorted(tags)
+    model = MlflowClient().get_registered_model("det")
+    assert "fake" in model.description and "Decision rule" in model.description
+    assert model.tags["positive_label"] == "1 = fake" and "threshold" in model.tags["decision_rule"]
+    assert "label 1 = fake" in MlflowClient().get_model_version("det", str(out["version"])).description
+    compact = json.loads(paths.REGISTERED.read_text())  # the register stage's DVC metrics file
+    assert compact == {"val_auc": 0.88, "test_auc": 0.5, "test_auc_low": 0.4, "test_auc_high": 0.6, "threshold": 0.5}

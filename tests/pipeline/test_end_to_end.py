@@ -149,13 +149,44 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
                                atol=1e-5)
 
 
-def test_dvc_metrics_and_plots_render(project):
+def test_dvc_metrics_fit_a_terminal_and_each_stage_shows_in_full(project):
     dest, _ = project
-    metrics = sh("dvc", "metrics", "show", "--json", cwd=dest).stdout
-    assert "val_auc" in metrics and "duplicates_across_splits" in metrics
+    table = sh("dvc", "metrics", "show", cwd=dest).stdout
+    width = max(len(line) for line in table.splitlines())
+    assert width <= 120, f"`dvc metrics show` is {width} characters wide:\n{table}"
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=dest).stdout)
+    files = shown[0]["data"] if isinstance(shown, list) else next(iter(shown.values()))["data"]
+    for name in MODELS + [f"ensemble_{k}" for k in ("soft_vote", "weighted", "majority", "stacking")]:
+        score = files[f"metrics/scores/{name}.json"]["data"]
+        full = json.loads((dest / "metrics" / ("ensemble" if name.startswith("ensemble") else "evaluate")
+                           / f"{name}.json").read_text())
+        assert score == {"val_auc": full["val"]["auc"], "test_auc": full["test"]["tuned"]["auc"],
+                         "test_auc_low": full["test_auc_ci95"]["low"], "test_auc_high": full["test_auc_ci95"]["high"],
+                         "threshold": full["threshold"]}, name
+    registered = json.loads((dest / "metrics" / "register.json").read_text())["source_model"]
+    assert files["metrics/registered.json"]["data"] == files[f"metrics/scores/{registered}.json"]["data"]
+    # the per-stage views of the README: every number of a stage's full report
+    assert "duplicates_across_splits" in sh("dvc", "metrics", "show", "metrics/data.json", "--json", cwd=dest).stdout
+    evaluate = sh("dvc", "metrics", "show", "metrics/evaluate", "--json", cwd=dest).stdout
+    assert "test_auc_ci95" in evaluate and "balanced_accuracy" in evaluate and "\"0.5\"" in evaluate
+    assert "best_epoch" in sh("dvc", "metrics", "show", "metrics/train", "--json", cwd=dest).stdout
+
+
+def test_dvc_plots_render_offline(project):
+    dest, _ = project
     sh("dvc", "plots", "show", "-o", "dvc_plots", cwd=dest)
     html = (dest / "dvc_plots" / "index.html").read_text()
     assert "roc.json" in html and "confusion.json" in html
+    # the charts need no network: no script from a CDN, the three libraries inlined (.dvc/config's template)
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html
+    for library in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
+        assert f'<script data-library="{library}' in html, library
+    assert "vegaEmbed(" in html and len(html) > 800_000
+    # the ensembles' and the summary's figures are plots too; the confusion axes say which label is fake
+    for plot in ("plots/ensemble/ensemble_stacking/confusion.json", "Test ROC of the ensembles",
+                 "ensemble_weighted/roc.png", "roc_all.png"):
+        assert plot in html, plot
+    assert "actual (1 = fake)" in html and "predicted (1 = fake)" in html
 
 
 def test_second_repro_runs_nothing_and_finetune_lr_reruns_only_downstream(project):

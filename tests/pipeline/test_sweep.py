@@ -55,9 +55,9 @@ def test_dvc_exp_show_has_each_experiments_params_and_metrics(swept):
     alphas = set()
     for name, rev in revs.items():
         alphas.add(str(rev["data"]["params"]["params.yaml"]["data"]["loss"]["alpha"]))
-        data = rev["data"]["metrics"]["metrics/evaluate/light_se_cnn.json"]["data"]
-        assert 0.0 <= data["test"]["tuned"]["auc"] <= 1.0, name
-        assert data["test_auc_ci95"]["low"] <= data["test"]["tuned"]["auc"] <= data["test_auc_ci95"]["high"]
+        data = rev["data"]["metrics"]["metrics/scores/light_se_cnn.json"]["data"]  # the compact metrics file
+        assert 0.0 <= data["test_auc"] <= 1.0 and 0.0 <= data["val_auc"] <= 1.0, name
+        assert data["test_auc_low"] <= data["test_auc"] <= data["test_auc_high"]
     assert alphas == ALPHAS
 
 

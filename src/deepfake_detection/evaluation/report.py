@@ -122,6 +122,7 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
               "test_auc_ci95": {"low": low, "high": high},
               "subgroups": json.loads(groups.to_json(orient="records"))}
     tracking.write_json(result, paths.stage_metrics(stage, name))
+    tracking.write_json(headline(result), paths.scores(name))
 
     plot_dir = paths.eval_plots(stage, name)
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -148,6 +149,14 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     for row in groups.itertuples():
         tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
     return result
+
+
+def headline(result: dict) -> dict:
+    """The numbers `dvc metrics show` lists by default: val AUC, test AUC at the tuned threshold
+    with its 95% interval, and the threshold."""
+    ci = result["test_auc_ci95"]
+    return {"val_auc": result["val"]["auc"], "test_auc": result["test"]["tuned"]["auc"],
+            "test_auc_low": ci["low"], "test_auc_high": ci["high"], "threshold": result["threshold"]}
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:

@@ -18,10 +18,23 @@ import pandas as pd
 
 from .. import paths, registry, tracking
 from ..config import LOWER_IS_BETTER, Params
-from ..evaluation.report import load_predictions, load_results, read_json
+from ..evaluation.report import headline, load_predictions, load_results, read_json
 from ..models import final_stage
 
 SCORE_CHUNK = 128  # validation images per pyfunc call when scoring the champion
+
+# What the registered model is, on its page in the MLflow UI (each version adds its own numbers).
+MODEL_DESCRIPTION = (
+    "Deepfake image detector: scores how likely an image (a face photo) is fake, i.e. generated or "
+    "manipulated, and labels it real or fake. Input: a DataFrame with an 'image' column (base64-encoded "
+    "JPEG/PNG/GIF/BMP/WebP) or a 'path' column (files, when reading files is allowed). Output per row: "
+    "probability_fake, label ('real'/'fake'), threshold, error, warning. Decision rule: label 1 = fake; "
+    "fake if probability_fake >= the version's threshold (its 'threshold' tag, tuned on validation). "
+    "The alias 'champion' names the version to use.")
+MODEL_TAGS = {"task": "binary image classification: real (0) vs fake (1)", "positive_label": "1 = fake",
+              "input": "DataFrame column 'image' (base64 image bytes) or 'path'",
+              "output": "probability_fake, label, threshold, error, warning",
+              "decision_rule": "fake if probability_fake >= version tag 'threshold'"}
 
 
 def pick_best(results: list[dict], metric: str) -> dict:
@@ -108,6 +121,22 @@ def champion_rescorer(model_name: str, val_source, threshold: float, metric: str
     return rescore
 
 
+def version_tags_of(best: dict, metric: str) -> dict[str, object]:
+    """A version's tags: the decision rule, where it comes from, the headline numbers (and the
+    selection metric, which the gate reads), every validation and test metric in one JSON tag."""
+    import json
+
+    ci = best["test_auc_ci95"]
+    return {
+        "threshold": best["threshold"], "threshold_method": best["threshold_method"],
+        "source_model": best["model"], "kind": best["kind"], "selection_metric": metric,
+        metric: best["val"][metric.removeprefix("val_")], "val_auc": best["val"]["auc"],
+        "test_auc": best["test"]["tuned"]["auc"], "test_auc_ci95": f"{ci['low']:.4f}-{ci['high']:.4f}",
+        "metrics": json.dumps({"val": best["val"], "test": best["test"]["tuned"]}, sort_keys=True),
+        "data_digest": tracking.data_digest(), "git_commit": tracking.git_commit(),
+    }
+
+
 def run(params: Params, force: bool = False) -> dict:
     from ..inference import log_detector
 
@@ -118,17 +147,14 @@ def run(params: Params, force: bool = False) -> dict:
     best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
     value = best["val"][reg.metric.removeprefix("val_")]
-    version_tags = {
-        "threshold": best["threshold"], "threshold_method": best["threshold_method"],
-        "source_model": best["model"], "kind": best["kind"], "selection_metric": reg.metric,
-        **{f"val_{k}": v for k, v in best["val"].items()},
-        **{f"test_{k}": v for k, v in best["test"]["tuned"].items()},
-        "data_digest": tracking.data_digest(), "git_commit": tracking.git_commit(),
-    }
-    description = (f"{best['model']} ({best['kind']}), chosen by {reg.metric}={value:.4f} on the validation "
-                   f"split. Decision rule: fake if probability_fake >= {best['threshold']:.4f} "
-                   f"({best['threshold_method']} on validation). Test AUC {best['test']['tuned']['auc']:.4f}, "
-                   f"F1 {best['test']['tuned']['f1']:.4f}. Input: a DataFrame with a 'path' or a base64 'image' column.")
+    version_tags = version_tags_of(best, reg.metric)
+    ci = best["test_auc_ci95"]
+    description = (f"Detects fake (generated or manipulated) face images: {best['model']} ({best['kind']}), "
+                   f"chosen by {reg.metric}={value:.4f} on the validation split. Decision rule: label 1 = fake; "
+                   f"fake if probability_fake >= {best['threshold']:.4f} ({best['threshold_method']} on validation). "
+                   f"Test AUC {best['test']['tuned']['auc']:.4f} (95% CI {ci['low']:.4f}-{ci['high']:.4f}), "
+                   f"F1 {best['test']['tuned']['f1']:.4f}. Input: a DataFrame with a base64 'image' or a 'path' "
+                   f"column. Every metric: the 'metrics' tag (JSON).")
     log = {"register.model_name": reg.model_name, "register.metric": reg.metric, "register.alias": reg.alias,
            "force": force, "source_model": best["model"], "threshold": best["threshold"]}
     with tracking.stage_run("register", params, model=best["model"], log=log):
@@ -137,6 +163,7 @@ def run(params: Params, force: bool = False) -> dict:
                             input_example_image=_example_image())
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)
+        registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
         rescore = champion_rescorer(reg.model_name, lambda: validation_predictions(best), best["threshold"],
                                     reg.metric, params.evaluate.n_bins)
         decision = registry.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
@@ -151,6 +178,7 @@ def run(params: Params, force: bool = False) -> dict:
            "promoted": decision.promoted, "reason": decision.reason, "model_uri": info.model_uri,
            "champion_version": decision.previous_version, **gate}
     tracking.write_json(out, paths.REGISTER_METRICS)
+    tracking.write_json(headline(best), paths.REGISTERED)  # version, decision: metrics/register.json
     if paths.SUMMARY_MD.is_file():
         print(paths.SUMMARY_MD.read_text())
     verdict = "now holds" if decision.promoted else "does not take"
