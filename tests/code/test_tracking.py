@@ -23,8 +23,6 @@ import sys, time
 from pathlib import Path
 start, root, name = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 from deepfake_detection import tracking
-
-ROOT = Path(__file__).resolve().parents[2]
 import mlflow
 while time.time() < start:
     time.sleep(0.001)
