@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from .models.networks import DualAttentionParams, LightSECNNParams, TransferParams  # noqa: F401  (re-exported)
+from .models.registry import SPECS
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -75,45 +78,20 @@ class DataParams(_Section):
     sample: SampleParams = SampleParams()
 
 
-Weights = str  # "imagenet", "none" or a path to a weights file
+def _transfer_names() -> list[str]:
+    return [name for name, s in SPECS.items() if s.transfer]
 
 
-def _check_weights(v: str | None) -> str:
-    if v is None:
-        return "none"
-    if v in ("imagenet", "none"):
-        return v
-    if not Path(v).is_file():
-        raise ValueError(f"must be 'imagenet', 'none' or an existing weights file; {v!r} is none of them")
-    return v
-
-
-class TransferParams(_Section):
-    weights: Weights = "none"
-    dropout: float = Field(0.3, ge=0, lt=1)
-
-    _weights = field_validator("weights", mode="before")(classmethod(lambda cls, v: _check_weights(v)))
-
-
-class DualAttentionParams(TransferParams):
-    attention_ratio: int = Field(8, ge=1)
-
-
-class LightSECNNParams(_Section):
-    filters: list[int] = Field([32, 64, 128], min_length=1)
-    convs_per_block: int = Field(1, ge=1, le=4)  # 3x3 conv-BN-ReLU layers before each pooling
-    se_ratio: int = Field(8, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
-
-
-class ModelsParams(_Section):
-    resnet50: TransferParams = TransferParams()
-    efficientnet_b0: TransferParams = TransferParams()
-    light_se_cnn: LightSECNNParams = LightSECNNParams()
-    efficientnet_b0_dual_attention: DualAttentionParams = DualAttentionParams()
-
+class _ModelsSection(_Section):
     def names(self) -> list[str]:
         return list(type(self).model_fields)
+
+
+# One field per registered network (models/networks.py), its settings class as the type.
+ModelsParams = create_model(
+    "ModelsParams", __base__=_ModelsSection, __module__=__name__,
+    **{name: (s.params, s.params()) for name, s in SPECS.items()},
+)
 
 
 class LossParams(_Section):
@@ -135,10 +113,20 @@ class TrainParams(_Section):
 
 
 class FinetuneParams(_Section):
+    # The transfer networks, the ones fine-tuned: dvc.yaml's finetune stages loop over this list.
+    models: list[str] = Field(default_factory=lambda: _transfer_names())
     unfreeze_layers: int = Field(50, ge=1)
     lr: float = Field(1e-5, gt=0)
     epochs: int = Field(2, ge=1)
     patience: int = Field(5, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _every_transfer_model(cls, v):
+        if sorted(v) != sorted(_transfer_names()):
+            raise ValueError(f"must list exactly the transfer models {_transfer_names()} (dvc.yaml fine-tunes "
+                             f"each of them)")
+        return v
 
 
 class ThresholdParams(_Section):

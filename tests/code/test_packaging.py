@@ -1,6 +1,8 @@
 """The project's own files agree with each other: pins, stages, entry points, CLI."""
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -45,9 +47,19 @@ def test_telemetry_and_analytics_are_off_in_the_repo():
 
 def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    names = {k: v for d in dvc["vars"] for k, v in d.items()}
-    assert tuple(names["model_names"]) == MODEL_NAMES
-    assert tuple(names["transfer_names"]) == TRANSFER_MODELS
+    stages = dvc["stages"]
+    # the per-model stages loop over params.yaml, which config.py checks against the registered networks
+    assert {stages[s]["foreach"] for s in ("train", "threshold", "evaluate")} == {"${models}"}
+    assert stages["finetune"]["foreach"] == "${finetune.models}"
+    for params_file in ("params.yaml", "params-real.yaml"):
+        params = yaml.safe_load((ROOT / params_file).read_text())
+        assert tuple(params["models"]) == MODEL_NAMES, params_file
+        assert tuple(params["finetune"]["models"]) == TRANSFER_MODELS, params_file
+    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    expected = {f"{stage}@{m}" for stage in ("train", "threshold", "evaluate") for m in MODEL_NAMES}
+    expected |= {f"finetune@{m}" for m in TRANSFER_MODELS}
+    assert {s for s in listed if "@" in s} == expected
 
 
 def test_mlproject_has_an_entry_point_per_stage_command():

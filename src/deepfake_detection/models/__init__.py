@@ -1,11 +1,20 @@
-"""The model zoo: four CNNs built from shared blocks (see ``zoo.py``)."""
+"""The model zoo: four CNNs built from shared blocks.
 
-# Models with a pretrained backbone: the ones `finetune` unfreezes. Kept free of TensorFlow
-# imports so that the CLI and dvc.yaml checks can read it cheaply.
-TRANSFER_MODELS = ("resnet50", "efficientnet_b0", "efficientnet_b0_dual_attention")
-MODEL_NAMES = ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention")
+``networks.py`` declares each network (its settings and its builder) in the registry
+(``registry.py``); ``zoo.py`` holds the Keras machinery they share. Importing this package
+registers the networks without importing TensorFlow, so the CLI and dvc.yaml checks read the
+names cheaply: ``MODEL_NAMES`` and ``TRANSFER_MODELS`` are read from the registry on access.
+"""
+
+from . import networks  # noqa: F401  (registers the networks)
+from .registry import SPECS, final_stage, model_names, transfer_models
+
+__all__ = ["MODEL_NAMES", "SPECS", "TRANSFER_MODELS", "final_stage", "model_names", "transfer_models"]
 
 
-def final_stage(model: str) -> str:
-    """The stage whose saved model is this model's final one."""
-    return "finetune" if model in TRANSFER_MODELS else "train"
+def __getattr__(name: str):
+    if name == "MODEL_NAMES":
+        return model_names()
+    if name == "TRANSFER_MODELS":
+        return transfer_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

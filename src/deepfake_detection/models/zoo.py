@@ -1,4 +1,5 @@
-"""The model zoo: ``build_model(name, image_size, params)`` for the four networks.
+"""The model zoo: ``build_model(name, image_size, params)`` for the registered networks
+(``networks.py`` declares them; this module holds the Keras machinery they share).
 
 Every model takes raw RGB pixels, float32 in [0, 255], shape ``(image_size, image_size, 3)``,
 through an input named ``image``, and returns ``P(fake)`` of shape ``(batch, 1)`` from a sigmoid
@@ -21,7 +22,7 @@ The transfer models' backbone layers are inlined in the model (the application i
 model's own tensors with ``input_tensor=``), so ``model.get_layer("conv5_block3_out")`` and the
 like work and Grad-CAM can read the last feature map. Layers we add use the prefixes
 ``preprocess_``, ``attention_`` and ``head_`` (plus ``probability_fake``); everything else
-between the input and the backbone's output layer (``BACKBONE_OUTPUT``) is the backbone.
+between the input and the backbone's output layer (its spec's ``backbone_output``) is the backbone.
 
 Weights of a transfer model (``models.<name>.weights`` in params.yaml):
 
@@ -49,20 +50,13 @@ the top of the backbone for fine-tuning. ``light_se_cnn`` is trained whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import keras
 import numpy as np
 from keras import layers
 
-from deepfake_detection.config import DualAttentionParams, LightSECNNParams, ModelsParams, TransferParams
-from deepfake_detection.models import MODEL_NAMES, TRANSFER_MODELS
-from deepfake_detection.models.blocks import (
-    classification_head,
-    conv_block,
-    dual_attention_block,
-    squeeze_excite_block,
-)
+from deepfake_detection.config import ModelsParams, TransferParams
+from deepfake_detection.models.blocks import classification_head, dual_attention_block
+from deepfake_detection.models.registry import spec, transfer_models
 
 # Keras's resnet50.preprocess_input ("caffe" mode): ImageNet means in BGR order.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -70,22 +64,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-# The last layer of each transfer model's backbone (its 4-D feature map).
-BACKBONE_OUTPUT = {
-    "resnet50": "conv5_block3_out",
-    "efficientnet_b0": "top_activation",
-    "efficientnet_b0_dual_attention": "top_activation",
-}
-_APPLICATIONS: dict[str, Callable[..., keras.Model]] = {
-    "resnet50": keras.applications.ResNet50,
-    "efficientnet_b0": keras.applications.EfficientNetB0,
-    "efficientnet_b0_dual_attention": keras.applications.EfficientNetB0,
-}
-_WEIGHTS_FILES = {
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "efficientnet_b0": "efficientnetb0_notop.h5",
-    "efficientnet_b0_dual_attention": "efficientnetb0_notop.h5",
-}
 _PREPROCESSING = (layers.InputLayer, layers.Rescaling, layers.Normalization)
 HEAD_POOL = "head_pool"
 
@@ -93,7 +71,12 @@ HEAD_POOL = "head_pool"
 # --------------------------------------------------------------------------- builders
 
 
-def _image_input(image_size: int) -> keras.KerasTensor:
+def _application(name: str):
+    """The ``keras.applications`` constructor of a transfer network's backbone."""
+    return getattr(keras.applications, spec(name).application)
+
+
+def image_input(image_size: int) -> keras.KerasTensor:
     if image_size < 32:
         raise ValueError(f"image_size must be >= 32 (the transfer backbones' minimum), got {image_size}")
     return keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="image")
@@ -110,8 +93,8 @@ def _set_imagenet_normalization(layer: layers.Normalization) -> None:
 
 def _backbone(name: str, inputs, image_size: int, weights: str) -> tuple[keras.Model, keras.KerasTensor]:
     """The application built on ``inputs`` (its layers become the model's), with its weights."""
-    app = _APPLICATIONS[name]
-    if name == "resnet50":
+    app = _application(name)
+    if spec(name).preprocessing == "caffe":
         x = keras.ops.flip(inputs, axis=-1)  # RGB -> BGR
         x = layers.Normalization(mean=CAFFE_MEAN_BGR, variance=(1.0, 1.0, 1.0), name="preprocess_caffe")(x)
     else:
@@ -128,18 +111,19 @@ def _backbone(name: str, inputs, image_size: int, weights: str) -> tuple[keras.M
 
 def _load_application(name: str, weights: str, image_size: int) -> keras.Model:
     """A standalone application holding ``weights`` ("imagenet" or a backbone file)."""
-    app = _APPLICATIONS[name]
+    app = _application(name)
+    weights_file = spec(name).weights_file
     try:
         return app(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
     except Exception as err:  # noqa: BLE001 - Keras raises several types here; say what was expected
         if weights == "imagenet":
             raise RuntimeError(
                 f"{name}: could not get the ImageNet weights ({type(err).__name__}: {err}). Without internet, "
-                f"download {_WEIGHTS_FILES[name]} elsewhere and set models.{name}.weights to its path."
+                f"download {weights_file} elsewhere and set models.{name}.weights to its path."
             ) from err
         raise ValueError(
             f"{name}: {weights!r} is not a backbone weights file for {app.__name__}(include_top=False) "
-            f"({type(err).__name__}: {err}). Expected Keras's {_WEIGHTS_FILES[name]} or a .weights.h5 file "
+            f"({type(err).__name__}: {err}). Expected Keras's {weights_file} or a .weights.h5 file "
             f"written by save_backbone_weights()."
         ) from err
 
@@ -177,61 +161,18 @@ def _freeze(base: keras.Model, trainable: bool) -> None:
             layer.trainable = trainable
 
 
-def _transfer_model(
+def transfer_model(
     name: str, image_size: int, params: TransferParams, backbone_trainable: bool, attention_ratio: int | None = None
 ) -> keras.Model:
-    inputs = _image_input(image_size)
+    """A transfer network: ``name``'s backbone (frozen unless ``backbone_trainable``), an optional
+    dual-attention block, the classification head."""
+    inputs = image_input(image_size)
     base, features = _backbone(name, inputs, image_size, params.weights)
     _freeze(base, backbone_trainable)
     if attention_ratio is not None:
         features = dual_attention_block(features, attention_ratio, name="attention")
     outputs = classification_head(features, params.dropout, name="head")
     return keras.Model(inputs, outputs, name=name)
-
-
-def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainable: bool = False) -> keras.Model:
-    """ResNet50 (caffe preprocessing inside) -> GAP -> dropout -> sigmoid."""
-    return _transfer_model("resnet50", image_size, params, backbone_trainable)
-
-
-def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_trainable: bool = False) -> keras.Model:
-    """EfficientNetB0 (ImageNet mean/std normalisation inside) -> GAP -> dropout -> sigmoid."""
-    return _transfer_model("efficientnet_b0", image_size, params, backbone_trainable)
-
-
-def build_efficientnet_b0_dual_attention(
-    image_size: int, params: DualAttentionParams, *, backbone_trainable: bool = False
-) -> keras.Model:
-    """EfficientNetB0 features -> CBAM channel + spatial attention -> GAP -> dropout -> sigmoid."""
-    return _transfer_model(
-        "efficientnet_b0_dual_attention", image_size, params, backbone_trainable, attention_ratio=params.attention_ratio
-    )
-
-
-def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_trainable: bool = True) -> keras.Model:
-    """Rescaling(1/255) -> [conv-BN-ReLU (x convs_per_block) -> pool -> squeeze-excite] per filter
-    count -> head.
-
-    ``backbone_trainable`` is ignored: this network has no pretrained part and trains whole.
-    """
-    inputs = _image_input(image_size)
-    x = layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
-    for i, filters in enumerate(params.filters, start=1):
-        for j in range(1, params.convs_per_block):  # extra convs at this resolution, before pooling
-            x = conv_block(x, filters, name=f"block{i}_{j}", pool=False)
-        x = conv_block(x, filters, name=f"block{i}")
-        x = squeeze_excite_block(x, params.se_ratio, name=f"block{i}_se")
-    outputs = classification_head(x, params.dropout, name="head")
-    return keras.Model(inputs, outputs, name="light_se_cnn")
-
-
-BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    "resnet50": build_resnet50,
-    "efficientnet_b0": build_efficientnet_b0,
-    "light_se_cnn": build_light_se_cnn,
-    "efficientnet_b0_dual_attention": build_efficientnet_b0_dual_attention,
-}
-assert tuple(BUILDERS) == MODEL_NAMES, "BUILDERS and models.MODEL_NAMES disagree"
 
 
 def build_model(
@@ -250,20 +191,19 @@ def build_model(
     transfer models (frozen by default); ``light_se_cnn`` is always fully trainable. The
     returned model is not compiled and is named ``name``.
     """
-    if name not in BUILDERS:
-        raise ValueError(f"unknown model {name!r}; known: {list(BUILDERS)}")
+    builder = spec(name).builder  # ValueError naming the known networks
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    return BUILDERS[name](image_size, getattr(params, name), backbone_trainable=backbone_trainable)
+    return builder(image_size, getattr(params, name), backbone_trainable=backbone_trainable)
 
 
 # --------------------------------------------------------------------------- fine-tuning and Grad-CAM
 
 
 def _check_transfer(model: keras.Model, what: str) -> None:
-    if model.name not in TRANSFER_MODELS:
+    if model.name not in transfer_models():
         raise ValueError(
-            f"{what} needs a transfer model {TRANSFER_MODELS}; {model.name!r} has no pretrained backbone "
+            f"{what} needs a transfer model {transfer_models()}; {model.name!r} has no pretrained backbone "
             "(light_se_cnn is trained whole)"
         )
 
@@ -272,10 +212,10 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The backbone's layers of a transfer model, bottom to top (preprocessing excluded).
 
     Works on a freshly built model and on one loaded from ``.keras`` (it goes by the model's
-    name and the backbone's output layer name, ``BACKBONE_OUTPUT``).
+    name and its spec's ``backbone_output``).
     """
     _check_transfer(model, "backbone_layers")
-    top = model.get_layer(BACKBONE_OUTPUT[model.name])
+    top = model.get_layer(spec(model.name).backbone_output)
     all_layers = model.layers
     end = next(i for i, layer in enumerate(all_layers) if layer is top)
     return [
@@ -345,14 +285,14 @@ def save_backbone_weights(model: keras.Model, path) -> None:
     if not path.endswith(".weights.h5"):
         raise ValueError(f"backbone weights file must end in .weights.h5, got {path!r}")
     image_size = model.input_shape[1]
-    standalone = _APPLICATIONS[model.name](include_top=False, weights=None, input_shape=(image_size, image_size, 3))
+    standalone = _application(model.name)(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     own = _weighted_layers(standalone, skip_normalization=False)
     source = {layer.name: layer for layer in backbone_layers(model) if layer.weights}
     for norm in (layer for layer in model.layers if isinstance(layer, layers.Normalization)):
         if norm.name != "preprocess_caffe" and norm.weights:
             source["<normalization>"] = norm
     if set(own) != set(source):
-        raise ValueError(f"{model.name}: backbone layers differ from a fresh {_APPLICATIONS[model.name].__name__}")
+        raise ValueError(f"{model.name}: backbone layers differ from a fresh {spec(model.name).application}")
     for key, layer in own.items():
         layer.set_weights(source[key].get_weights())
         if isinstance(layer, layers.Normalization):

@@ -1,0 +1,100 @@
+"""The four networks, each declared once: its settings class and its builder, registered with
+:func:`~deepfake_detection.models.registry.network`.
+
+Adding a network takes this file (or a module imported from here) and params.yaml: a settings
+class (a :class:`~deepfake_detection.models.registry.NetworkParams`), a builder decorated with
+``@network(name, params=...)``, and a ``models.<name>`` section in params.yaml (plus its name in
+``finetune.models`` for a transfer network). Builders import Keras when called, so this module
+stays free of TensorFlow. What each builder computes is described in ``zoo.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from .registry import NetworkParams, network
+
+Weights = str  # "imagenet", "none" or a path to a weights file
+
+
+def _check_weights(v: str | None) -> str:
+    if v is None:
+        return "none"
+    if v in ("imagenet", "none"):
+        return v
+    if not Path(v).is_file():
+        raise ValueError(f"must be 'imagenet', 'none' or an existing weights file; {v!r} is none of them")
+    return v
+
+
+class TransferParams(NetworkParams):
+    weights: Weights = "none"
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+    _weights = field_validator("weights", mode="before")(classmethod(lambda cls, v: _check_weights(v)))
+
+
+class DualAttentionParams(TransferParams):
+    attention_ratio: int = Field(8, ge=1)
+
+
+class LightSECNNParams(NetworkParams):
+    filters: list[int] = Field([32, 64, 128], min_length=1)
+    convs_per_block: int = Field(1, ge=1, le=4)  # 3x3 conv-BN-ReLU layers before each pooling
+    se_ratio: int = Field(8, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+
+@network("resnet50", params=TransferParams, transfer=True, application="ResNet50", preprocessing="caffe",
+         backbone_output="conv5_block3_out", weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
+    """ResNet50 (caffe preprocessing inside) -> GAP -> dropout -> sigmoid."""
+    from .zoo import transfer_model
+
+    return transfer_model("resnet50", image_size, params, backbone_trainable)
+
+
+@network("efficientnet_b0", params=TransferParams, transfer=True, application="EfficientNetB0",
+         backbone_output="top_activation", weights_file="efficientnetb0_notop.h5")
+def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
+    """EfficientNetB0 (ImageNet mean/std normalisation inside) -> GAP -> dropout -> sigmoid."""
+    from .zoo import transfer_model
+
+    return transfer_model("efficientnet_b0", image_size, params, backbone_trainable)
+
+
+@network("light_se_cnn", params=LightSECNNParams)
+def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_trainable: bool = True):
+    """Rescaling(1/255) -> [conv-BN-ReLU (x convs_per_block) -> pool -> squeeze-excite] per filter
+    count -> head.
+
+    ``backbone_trainable`` is ignored: this network has no pretrained part and trains whole.
+    """
+    import keras
+    from keras import layers
+
+    from .blocks import classification_head, conv_block, squeeze_excite_block
+    from .zoo import image_input
+
+    inputs = image_input(image_size)
+    x = layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
+    for i, filters in enumerate(params.filters, start=1):
+        for j in range(1, params.convs_per_block):  # extra convs at this resolution, before pooling
+            x = conv_block(x, filters, name=f"block{i}_{j}", pool=False)
+        x = conv_block(x, filters, name=f"block{i}")
+        x = squeeze_excite_block(x, params.se_ratio, name=f"block{i}_se")
+    outputs = classification_head(x, params.dropout, name="head")
+    return keras.Model(inputs, outputs, name="light_se_cnn")
+
+
+@network("efficientnet_b0_dual_attention", params=DualAttentionParams, transfer=True, application="EfficientNetB0",
+         backbone_output="top_activation", weights_file="efficientnetb0_notop.h5")
+def build_efficientnet_b0_dual_attention(image_size: int, params: DualAttentionParams, *,
+                                         backbone_trainable: bool = False):
+    """EfficientNetB0 features -> CBAM channel + spatial attention -> GAP -> dropout -> sigmoid."""
+    from .zoo import transfer_model
+
+    return transfer_model("efficientnet_b0_dual_attention", image_size, params, backbone_trainable,
+                          attention_ratio=params.attention_ratio)
