@@ -8,7 +8,7 @@ Rows:
 * ``keras predict, preloaded``: ``model.predict`` on pixels already decoded in memory - the
   ceiling for Keras on this machine;
 * ``decode only``: reading + decoding + resizing the files as the detector does
-  (``inference.decode_images``, the training pipeline's ``decode_resize``), and the tf.data
+  (``data.decode.decode_images``, the training pipeline's ``decode_resize``), and the tf.data
   pipeline's ``image_dataset_from_paths`` (parallel) for comparison;
 * ``pyfunc, files``: ``predict_files`` on the MLflow pyfunc detector (logged to a throwaway
   SQLite store), decoding included - what the CLI and the REST server do;
@@ -67,11 +67,11 @@ def main() -> None:
     import onnxruntime as ort
     import tensorflow as tf
 
-    from deepfake_detection import inference
+    from deepfake_detection.serving import export, predict, pyfunc
     from deepfake_detection.config import ModelsParams
     from deepfake_detection.data.pipeline import image_dataset_from_paths
 
-    files = inference.expand_inputs([args.data])
+    files = predict.expand_inputs([args.data])
     if args.limit:
         files = files[: args.limit]
     n, bs = len(files), args.batch_size
@@ -96,7 +96,7 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
 
     # decoding alone
-    from deepfake_detection.inference import decode_images
+    from deepfake_detection.data.decode import decode_images
 
     contents = [f.read_bytes() for f in files]
     decode_images(contents[:bs], size)  # trace
@@ -115,8 +115,8 @@ def main() -> None:
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench", (work / "mlartifacts").as_uri()))
     with mlflow.start_run():
-        info = inference.log_detector([keras_path], 0.5, size)
-    inference.predict_files(info.model_uri, files[:bs], batch_size=bs, progress=False)  # warm-up (loads too)
+        info = pyfunc.log_detector([keras_path], 0.5, size)
+    predict.predict_files(info.model_uri, files[:bs], batch_size=bs, progress=False)  # warm-up (loads too)
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     import pandas as pd
 
@@ -124,10 +124,10 @@ def main() -> None:
     pyfunc.predict(frame.iloc[:bs])
     rows.append(("pyfunc predict, files (loaded model)", _timed(lambda: pyfunc.predict(frame))))
     rows.append(("pyfunc predict_files, files (incl. model load)",
-                 _timed(lambda: inference.predict_files(info.model_uri, files, batch_size=bs, progress=False))))
+                 _timed(lambda: predict.predict_files(info.model_uri, files, batch_size=bs, progress=False))))
 
     # ONNX
-    onnx_path = inference.export_model(str(keras_path), "onnx", work / "model.onnx", threshold=0.5)
+    onnx_path = export.export_model(str(keras_path), "onnx", work / "model.onnx", threshold=0.5)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
@@ -137,9 +137,9 @@ def main() -> None:
 
     session.run(None, {name: pixels[:bs]})
     rows.append(("onnxruntime, preloaded", _timed(run_onnx)))
-    inference.predict_files(str(onnx_path), files[:bs], runtime="onnx", batch_size=bs, progress=False)
+    predict.predict_files(str(onnx_path), files[:bs], runtime="onnx", batch_size=bs, progress=False)
     rows.append(("onnxruntime predict_files, files",
-                 _timed(lambda: inference.predict_files(str(onnx_path), files, runtime="onnx", batch_size=bs,
+                 _timed(lambda: predict.predict_files(str(onnx_path), files, runtime="onnx", batch_size=bs,
                                                         progress=False))))
 
     # agreement check

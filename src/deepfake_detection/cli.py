@@ -254,7 +254,7 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size):
     order given, with probability_fake, label (at the model's tuned threshold), and the error
     (not an image, unsupported format, too large, dangling link, ...) or warning (small or
     elongated image) of that file."""
-    from .inference import predict_files
+    from .serving.predict import predict_files
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
@@ -283,7 +283,7 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size):
 def export(model_uri, fmt, out):
     """Export a detector (or a .keras file) to a TF SavedModel folder or an ONNX file OUT,
     with a sidecar OUT.json holding its threshold and input size."""
-    from .inference import export_model
+    from .serving.export import export_model
 
     _tracking()
     try:

@@ -158,7 +158,7 @@ def _load_model(model_uri_or_path: str | Path):
     """A Keras model (the first member of a logged detector), the threshold and the pixel limit
     it carries (``max_pixels`` in its metadata; ``images.MAX_PIXELS`` for a bare ``.keras``)."""
     from deepfake_detection.data.images import MAX_PIXELS
-    from deepfake_detection.inference import load_keras_members
+    from deepfake_detection.serving.pyfunc import load_keras_members
 
     models, metadata = load_keras_members(model_uri_or_path)
     return models[0], float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
@@ -175,12 +175,14 @@ def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], o
     """
     from matplotlib.figure import Figure
 
-    from deepfake_detection.inference import _input_size, decode_images, read_inputs
-
     import pandas as pd
 
+    from deepfake_detection.data.decode import decode_images
+    from deepfake_detection.serving.io import read_inputs
+    from deepfake_detection.serving.pyfunc import input_size
+
     model, threshold, max_pixels = _load_model(model_uri_or_path)
-    size = _input_size(model)
+    size = input_size(model)
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
     pixels, decode_errors = decode_images(contents, size, max_pixels=max_pixels)

@@ -1,5 +1,5 @@
 """Reading image files for inference: confinement to one folder, special files, the byte cap,
-and who may switch ``path`` rows on (:func:`inference.path_access`)."""
+and who may switch ``path`` rows on (:func:`serving_io.path_access`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from deepfake_detection import inference
-from deepfake_detection.inference import OUTSIDE_ROOT, PATHS_DISABLED, RowError, read_image_file
+from deepfake_detection.serving import io as serving_io
+from deepfake_detection.serving.io import OUTSIDE_ROOT, PATHS_DISABLED, RowError, read_image_file
 
 
 @pytest.fixture
@@ -86,34 +86,34 @@ def test_the_byte_cap_refuses_a_big_file_from_its_size(tree):
 
 def test_path_rows_are_off_unless_local_files_or_the_serving_root(tree, monkeypatch):
     root, outside = tree
-    monkeypatch.delenv(inference.PATH_ROOT_ENV, raising=False)
-    monkeypatch.delenv(inference.MAX_BYTES_ENV, raising=False)
+    monkeypatch.delenv(serving_io.PATH_ROOT_ENV, raising=False)
+    monkeypatch.delenv(serving_io.MAX_BYTES_ENV, raising=False)
     frame = pd.DataFrame({"path": [str(root / "a.jpg"), str(outside / "secret.jpg")]})
-    assert inference.path_access() == inference.PathAccess(False, None, inference.MAX_IMAGE_BYTES)
-    contents, errors = inference.read_inputs(frame, inference.path_access())
+    assert serving_io.path_access() == serving_io.PathAccess(False, None, serving_io.MAX_IMAGE_BYTES)
+    contents, errors = serving_io.read_inputs(frame, serving_io.path_access())
     assert contents == [None, None] and errors == [PATHS_DISABLED, PATHS_DISABLED]
 
-    with inference.local_files():
-        contents, errors = inference.read_inputs(frame, inference.path_access())
+    with serving_io.local_files():
+        contents, errors = serving_io.read_inputs(frame, serving_io.path_access())
     assert contents == [b"inside", b"secret"] and errors == [None, None]
-    assert not inference.path_access().allowed  # the block ended
+    assert not serving_io.path_access().allowed  # the block ended
 
-    monkeypatch.setenv(inference.PATH_ROOT_ENV, str(root))
-    monkeypatch.setenv(inference.MAX_BYTES_ENV, "1000")
-    access = inference.path_access()
-    assert access == inference.PathAccess(True, os.path.realpath(root), 1000)
-    contents, errors = inference.read_inputs(frame, access)
+    monkeypatch.setenv(serving_io.PATH_ROOT_ENV, str(root))
+    monkeypatch.setenv(serving_io.MAX_BYTES_ENV, "1000")
+    access = serving_io.path_access()
+    assert access == serving_io.PathAccess(True, os.path.realpath(root), 1000)
+    contents, errors = serving_io.read_inputs(frame, access)
     assert contents == [b"inside", None] and errors == [None, OUTSIDE_ROOT]
 
-    monkeypatch.setenv(inference.PATH_ROOT_ENV, str(root / "a.jpg"))
+    monkeypatch.setenv(serving_io.PATH_ROOT_ENV, str(root / "a.jpg"))
     with pytest.raises(MlflowException, match="is not a folder"):
-        inference.path_access()
+        serving_io.path_access()
 
 
 def test_base64_and_bytes_are_capped_too(monkeypatch):
-    access = inference.PathAccess(False, None, 10)
+    access = serving_io.PathAccess(False, None, 10)
     frame = pd.DataFrame({"image": ["QUJD", "A" * 200, b"0123456789A", "A" * 2000]})
-    contents, errors = inference.read_inputs(frame, access)
+    contents, errors = serving_io.read_inputs(frame, access)
     assert contents[0] == b"ABC" and errors[0] is None
     assert errors[1] == "image too large: 150 bytes > the limit of 10"
     assert errors[3] == "image too large: 2,000 characters of base64 > the limit of 10 bytes"  # not even decoded

@@ -99,7 +99,7 @@ def test_explain_files_writes_one_png_per_decodable_image(in_tmp):
             assert png.format == "PNG" and png.width > png.height > 100
 
     # a logged detector: its first member is explained
-    from deepfake_detection.inference import log_detector
+    from deepfake_detection.serving.pyfunc import log_detector
 
     mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (in_tmp / "mlartifacts").as_uri()))

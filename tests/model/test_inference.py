@@ -17,9 +17,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from deepfake_detection import inference
 from deepfake_detection.config import ModelsParams
+from deepfake_detection.data import decode
 from deepfake_detection.data.pipeline import image_dataset_from_paths
+from deepfake_detection.serving import export, predict, pyfunc
+from deepfake_detection.serving import io as serving_io
 
 SIZE = 32
 
@@ -86,8 +88,8 @@ def detector(tmp_path_factory):
     assert ordered[-1] - ordered[0] > 0.05, f"the tiny model's outputs hardly differ: {reference}"
     threshold = float((ordered[3] + ordered[4]) / 2)
     with mlflow.start_run() as run:
-        info = inference.log_detector([keras_path], threshold, SIZE, threshold_method="youden",
-                                      input_example_image=files[0])
+        info = pyfunc.log_detector([keras_path], threshold, SIZE, threshold_method="youden",
+                                   input_example_image=files[0])
     yield {
         "root": root,
         "info": info,
@@ -119,8 +121,8 @@ def b64(path: Path) -> str:
 
 
 def predict_paths(model, paths, **kw) -> pd.DataFrame:
-    """The pyfunc on ``path`` rows, in process (:func:`inference.local_files`)."""
-    with inference.local_files():
+    """The pyfunc on ``path`` rows, in process (:func:`serving_io.local_files`)."""
+    with serving_io.local_files():
         return model.predict(pd.DataFrame({"path": [str(p) for p in paths]}), **kw)
 
 
@@ -128,7 +130,7 @@ def test_path_and_base64_rows_agree_with_the_training_pipeline(detector, pyfunc_
     files = detector["files"]
     by_path = predict_paths(pyfunc_model, files)
     by_bytes = pyfunc_model.predict(pd.DataFrame({"image": [b64(f) for f in files]}))
-    assert list(by_path.columns) == list(inference.OUTPUT_COLUMNS)
+    assert list(by_path.columns) == list(pyfunc.OUTPUT_COLUMNS)
     assert by_path["error"].isna().all() and by_bytes["error"].isna().all()
     assert by_path["warning"].isna().all()
     np.testing.assert_allclose(by_path["probability_fake"], by_bytes["probability_fake"], atol=1e-6)
@@ -145,7 +147,7 @@ def test_a_bad_row_gets_its_own_error_and_never_fails_the_batch(detector, pyfunc
     truncated.write_bytes(good.read_bytes()[:200])
     rest = [str(f) for f in detector["files"][1:]]  # good rows after the bad ones keep their places
     frame = pd.DataFrame({"path": [str(good), str(tmp_path / "missing.jpg"), str(not_image), str(truncated), None, *rest]})
-    with inference.local_files():
+    with serving_io.local_files():
         out = pyfunc_model.predict(frame)
     assert len(out) == 5 + len(rest)
     np.testing.assert_allclose(out["probability_fake"].iloc[5:], detector["reference"][1:], atol=1e-6)
@@ -191,7 +193,7 @@ def test_the_signature_accepts_path_or_image(detector):
     assert set(columns) == {"path", "image"}
     assert not columns["path"].required and not columns["image"].required
     assert {p.name for p in signature.params.params} == {"threshold", "batch_size"}
-    assert [c.name for c in signature.outputs.inputs] == list(inference.OUTPUT_COLUMNS)
+    assert [c.name for c in signature.outputs.inputs] == list(pyfunc.OUTPUT_COLUMNS)
 
 
 def test_predict_files_expands_folders_in_order_and_takes_a_threshold(detector, tmp_path):
@@ -199,31 +201,31 @@ def test_predict_files_expands_folders_in_order_and_takes_a_threshold(detector, 
     bad = tmp_path / "zz_bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
     uri = detector["info"].model_uri
-    out = inference.predict_files(uri, [files[-1], root, bad], progress=False, batch_size=3)
+    out = predict.predict_files(uri, [files[-1], root, bad], progress=False, batch_size=3)
     # every file of the folder has its row: notes.txt (sorted after b/img7.jpg) with its error
     notes = root / "b" / "notes.txt"
     assert out["path"].tolist() == [str(files[-1])] + [str(f) for f in files] + [str(notes), str(bad)]
-    assert list(out.columns) == ["path", *inference.OUTPUT_COLUMNS]
+    assert list(out.columns) == ["path", *pyfunc.OUTPUT_COLUMNS]
     np.testing.assert_allclose(out["probability_fake"].iloc[1:-2], detector["reference"], atol=1e-6)
     assert out["error"].iloc[1:-2].isna().all()
     assert out["error"].iloc[-2] == "not a decodable image: no image format recognises it"
     assert out["error"].iloc[-1].startswith("not a decodable image") and out["label"].iloc[-1] is None
     np.testing.assert_allclose(out["threshold"], detector["threshold"], atol=1e-12)
 
-    low = inference.predict_files(uri, [root], threshold=0.0, progress=False)
+    low = predict.predict_files(uri, [root], threshold=0.0, progress=False)
     np.testing.assert_allclose(low["threshold"], 0.0)
     assert set(low["label"].iloc[:-1]) == {"fake"} and low["label"].iloc[-1] is None
 
     # runs:/ URIs and a local model folder work the same
-    by_run = inference.predict_files(f"runs:/{detector['run_id']}/model", [root], progress=False)
+    by_run = predict.predict_files(f"runs:/{detector['run_id']}/model", [root], progress=False)
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path / "local"))
-    by_folder = inference.predict_files(local, [root], progress=False)
+    by_folder = predict.predict_files(local, [root], progress=False)
     for other in (by_run, by_folder):
         np.testing.assert_allclose(other["probability_fake"], out["probability_fake"].iloc[1:-1], atol=1e-6)
         np.testing.assert_allclose(other["threshold"], detector["threshold"], atol=1e-12)
 
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
-        inference.predict_files(uri, [tmp_path / "nowhere"], progress=False)
+        predict.predict_files(uri, [tmp_path / "nowhere"], progress=False)
 
 
 def test_an_ensemble_detector_combines_its_members(detector, tmp_path):
@@ -235,29 +237,53 @@ def test_an_ensemble_detector_combines_its_members(detector, tmp_path):
     p2 = second.predict(pixels48, verbose=0).ravel()
     ensemble = {"kind": "weighted", "members": ["light_se_cnn", "light_48"], "weights": [0.25, 0.75]}
     with mlflow.start_run():
-        info = inference.log_detector([detector["keras_path"], second_path], 0.5, SIZE, ensemble=ensemble,
-                                      input_example_image=files[0])
+        info = pyfunc.log_detector([detector["keras_path"], second_path], 0.5, SIZE, ensemble=ensemble,
+                                   input_example_image=files[0])
     model = mlflow.pyfunc.load_model(info.model_uri)
     out = predict_paths(model, files)
     np.testing.assert_allclose(out["probability_fake"], 0.25 * detector["reference"] + 0.75 * p2, atol=1e-6)
     assert mlflow.models.get_model_info(info.model_uri).metadata["ensemble_kind"] == "weighted"
     with pytest.raises(ValueError, match="ensemble of 2 models"):
-        inference.export_model(info.model_uri, "onnx", tmp_path / "ens.onnx")
+        export.export_model(info.model_uri, "onnx", tmp_path / "ens.onnx")
+
+
+def test_models_logged_before_and_after_the_serving_split_both_load(detector, monkeypatch):
+    """A detector's pickle names its class: ``deepfake_detection.serving.pyfunc.DeepfakeDetector``
+    now, ``deepfake_detection.inference.DeepfakeDetector`` for models logged before the split;
+    both load in this process (the compatibility module keeps the old name) and score alike."""
+    import deepfake_detection.inference  # noqa: F401  (what an old pickle names)
+
+    def pickled(info) -> bytes:
+        return (Path(mlflow.artifacts.download_artifacts(info.model_uri)) / "python_model.pkl").read_bytes()
+
+    new = pickled(detector["info"])
+    assert b"deepfake_detection.serving.pyfunc" in new and b"deepfake_detection.inference" not in new
+    with monkeypatch.context() as patch:  # log as the old module did
+        patch.setattr(pyfunc.DeepfakeDetector, "__module__", "deepfake_detection.inference")
+        with mlflow.start_run():
+            old_info = pyfunc.log_detector([detector["keras_path"]], detector["threshold"], SIZE)
+    old = pickled(old_info)
+    assert b"deepfake_detection.inference" in old and b"deepfake_detection.serving.pyfunc" not in old
+    frame = pd.DataFrame({"image": [b64(f) for f in detector["files"]]})
+    for info in (detector["info"], old_info):
+        out = mlflow.pyfunc.load_model(info.model_uri).predict(frame)
+        assert out["error"].isna().all()
+        np.testing.assert_allclose(out["probability_fake"], detector["reference"], atol=1e-5)
 
 
 def test_log_detector_checks_its_arguments(detector):
     path = detector["keras_path"]
     with pytest.raises(RuntimeError, match="inside mlflow.start_run"):
-        inference.log_detector([path], 0.5, SIZE)
+        pyfunc.log_detector([path], 0.5, SIZE)
     with mlflow.start_run():
         with pytest.raises(ValueError, match="need an ensemble"):
-            inference.log_detector([path, path], 0.5, SIZE)
+            pyfunc.log_detector([path, path], 0.5, SIZE)
         with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
-            inference.log_detector([path], 1.5, SIZE)
+            pyfunc.log_detector([path], 1.5, SIZE)
 
 
 def test_onnx_export_matches_keras_and_serves_the_same_labels(detector, tmp_path):
-    out = inference.export_model(detector["info"].model_uri, "onnx", tmp_path / "detector.onnx")
+    out = export.export_model(detector["info"].model_uri, "onnx", tmp_path / "detector.onnx")
     sidecar = json.loads((tmp_path / "detector.onnx.json").read_text())
     assert sidecar["threshold"] == pytest.approx(detector["threshold"]) and sidecar["image_size"] == SIZE
     import onnxruntime as ort
@@ -268,8 +294,8 @@ def test_onnx_export_matches_keras_and_serves_the_same_labels(detector, tmp_path
     np.testing.assert_allclose(onnx_p, detector["reference"], atol=1e-4)
 
     root = detector["root"] / "images"
-    keras_out = inference.predict_files(detector["info"].model_uri, [root], progress=False)
-    onnx_out = inference.predict_files(str(out), [root], runtime="onnx", progress=False)
+    keras_out = predict.predict_files(detector["info"].model_uri, [root], progress=False)
+    onnx_out = predict.predict_files(str(out), [root], runtime="onnx", progress=False)
     assert onnx_out["path"].tolist() == keras_out["path"].tolist()
     assert onnx_out["label"].tolist() == keras_out["label"].tolist()
     np.testing.assert_allclose(onnx_out["probability_fake"], keras_out["probability_fake"], atol=1e-4)
@@ -277,14 +303,14 @@ def test_onnx_export_matches_keras_and_serves_the_same_labels(detector, tmp_path
 
     (tmp_path / "detector.onnx.json").unlink()
     with pytest.warns(UserWarning, match="using 0.5"):
-        bare = inference.predict_files(str(out), [root], runtime="onnx", progress=False)
+        bare = predict.predict_files(str(out), [root], runtime="onnx", progress=False)
     np.testing.assert_allclose(bare["threshold"], 0.5)
 
 
 def test_savedmodel_export_gives_the_same_outputs(detector, tmp_path):
     import tensorflow as tf
 
-    out = inference.export_model(str(detector["keras_path"]), "savedmodel", tmp_path / "saved")
+    out = export.export_model(str(detector["keras_path"]), "savedmodel", tmp_path / "saved")
     loaded = tf.saved_model.load(str(out))
     got = loaded.serve(tf.constant(detector["pixels"])).numpy().ravel()
     np.testing.assert_allclose(got, detector["reference"], atol=1e-5)
@@ -309,7 +335,7 @@ import mlflow, pandas as pd
 model = mlflow.pyfunc.load_model({local!r})
 import deepfake_detection
 assert deepfake_detection.__file__.startswith({local!r}), deepfake_detection.__file__
-from deepfake_detection.inference import local_files
+from deepfake_detection.serving.io import local_files
 with local_files():
     out = model.predict(pd.DataFrame({{'path': {[str(f) for f in detector['files']]!r}}}))
 print(out['probability_fake'].tolist())
@@ -347,25 +373,25 @@ def save(path: Path, size: tuple[int, int], fmt: str | None = None, seed: int = 
 
 @pytest.fixture(scope="module")
 def onnx_file(detector, tmp_path_factory):
-    return inference.export_model(detector["info"].model_uri, "onnx", tmp_path_factory.mktemp("onnx") / "d.onnx")
+    return export.export_model(detector["info"].model_uri, "onnx", tmp_path_factory.mktemp("onnx") / "d.onnx")
 
 
 def test_path_rows_need_an_opt_in_that_params_cannot_give(detector, pyfunc_model, monkeypatch):
     """What a REST client reaches: the pyfunc itself. No file is read unless the process opted in."""
-    monkeypatch.delenv(inference.PATH_ROOT_ENV, raising=False)
+    monkeypatch.delenv(serving_io.PATH_ROOT_ENV, raising=False)
     root = detector["root"] / "images"
     paths = [str(detector["files"][0]), "/dev/zero", "/etc/hostname", "/no/such/file"]
     for params in (None, {"threshold": 0.5, "batch_size": 1}):
         out = pyfunc_model.predict(pd.DataFrame({"path": paths}), params=params)
-        assert out["error"].tolist() == [inference.PATHS_DISABLED] * 4
+        assert out["error"].tolist() == [serving_io.PATHS_DISABLED] * 4
         assert out["probability_fake"].isna().all() and out["label"].isna().all()
 
-    monkeypatch.setenv(inference.PATH_ROOT_ENV, str(root))
+    monkeypatch.setenv(serving_io.PATH_ROOT_ENV, str(root))
     inside = [str(f.relative_to(root)) for f in detector["files"]]
     out = pyfunc_model.predict(pd.DataFrame({"path": inside + paths[1:] + ["../light.keras"]}))
     np.testing.assert_allclose(out["probability_fake"].iloc[:8], detector["reference"], atol=1e-6)
     assert out["error"].iloc[:8].isna().all()
-    assert out["error"].iloc[8:].tolist() == [inference.OUTSIDE_ROOT] * 4
+    assert out["error"].iloc[8:].tolist() == [serving_io.OUTSIDE_ROOT] * 4
 
 
 def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, pyfunc_model, onnx_file, tmp_path,
@@ -380,8 +406,8 @@ def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, py
     paths = [good, tmp_path / "bomb_ours.png", tmp_path / "bomb_pillow.png", tiny, long]
     bombs = {paths[1].read_bytes(), paths[2].read_bytes()}
     decoded: list[bytes] = []
-    real_decode = inference._decode_checked
-    monkeypatch.setattr(inference, "_decode_checked",
+    real_decode = decode.decode_checked
+    monkeypatch.setattr(decode, "decode_checked",
                         lambda contents, size: decoded.extend(c for c in contents if c) or real_decode(contents, size))
 
     def check(out: pd.DataFrame, where: str):
@@ -395,11 +421,11 @@ def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, py
         assert "elongated image (30x8000 pixels" in out["warning"][4] and "small image" in out["warning"][4], where
         assert out["warning"][1:4].isna().all(), where
 
-    with inference.local_files():
+    with serving_io.local_files():
         check(pyfunc_model.predict(pd.DataFrame({"path": [str(p) for p in paths]})), "pyfunc path")
     check(pyfunc_model.predict(pd.DataFrame({"image": [b64(p) for p in paths]})), "pyfunc base64")
-    check(inference.predict_files(detector["info"].model_uri, paths, progress=False), "predict_files keras")
-    check(inference.predict_files(str(onnx_file), paths, runtime="onnx", progress=False), "predict_files onnx")
+    check(predict.predict_files(detector["info"].model_uri, paths, progress=False), "predict_files keras")
+    check(predict.predict_files(str(onnx_file), paths, runtime="onnx", progress=False), "predict_files onnx")
     written = explain_files(detector["info"].model_uri, paths, tmp_path / "cam")
     assert [p.name for p in written] == [f"{good.stem}_gradcam.png", "long_gradcam.png"]
     assert decoded and not bombs & set(decoded), "a refused image reached the decoder"
@@ -408,8 +434,8 @@ def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, py
 def test_the_pixel_limit_is_the_models_own(detector, tmp_path):
     assert mlflow.models.get_model_info(detector["info"].model_uri).metadata["max_pixels"] == 8192 * 8192
     with mlflow.start_run():
-        info = inference.log_detector([detector["keras_path"]], 0.5, SIZE, max_pixels=1500,
-                                      input_example_image=detector["files"][0])  # 32x32: under the limit
+        info = pyfunc.log_detector([detector["keras_path"]], 0.5, SIZE, max_pixels=1500,
+                                   input_example_image=detector["files"][0])  # 32x32: under the limit
     assert mlflow.models.get_model_info(info.model_uri).metadata["max_pixels"] == 1500
     files = detector["files"]  # 32x32 (1,024 pixels) and 56x40 (2,240 pixels) images
     out = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"image": [b64(f) for f in files]}))
@@ -459,7 +485,7 @@ def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp
         "j_nested.png": None, "k_narrow.png": None,
     }
     uri = detector["info"].model_uri
-    out = inference.predict_files(uri, [folder], progress=False, batch_size=4)
+    out = predict.predict_files(uri, [folder], progress=False, batch_size=4)
     assert [Path(p).name for p in out["path"]] == list(expected)
     for row in out.itertuples():
         want = expected[Path(row.path).name]
@@ -470,7 +496,7 @@ def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp
     assert out["warning"].notna().tolist() == [False] * 10 + [True]  # k_narrow: small, 10:1
 
     # the same files named one by one get the same rows
-    one_by_one = inference.predict_files(uri, list(out["path"]), progress=False)
+    one_by_one = predict.predict_files(uri, list(out["path"]), progress=False)
     assert one_by_one["error"].tolist() == out["error"].tolist()
     np.testing.assert_allclose(one_by_one["probability_fake"], out["probability_fake"], atol=1e-6)
 

@@ -102,7 +102,7 @@ def _detector(tmp, sign: float) -> Path:
 
 
 def _register(keras_path, val_auc: float) -> str:
-    from deepfake_detection.inference import log_detector
+    from deepfake_detection.serving.pyfunc import log_detector
 
     with mlflow.start_run():
         info = log_detector([keras_path], 0.5, 32, registered_model_name="det")

@@ -23,7 +23,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from deepfake_detection import inference
+from deepfake_detection.serving import pyfunc
+from deepfake_detection.serving import io as serving_io
 
 MODEL_NAME = "deepfake-detector"
 ALIAS = "champion"
@@ -65,7 +66,7 @@ def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str,
     """``mlflow models serve`` of ``model_uri`` on a free loopback port; yields its base URL."""
     port = _free_port()
     bin_dir = Path(sys.executable).parent
-    inherited = {k: v for k, v in os.environ.items() if k not in (inference.PATH_ROOT_ENV, inference.MAX_BYTES_ENV)}
+    inherited = {k: v for k, v in os.environ.items() if k not in (serving_io.PATH_ROOT_ENV, serving_io.MAX_BYTES_ENV)}
     env = {
         **inherited,
         "MLFLOW_TRACKING_URI": store_uri,
@@ -124,8 +125,8 @@ def served(tmp_path_factory):
     rng = np.random.default_rng(3)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), "RGB").save(image_path, quality=90)
     with mlflow.start_run():
-        info = inference.log_detector([keras_path], 0.42, SIZE, registered_model_name=MODEL_NAME,
-                                      input_example_image=image_path)
+        info = pyfunc.log_detector([keras_path], 0.42, SIZE, registered_model_name=MODEL_NAME,
+                                   input_example_image=image_path)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, info.registered_model_version)
     model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
     in_process = mlflow.pyfunc.load_model(model_uri)
@@ -144,7 +145,7 @@ def test_served_champion_scores_a_base64_image_like_the_in_process_model(served)
     status, text = _post(f"{served['base']}/invocations", body)
     assert status == 200, text
     (row,) = json.loads(text)["predictions"]
-    with inference.local_files():
+    with serving_io.local_files():
         expected = served["model"].predict(pd.DataFrame({"path": [str(served["image"])]})).iloc[0]
     assert row["probability_fake"] == pytest.approx(expected["probability_fake"], abs=1e-6)
     assert row["label"] == expected["label"] and row["threshold"] == pytest.approx(0.42)
@@ -222,7 +223,7 @@ def test_served_model_reads_no_file_by_default(served):
     start = time.monotonic()
     for params in (None, {"threshold": 0.5, "batch_size": 1}):  # request params cannot switch paths on
         rows = _invoke(served["base"], "path", paths, params)
-        assert [r["error"] for r in rows] == [inference.PATHS_DISABLED] * len(paths)
+        assert [r["error"] for r in rows] == [serving_io.PATHS_DISABLED] * len(paths)
         assert all(_unscored(r) for r in rows)
     assert time.monotonic() - start < 30
     (row,) = _invoke(served["base"], "image", [_b64(served["image"].read_bytes())])  # still serving
@@ -260,7 +261,7 @@ def served_folder(served):
     with open(allowed / "big.jpg", "wb") as f:  # a real JPEG start, then 2 MB (sparse)
         f.write(face)
         f.truncate(2_000_000)
-    env = {inference.PATH_ROOT_ENV: str(allowed), inference.MAX_BYTES_ENV: "1000000"}
+    env = {serving_io.PATH_ROOT_ENV: str(allowed), serving_io.MAX_BYTES_ENV: "1000000"}
     with _serving(served["model_uri"], served["uri"], share, env) as base:
         yield {"base": base, "allowed": allowed, "outside": outside}
 
@@ -277,11 +278,11 @@ def test_a_path_opt_in_server_reads_only_regular_files_inside_its_folder(served,
     start = time.monotonic()
     rows = _invoke(served_folder["base"], "path", inside + escapes + list(special))
     assert time.monotonic() - start < 30
-    with inference.local_files():
+    with serving_io.local_files():
         expected = served["model"].predict(pd.DataFrame({"path": [str(served["image"])]}))["probability_fake"][0]
     for row in rows[: len(inside)]:
         assert row["error"] is None and row["probability_fake"] == pytest.approx(expected, abs=1e-6)
     # one message for every escape, whether its target exists or not: no probing of the server's files
-    assert [r["error"] for r in rows[len(inside) : len(inside) + len(escapes)]] == [inference.OUTSIDE_ROOT] * len(escapes)
+    assert [r["error"] for r in rows[len(inside) : len(inside) + len(escapes)]] == [serving_io.OUTSIDE_ROOT] * len(escapes)
     for row, want in zip(rows[len(inside) + len(escapes) :], special.values()):
         assert row["error"].startswith(want) and _unscored(row)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepfake_detection.inference import local_files
+from deepfake_detection.serving.io import local_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

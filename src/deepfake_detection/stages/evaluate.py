@@ -41,8 +41,8 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
 
     from ..data.pipeline import decode_image
     from ..data.views import grid_crops, stitch_crops
+    from ..data.decode import decode_images
     from ..explain import gradcam_with_scores, overlay_grid
-    from ..inference import decode_images
 
     pred = test.probability.to_numpy() >= threshold
     truth = test.y.to_numpy() == 1

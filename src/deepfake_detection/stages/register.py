@@ -89,7 +89,7 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     this does not depend on whether the detector may read paths. Raises if any image fails."""
     import mlflow
 
-    from ..inference import encode_image_file
+    from ..serving.io import encode_image_file
 
     model = mlflow.pyfunc.load_model(model_uri)
     files = val.path.astype(str).tolist()
@@ -138,7 +138,7 @@ def version_tags_of(best: dict, metric: str) -> dict[str, object]:
 
 
 def run(params: Params, force: bool = False) -> dict:
-    from ..inference import log_detector
+    from ..serving.pyfunc import log_detector
 
     reg = params.register
     if params.data.view != "resize":

@@ -1,0 +1,165 @@
+"""Prediction on image files and folders: :func:`predict_files` with a logged detector (Keras)
+or an exported ONNX file (:class:`OnnxDetector`, onnxruntime).
+
+Every file found gets a row (:func:`expand_inputs`), scored or with the reason it is not; the
+rows are those of :class:`~deepfake_detection.serving.pyfunc.DeepfakeDetector`. The caller names
+its own files, so they are read in process (:func:`~deepfake_detection.serving.io.local_files`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from deepfake_detection.data.images import MAX_PIXELS
+from deepfake_detection.serving.export import onnx_sidecar
+from deepfake_detection.serving.io import PathAccess, local_files, max_bytes_setting
+from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD, result_frame, score_rows
+
+RUNTIMES = ("keras", "onnx")
+
+
+def expand_inputs(inputs: Sequence[Path | str]) -> list[Path]:
+    """Files as given and, for folders, every file found in them recursively (sorted; whatever
+    its suffix, dangling symbolic links and special files included: each gets a row, scored or
+    with the error saying why); the order of ``inputs`` is kept. Sub-folders are searched, not
+    listed; symbolic links to folders are not followed."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(_walk(p))
+        elif p.exists() or p.is_symlink():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    if not files:
+        raise ValueError(f"no files found in {[str(i) for i in inputs]}")
+    return files
+
+
+def _walk(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links to folders
+        found.extend(Path(dirpath) / name for name in filenames)
+        # a link to a folder is listed in dirnames: give it a row too (it is not searched)
+        found.extend(Path(dirpath) / name for name in dirnames if os.path.islink(os.path.join(dirpath, name)))
+    return sorted(found)
+
+
+def model_threshold(model_uri: str) -> float:
+    """The threshold a logged detector carries (its metadata)."""
+    from mlflow.models import get_model_info
+
+    metadata = get_model_info(model_uri).metadata or {}
+    if "threshold" not in metadata:
+        raise ValueError(f"{model_uri} carries no 'threshold' in its metadata: not a detector from log_detector?")
+    return float(metadata["threshold"])
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="img")
+
+
+class OnnxDetector:
+    """An ONNX file from :func:`export_model` run by onnxruntime (CPU), with its sidecar JSON."""
+
+    def __init__(self, path: Path | str, threshold: float | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        sidecar = onnx_sidecar(self.path)
+        info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+        size = info.get("image_size") or inp.shape[1]
+        if not isinstance(size, int):
+            raise ValueError(f"{self.path}: no image size in {sidecar.name} nor in the input shape {inp.shape}")
+        self.image_size = int(size)
+        self.max_pixels = int(info.get("max_pixels") or MAX_PIXELS)
+        if threshold is not None:
+            self.threshold = float(threshold)
+        elif info.get("threshold") is not None:
+            self.threshold = float(info["threshold"])
+        else:
+            warnings.warn(
+                f"{sidecar} {'has no threshold' if sidecar.is_file() else 'is missing'}: using {DEFAULT_THRESHOLD}",
+                stacklevel=2,
+            )
+            self.threshold = DEFAULT_THRESHOLD
+
+    def predict_pixels(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return np.clip(np.asarray(out, dtype=np.float64).reshape(-1), 0.0, 1.0)
+
+    def predict(self, model_input: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
+        """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only)."""
+        probabilities, errors, warnings_ = score_rows(
+            model_input, [self.image_size], lambda pixels: self.predict_pixels(pixels[self.image_size]),
+            access=PathAccess(True, None, max_bytes_setting()), max_pixels=self.max_pixels)
+        return result_frame(probabilities, errors, self.threshold if threshold is None else threshold, warnings_)
+
+
+def predict_files(
+    model_uri: str,
+    inputs: Sequence[Path | str],
+    *,
+    threshold: float | None = None,
+    runtime: str = "keras",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One row per file: ``path``, ``probability_fake``, ``label``, ``threshold``, ``error``,
+    ``warning``.
+
+    ``inputs``: files and folders (every file in them, recursively, sorted: see
+    :func:`expand_inputs`; one that is no usable image gets its error), in the given order. ``runtime="keras"``: ``model_uri`` is a logged detector (``models:/...``,
+    ``runs:/...`` or a local model folder) and the threshold defaults to the one it carries.
+    ``runtime="onnx"``: ``model_uri`` is an ``.onnx`` file from :func:`export_model`, the
+    threshold defaults to its sidecar JSON's (0.5 with a warning without one). ``threshold``
+    overrides either.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    files = expand_inputs(inputs)
+    if runtime == "onnx":
+        detector = OnnxDetector(model_uri, threshold)
+
+        def run(frame):
+            return detector.predict(frame)
+    else:
+        model = mlflow.pyfunc.load_model(model_uri)
+        if threshold is None:
+            threshold = model_threshold(model_uri)
+        params = {"threshold": float(threshold), "batch_size": int(batch_size)}
+
+        def run(frame):
+            with local_files():  # our own files, named by the caller: read them in process
+                return model.predict(frame, params=params)
+
+    frames = []
+    with _progress(len(files), progress, f"predict ({runtime})") as bar:
+        for start in range(0, len(files), batch_size):
+            chunk = [str(f) for f in files[start : start + batch_size]]
+            frames.append(run(pd.DataFrame({"path": chunk})))
+            bar.update(len(chunk))
+    result = pd.concat(frames, ignore_index=True)
+    result.insert(0, "path", [str(f) for f in files])
+    return result
+

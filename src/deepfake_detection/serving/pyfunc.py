@@ -1,0 +1,326 @@
+"""The MLflow pyfunc detector: :class:`DeepfakeDetector`, how it scores rows, and :func:`log_detector`.
+
+The served model is a :class:`DeepfakeDetector` (an ``mlflow.pyfunc.PythonModel``) that holds one
+or more of our ``.keras`` models (artifacts ``member_0``, ``member_1``, ...) and, for several
+members, the JSON description of an :class:`~deepfake_detection.evaluation.ensemble.Ensemble`
+that combines their probabilities. It takes a DataFrame with a ``path`` column (image files) or
+an ``image`` column (base64-encoded JPEG/PNG bytes, what the REST endpoint receives) and returns
+one row per input row::
+
+    probability_fake  float   P(fake), NaN when the row failed
+    label             str     "real" / "fake" (probability_fake >= threshold), None when failed
+    threshold         float   the decision threshold used
+    error             str     None when fine, else why this row failed
+    warning           str     None, or why the score is less reliable (small, elongated image)
+
+A bad row (missing file, not an image, bad base64, too many pixels) gets its ``error`` and never
+fails the batch. Rows are read by :mod:`deepfake_detection.serving.io` (which ``path`` rows may be
+read: :func:`~deepfake_detection.serving.io.path_access`), checked from their header and decoded
+by :mod:`deepfake_detection.data.decode` (the training pipeline's ``decode_resize``).
+
+The logged model folder carries this package (``code/deepfake_detection``), so it loads where
+the package is not installed (``mlflow models serve --env-manager local`` included). Its pickle
+names the class ``deepfake_detection.serving.pyfunc.DeepfakeDetector``; models logged before
+the ``serving`` package existed name ``deepfake_detection.inference.DeepfakeDetector``, which
+:mod:`deepfake_detection.inference` still provides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from deepfake_detection import LABELS
+from deepfake_detection.data import decode
+from deepfake_detection.data.images import MAX_PIXELS
+from deepfake_detection.serving.io import LOCAL_ACCESS, PathAccess, encode_image_file, path_access, read_inputs
+
+_logger = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("probability_fake", "label", "threshold", "error", "warning")
+MEMBER_PREFIX = "member_"
+ENSEMBLE_ARTIFACT = "ensemble"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""The ``deepfake_detection`` package folder, copied into every logged model."""
+DEFAULT_THRESHOLD = 0.5
+
+
+# --------------------------------------------------------------------------- scoring rows
+
+
+def score_rows(model_input: pd.DataFrame, sizes: Sequence[int],
+               score: Callable[[dict[int, np.ndarray]], np.ndarray], *, access: PathAccess = LOCAL_ACCESS,
+               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+    """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
+    ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
+    decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
+    one error message or None per row (a bad row never fails the batch) and one warning or
+    None per row."""
+    contents, errors = read_inputs(model_input, access)
+    header_errors, warnings_ = decode.check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    errors = [e or h for e, h in zip(errors, header_errors)]
+    ok = [i for i, e in enumerate(errors) if e is None]
+    probabilities = np.full(len(contents), np.nan)
+    if ok:
+        pixels = {}
+        for size in sorted(set(sizes)):
+            pixels[size], decode_errors = decode.decode_checked([contents[i] for i in ok], size)
+            for i, e in zip(ok, decode_errors):
+                errors[i] = errors[i] or e
+        good = [j for j, i in enumerate(ok) if errors[i] is None]
+        if good:
+            probabilities[[ok[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
+    warnings_ = [None if e else w for e, w in zip(errors, warnings_)]
+    return probabilities, errors, warnings_
+
+
+def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], threshold: float,
+                 warnings: Sequence[str | None] | None = None) -> pd.DataFrame:
+    """The detector's output columns for per-row probabilities (NaN where ``errors`` says why)."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    failed = np.array([e is not None for e in errors], dtype=bool)
+    p = np.where(failed, np.nan, p)
+    labels = [None if bad else LABELS[int(q >= threshold)] for q, bad in zip(p, failed)]
+    return pd.DataFrame(
+        {
+            "probability_fake": p,
+            "label": pd.Series(labels, dtype=object),
+            "threshold": np.full(len(p), float(threshold)),
+            "error": pd.Series(list(errors), dtype=object),
+            "warning": pd.Series(list(warnings) if warnings is not None else [None] * len(p), dtype=object),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- the pyfunc model
+
+
+def member_keys(keys: Iterable[str]) -> list[str]:
+    members = [k for k in keys if k.startswith(MEMBER_PREFIX) and k[len(MEMBER_PREFIX):].isdigit()]
+    return sorted(members, key=lambda k: int(k[len(MEMBER_PREFIX):]))
+
+
+def input_size(model) -> int:
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+        raise ValueError(f"expected a model input (None, S, S, 3), got {shape}")
+    return int(shape[1])
+
+
+def _forward(model, size: int):
+    """``model(x, training=False)`` compiled once for any batch size (no retracing per size)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    def forward(x):
+        return model(x, training=False)
+
+    return lambda x: forward(tf.convert_to_tensor(x, dtype=tf.float32))
+
+
+class DeepfakeDetector(mlflow.pyfunc.PythonModel):
+    """Keras model(s) + threshold (+ ensemble) behind MLflow's pyfunc interface.
+
+    Artifacts: ``member_0``, ``member_1``, ... (``.keras`` files) and, optionally,
+    ``ensemble`` (JSON). ``model_config``: ``threshold``, ``image_size``, ``ensemble`` (the
+    ensemble's ``to_dict()`` or None), ``batch_size`` and ``max_pixels`` (the pixel limit
+    checked from each image's header). Each member gets images at its own input size (read
+    from the model). ``path`` rows are read only as :func:`path_access` allows.
+    """
+
+    def load_context(self, context) -> None:
+        import keras
+
+        config = dict(context.model_config or {})
+        keys = member_keys(context.artifacts)
+        if not keys:
+            raise MlflowException(f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}")
+        self.models = [keras.models.load_model(context.artifacts[k], compile=False) for k in keys]
+        self.sizes = [input_size(m) for m in self.models]
+        self._forwards = [_forward(m, s) for m, s in zip(self.models, self.sizes)]
+        self.threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
+        self.batch_size = int(config.get("batch_size") or 64)
+        self.image_size = int(config.get("image_size") or self.sizes[0])
+        self.max_pixels = int(config.get("max_pixels") or MAX_PIXELS)
+        access = path_access()  # a wrong DEEPFAKE_SERVE_PATH_ROOT stops a server from starting
+        if access.root is not None:
+            _logger.info("path rows may name files inside %s (at most %s bytes)", access.root, access.max_bytes)
+        description = config.get("ensemble")
+        if description is None and ENSEMBLE_ARTIFACT in context.artifacts:
+            description = json.loads(Path(context.artifacts[ENSEMBLE_ARTIFACT]).read_text())
+        self.ensemble = None
+        if description:
+            from deepfake_detection.evaluation.ensemble import Ensemble
+
+            self.ensemble = Ensemble.from_dict(description)
+            if len(self.ensemble.members) != len(self.models):
+                raise MlflowException(
+                    f"the ensemble has {len(self.ensemble.members)} members but {len(self.models)} models were logged"
+                )
+        elif len(self.models) > 1:
+            raise MlflowException(f"{len(self.models)} member models but no ensemble description to combine them")
+
+    def predict_pixels(self, pixels: dict[int, np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` from decoded pixels keyed by image size (one entry per member size)."""
+        bs = int(batch_size or self.batch_size)
+        columns = []
+        for forward, size in zip(self._forwards, self.sizes):
+            x = pixels[size]
+            out = [forward(x[i : i + bs]).numpy().reshape(-1) for i in range(0, len(x), bs)]
+            columns.append(np.concatenate(out) if out else np.zeros(0, np.float32))
+        P = np.clip(np.stack(columns, axis=1).astype(np.float64), 0.0, 1.0)
+        if self.ensemble is None:
+            return P[:, 0]
+        return np.asarray(self.ensemble.predict(P), dtype=np.float64)
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        params = params or {}
+        threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
+        probabilities, errors, warnings_ = score_rows(
+            model_input, self.sizes, lambda pixels: self.predict_pixels(pixels, params.get("batch_size")),
+            access=path_access(), max_pixels=getattr(self, "max_pixels", MAX_PIXELS))
+        return result_frame(probabilities, errors, threshold, warnings_)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64):
+    """Input: optional string columns ``path`` and ``image`` (give either); params ``threshold``
+    and ``batch_size`` (defaults: the logged ones); output: the four result columns."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec(DataType.string, "path", required=False), ColSpec(DataType.string, "image", required=False)])
+    outputs = Schema(
+        [
+            ColSpec(DataType.double, "probability_fake"),
+            ColSpec(DataType.string, "label", required=False),
+            ColSpec(DataType.double, "threshold"),
+            ColSpec(DataType.string, "error", required=False),
+            ColSpec(DataType.string, "warning", required=False),
+        ]
+    )
+    params = ParamSchema(
+        [ParamSpec("threshold", DataType.double, float(threshold)), ParamSpec("batch_size", DataType.long, int(batch_size))]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def log_detector(
+    keras_paths: Sequence[Path | str],
+    threshold: float,
+    image_size: int,
+    *,
+    name: str = "model",
+    ensemble: dict | None = None,
+    threshold_method: str = "youden",
+    registered_model_name: str | None = None,
+    input_example_image: Path | None = None,
+    batch_size: int = 64,
+    max_pixels: int = MAX_PIXELS,
+):
+    """Log a :class:`DeepfakeDetector` to the active run; return MLflow's ``ModelInfo``.
+
+    ``keras_paths``: one ``.keras`` model, or the ensemble's members in the order of
+    ``ensemble["members"]`` (an ``Ensemble.to_dict()``, required for more than one).
+    ``threshold`` (in [0, 1]) goes to the model config and, with ``threshold_method`` and
+    ``image_size``, to the model's metadata. ``input_example_image`` (an image file) is stored
+    base64-encoded as the input example (MLflow then also checks that it serves).
+    ``max_pixels``: the largest image (width x height) the detector decodes; in the model
+    config and the metadata.
+    """
+    from deepfake_detection import tracking
+
+    if mlflow.active_run() is None:
+        raise RuntimeError("log_detector logs into the caller's run: call it inside mlflow.start_run() / stage_run()")
+    paths = [Path(p) for p in ([keras_paths] if isinstance(keras_paths, (str, Path)) else keras_paths)]
+    if not paths:
+        raise ValueError("keras_paths is empty: give at least one .keras model")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Keras model file(s) not found: {missing}")
+    not_keras = [str(p) for p in paths if p.suffix != ".keras"]
+    if not_keras:
+        raise ValueError(f"expected Keras 3 '.keras' files, got {not_keras}")
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    if ensemble is not None:
+        from deepfake_detection.evaluation.ensemble import Ensemble
+
+        ensemble = Ensemble.from_dict(dict(ensemble)).to_dict()  # validates; plain JSON types
+        if len(ensemble["members"]) != len(paths):
+            raise ValueError(f"the ensemble names {len(ensemble['members'])} members but {len(paths)} models were given")
+    elif len(paths) > 1:
+        raise ValueError(f"{len(paths)} models need an ensemble description to combine them")
+
+    artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
+    if int(max_pixels) < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    model_config = {"threshold": threshold, "image_size": int(image_size), "ensemble": ensemble,
+                    "batch_size": int(batch_size), "max_pixels": int(max_pixels)}
+    metadata = {"threshold": threshold, "threshold_method": str(threshold_method), "image_size": int(image_size),
+                "max_pixels": int(max_pixels)}
+    if ensemble is not None:
+        metadata["ensemble_kind"] = ensemble["kind"]
+        metadata["members"] = list(ensemble["members"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if ensemble is not None:
+            artifacts[ENSEMBLE_ARTIFACT] = str(tracking.write_json(ensemble, tmp / "ensemble.json"))
+        code = tmp / "code" / PACKAGE_DIR.name
+        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        input_example = None
+        if input_example_image is not None:
+            input_example = pd.DataFrame({"image": [encode_image_file(input_example_image)]})
+        return tracking.log_pyfunc(
+            name=name,
+            python_model=DeepfakeDetector(),
+            artifacts=artifacts,
+            model_config=model_config,
+            metadata=metadata,
+            code_paths=[str(code)],
+            signature=detector_signature(threshold, batch_size),
+            input_example=input_example,
+            registered_model_name=registered_model_name,
+        )
+
+
+# --------------------------------------------------------------------------- loading the Keras models back
+
+
+def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]:
+    """The Keras model(s) of a logged detector (or of a ``.keras`` file) and its metadata."""
+    import keras
+
+    source = str(model_uri_or_keras_path)
+    if source.endswith(".keras"):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"Keras model file not found: {source}")
+        return [keras.models.load_model(source, compile=False)], {}
+    from mlflow.models import Model
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    meta = Model.load(str(local / "MLmodel"))
+    flavor = meta.flavors.get("python_function", {})
+    artifacts = flavor.get("artifacts") or {}
+    keys = member_keys(artifacts)
+    if not keys:
+        raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
+    models = [keras.models.load_model(str(local / artifacts[k]["path"]), compile=False) for k in keys]
+    return models, dict(meta.metadata or {})
+
