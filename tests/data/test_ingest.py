@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -299,7 +300,31 @@ def test_duplicate_files_are_reported(tmp_path):
     report = ingest(src, tmp_path / "out", progress=False)
     assert len(report["duplicates"]) == 1
     assert {f["source"] for f in report["duplicates"][0]["files"]} == {"real/real_003.png", "fake/copy_of_real.png"}
+    assert report["duplicates"][0]["md5"] == hashlib.md5((src / "real" / "real_003.png").read_bytes()).hexdigest()
     assert any("both labels" in w for w in report["warnings"])
+
+
+def test_identical_files_in_a_flat_folder_land_in_one_split(tmp_path):
+    src = _flat_source(tmp_path / "src", n=(20, 20))
+    for k in range(4):  # one real image five times, one fake image three times
+        (src / "real" / f"again_{k}.png").write_bytes((src / "real" / "real_005.png").read_bytes())
+    for k in range(2):
+        (src / "fake" / f"again_{k}.png").write_bytes((src / "fake" / "fake_007.png").read_bytes())
+    held_out = set()
+    for seed in range(6):
+        report = ingest(src, tmp_path / f"out{seed}", valid_fraction=0.25, test_fraction=0.25, seed=seed,
+                        progress=False)
+        where = _assignment(report)
+        assert report["written"] == 46 and len(report["duplicates"]) == 2
+        for group in report["duplicates"]:
+            splits = {where[f["source"]] for f in group["files"]}
+            assert len(splits) == 1, (seed, group)
+            held_out |= splits - {"train"}
+        assert not any("leakage" in w for w in report["warnings"])
+        for label, n in (("real", 24), ("fake", 22)):  # no holdout over its share, train the rest
+            assert report["counts"]["valid"][label] <= round(n * 0.25 + 0.01)
+            assert report["counts"]["test"][label] <= round(n * 0.25 + 0.01)
+    assert held_out == {"valid", "test"}  # duplicates are not simply parked in train
 
 
 # --- refusals ------------------------------------------------------------------------------------

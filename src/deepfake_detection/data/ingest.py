@@ -7,7 +7,9 @@ Accepted source layouts (folder names are matched case-insensitively):
   missing/empty class folder is a warning in the report, not an error. The source's split is
   kept as it is (``valid_fraction``, ``test_fraction`` and ``seed`` are unused).
 * **flat**: ``src/<class>/...``; the files are split into train/valid/test here, per class
-  (stratified), by a seeded shuffle: the same files and seed always give the same split.
+  (stratified), by a seeded shuffle (:func:`~deepfake_detection.data.split.assign_splits`):
+  the same files and seed always give the same split, and byte-identical files (same md5) land
+  in one split, so a duplicate cannot leak from train into valid or test.
 * **split in the folder names**: ``src/<split>_<class>/...`` (``training_real``,
   ``test_fake``...) when the class folders carry *different* split words; otherwise (e.g.
   only ``training_real`` and ``training_fake``) it is the flat layout.
@@ -44,9 +46,7 @@ The work is done in a hidden sibling folder that is renamed to ``dest`` at the e
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -56,7 +56,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import ImageOps
 from tqdm import tqdm
 
@@ -71,6 +70,8 @@ from deepfake_detection.data.images import (
     open_image,
     to_rgb,
 )
+from deepfake_detection.data.manifest import md5_of
+from deepfake_detection.data.split import assign_splits
 
 REPORT_NAME = "ingest_report.json"
 
@@ -121,7 +122,7 @@ class _Item:
     folder: _Folder
     sub: tuple[str, ...]  # sub-folders between the class folder and the file
     info: ImageInfo | None = None
-    sha256: str | None = None
+    md5: str | None = None
     split: str | None = None
 
 
@@ -270,32 +271,6 @@ def _walk(folder: _Folder) -> list[_Item]:
     return items
 
 
-def _round(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def _assign_flat(
-    items: list[_Item], valid_fraction: float, test_fraction: float, seed: int, warnings: list[str]
-) -> None:
-    """Seeded, per-class shuffle: the first ``round(n * test)`` go to test, the next
-    ``round(n * valid)`` to valid, the rest to train."""
-    for index, label in enumerate(LABELS):
-        group = sorted((i for i in items if i.folder.label == label), key=lambda i: i.source.as_posix())
-        n = len(group)
-        n_test, n_valid = _round(n * test_fraction), _round(n * valid_fraction)
-        while n and n_test + n_valid >= n:  # always leave something to train on
-            if n_valid >= n_test and n_valid:
-                n_valid -= 1
-            else:
-                n_test -= 1
-        order = np.random.default_rng([seed, index]).permutation(n)
-        for rank, position in enumerate(order):
-            group[position].split = "test" if rank < n_test else "valid" if rank < n_test + n_valid else "train"
-        for split, count, fraction in (("valid", n_valid, valid_fraction), ("test", n_test, test_fraction)):
-            if n and fraction and not count:
-                warnings.append(f"only {n} good {label} image(s): none went to {split}")
-
-
 def _out_name(item: _Item, suffix: str, used: set[str]) -> str:
     stem = "__".join([*item.sub, item.source.stem]) if item.sub else item.source.stem
     stem = stem or "image"
@@ -364,7 +339,7 @@ def ingest(
     ``skipped_files`` (``source``, ``split``, ``label``, ``reason``, ``detail``),
     ``converted_files`` (``source``, ``dest``, ``format``, ``mode``, ``why``),
     ``written_files`` (``source``, ``dest``, ``method``), ``duplicates`` (groups of
-    byte-identical good files: ``sha256``, ``files`` [{``source``, ``dest``}]), ``ignored``
+    byte-identical good files: ``md5``, ``files`` [{``source``, ``dest``}]), ``ignored``
     (entries outside the class folders: ``path``, ``why``), ``warnings``, ``notes``,
     ``seconds``, ``version``. Source paths are relative to ``src``, dest paths to ``dest``.
 
@@ -372,6 +347,36 @@ def ingest(
     non-empty ``dest``, or bad arguments.
     """
     src, dest = Path(src), Path(dest)
+    fmt = _check_arguments(src, dest, valid_fraction, test_fraction, reencode, quality)
+    started = time.perf_counter()
+    layout, items, warnings = _scan(src)
+    _inspect(items, progress)
+    _assign(layout, items, valid_fraction, test_fraction, seed, warnings)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        written = _write(items, work, src, fmt, quality, progress)
+        duplicates = _duplicates(items, written.dest_of, src, warnings)
+        options = {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed,
+                   "reencode": fmt, "quality": int(quality)}
+        report = _report(src, dest, layout, items, written, duplicates, warnings, options, started)
+        (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        if dest.exists():
+            dest.rmdir()  # checked empty above
+        os.replace(work, dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return report
+
+
+# --- the steps of ingest ---------------------------------------------------------------------
+
+
+def _check_arguments(src: Path, dest: Path, valid_fraction: float, test_fraction: float,
+                     reencode: str | None, quality: int) -> str | None:
+    """Refuse bad arguments and an unusable ``dest``; return the re-encoding format (or None)."""
     if not src.is_dir():
         raise ValueError(f"source {src} is not a folder")
     if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
@@ -386,159 +391,161 @@ def ingest(
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, not {quality}")
     _check_dest(src, dest)
-    started = time.perf_counter()
+    return fmt
 
+
+def _scan(src: Path) -> tuple[_Layout, list[_Item], list[str]]:
+    """The layout, every file below its class folders, and the layout's warnings (an empty
+    class folder included)."""
     layout = _detect(src)
     warnings = list(layout.warnings)
     items = [item for folder in layout.folders for item in _walk(folder)]
-    folder_counts = Counter(id(i.folder) for i in items)
+    found = Counter(id(i.folder) for i in items)
     for folder in layout.folders:
-        if not folder_counts[id(folder)]:
+        if not found[id(folder)]:
             warnings.append(f"class folder {_rel(folder.path, src)!r} is empty")
+    return layout, items, warnings
 
+
+def _inspect(items: list[_Item], progress: bool) -> None:
+    """Decode every file (``item.info``) and hash the good ones (``item.md5``)."""
     for item in tqdm(items, desc="inspect", unit="img", disable=not progress):
         item.info = inspect_image(item.source)
         if item.info.ok:
             try:
-                item.sha256 = hashlib.sha256(item.source.read_bytes()).hexdigest()
+                item.md5 = md5_of(item.source)
             except OSError as err:  # vanished or became unreadable since decoding
                 item.info = ImageInfo(ok=False, reason="unreadable", detail=f"{type(err).__name__}: {err}")
+
+
+def _assign(layout: _Layout, items: list[_Item], valid_fraction: float, test_fraction: float, seed: int,
+            warnings: list[str]) -> None:
+    """Each good item's split: the source's, or for a flat layout
+    :func:`~deepfake_detection.data.split.assign_splits` (stratified, seeded, byte-identical
+    files in one split), on the items sorted by source path."""
     good = [i for i in items if i.info.ok]
-    if layout.kind == "flat":
-        _assign_flat(good, valid_fraction, test_fraction, seed, warnings)
-    else:
+    if layout.kind != "flat":
         for item in good:
             item.split = item.folder.split
+        return
+    good.sort(key=lambda i: i.source.as_posix())
+    splits = assign_splits([i.folder.label for i in good], [i.md5 for i in good], valid_fraction, test_fraction, seed)
+    for item, split in zip(good, splits):
+        item.split = split
+    for label in LABELS:
+        n = sum(i.folder.label == label for i in good)
+        for split, fraction in (("valid", valid_fraction), ("test", test_fraction)):
+            if n and fraction and not any(i.folder.label == label and i.split == split for i in good):
+                warnings.append(f"only {n} good {label} image(s): none went to {split}")
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-    try:
-        for split in SPLITS:
-            for label in LABELS:
-                (work / split / label).mkdir(parents=True)
-        counts = {split: {label: 0 for label in LABELS} for split in SPLITS}
-        methods = Counter({"copied": 0, "converted": 0, "reencoded": 0})
-        used: dict[tuple[str, str], set[str]] = defaultdict(set)
-        written_files: list[dict] = []
-        converted_files: list[dict] = []
-        skipped_files: list[dict] = []
-        dest_of: dict[int, str] = {}
 
-        def skip(item: _Item, reason: str, detail: str | None) -> None:
-            skipped_files.append(
-                {
-                    "source": _rel(item.source, src),
-                    "split": item.split if item.split else item.folder.split,
-                    "label": item.folder.label,
-                    "reason": reason,
-                    "detail": detail,
-                }
-            )
+@dataclass
+class _Written:
+    counts: dict[str, dict[str, int]]
+    methods: Counter
+    written_files: list[dict] = field(default_factory=list)
+    converted_files: list[dict] = field(default_factory=list)
+    skipped_files: list[dict] = field(default_factory=list)
+    dest_of: dict[int, str] = field(default_factory=dict)  # id(item) -> its dest path
 
-        for item in tqdm(items, desc="write", unit="img", disable=not progress):
-            info = item.info
-            if not info.ok:
-                skip(item, info.reason, info.detail)
-                continue
-            label = item.folder.label
-            why = _conversion_reasons(info)
-            if fmt is None and not why:
-                method, suffix = "copied", EXTENSIONS[info.format]
-            else:
-                method = "converted" if fmt is None else "reencoded"
-                suffix = ".png" if fmt in (None, "png") else ".jpg"
-            try:
-                data = None if method == "copied" else _converted_bytes(item.source, fmt or "png", quality)
-            except ImageError as err:  # changed on disk since it was inspected
-                skip(item, err.reason, err.detail)
-                continue
-            name = _out_name(item, suffix, used[(item.split, label)])
-            target = work / item.split / label / name
-            if data is None:
-                shutil.copyfile(item.source, target)
-            else:
-                target.write_bytes(data)
-            rel_dest = f"{item.split}/{label}/{name}"
-            dest_of[id(item)] = rel_dest
-            counts[item.split][label] += 1
-            methods[method] += 1
-            written_files.append({"source": _rel(item.source, src), "dest": rel_dest, "method": method})
-            if method == "converted":
-                converted_files.append(
-                    {
-                        "source": _rel(item.source, src),
-                        "dest": rel_dest,
-                        "format": info.format,
-                        "mode": info.mode,
-                        "why": ", ".join(why),
-                    }
-                )
 
-        by_hash: dict[str, list[_Item]] = defaultdict(list)
-        for item in good:
-            if id(item) in dest_of:
-                by_hash[item.sha256].append(item)
-        duplicates = []
-        for digest, group in sorted(by_hash.items()):
-            if len(group) < 2:
-                continue
-            duplicates.append(
-                {
-                    "sha256": digest,
-                    "files": [{"source": _rel(i.source, src), "dest": dest_of[id(i)]} for i in group],
-                }
-            )
-            if len({i.split for i in group}) > 1:
-                warnings.append(f"identical files in several splits (leakage): {[_rel(i.source, src) for i in group]}")
-            if len({i.folder.label for i in group}) > 1:
-                warnings.append(f"identical files under both labels: {[_rel(i.source, src) for i in group]}")
+def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: int, progress: bool) -> _Written:
+    """Copy or convert every good item into ``work/<split>/<label>/``; record what happened to
+    each item (written, converted, skipped with its reason)."""
+    for split in SPLITS:
+        for label in LABELS:
+            (work / split / label).mkdir(parents=True)
+    out = _Written({split: {label: 0 for label in LABELS} for split in SPLITS},
+                   Counter({"copied": 0, "converted": 0, "reencoded": 0}))
+    used: dict[tuple[str, str], set[str]] = defaultdict(set)
 
-        seen, written, skipped = len(items), len(written_files), len(skipped_files)
-        if written + skipped != seen or sum(sum(c.values()) for c in counts.values()) != written:
-            raise AssertionError(f"ingest lost track of files: written {written} + skipped {skipped} != seen {seen}")
-        by_reason = Counter(s["reason"] for s in skipped_files)
-        report = {
-            "source": str(src),
-            "dest": str(dest),
-            "layout": layout.kind,
-            "split_from": "seeded shuffle" if layout.kind == "flat" else "source",
-            "options": {
-                "valid_fraction": valid_fraction,
-                "test_fraction": test_fraction,
-                "seed": seed,
-                "reencode": fmt,
-                "quality": int(quality),
-            },
-            "folders": [
-                {
-                    "path": _rel(f.path, src),
-                    "split": f.split,
-                    "label": f.label,
-                    "files": folder_counts[id(f)],
-                }
-                for f in layout.folders
-            ],
-            "seen": seen,
-            "written": written,
-            "skipped": skipped,
-            "counts": counts,
-            "written_by_method": dict(methods),
-            "skipped_by_reason": {reason: by_reason.get(reason, 0) for reason in REASONS},
-            "skipped_files": skipped_files,
-            "converted_files": converted_files,
-            "written_files": written_files,
-            "duplicates": duplicates,
-            "ignored": layout.ignored,
-            "warnings": warnings,
-            "notes": layout.notes,
-            "seconds": round(time.perf_counter() - started, 3),
-            "version": __version__,
-        }
-        (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        if dest.exists():
-            dest.rmdir()  # checked empty above
-        os.replace(work, dest)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return report
+    def skip(item: _Item, reason: str, detail: str | None) -> None:
+        out.skipped_files.append({"source": _rel(item.source, src), "split": item.split or item.folder.split,
+                                  "label": item.folder.label, "reason": reason, "detail": detail})
+
+    for item in tqdm(items, desc="write", unit="img", disable=not progress):
+        info = item.info
+        if not info.ok:
+            skip(item, info.reason, info.detail)
+            continue
+        label = item.folder.label
+        why = _conversion_reasons(info)
+        if fmt is None and not why:
+            method, suffix = "copied", EXTENSIONS[info.format]
+        else:
+            method = "converted" if fmt is None else "reencoded"
+            suffix = ".png" if fmt in (None, "png") else ".jpg"
+        try:
+            data = None if method == "copied" else _converted_bytes(item.source, fmt or "png", quality)
+        except ImageError as err:  # changed on disk since it was inspected
+            skip(item, err.reason, err.detail)
+            continue
+        name = _out_name(item, suffix, used[(item.split, label)])
+        target = work / item.split / label / name
+        if data is None:
+            shutil.copyfile(item.source, target)
+        else:
+            target.write_bytes(data)
+        rel_dest = f"{item.split}/{label}/{name}"
+        out.dest_of[id(item)] = rel_dest
+        out.counts[item.split][label] += 1
+        out.methods[method] += 1
+        out.written_files.append({"source": _rel(item.source, src), "dest": rel_dest, "method": method})
+        if method == "converted":
+            out.converted_files.append({"source": _rel(item.source, src), "dest": rel_dest, "format": info.format,
+                                        "mode": info.mode, "why": ", ".join(why)})
+    return out
+
+
+def _duplicates(items: list[_Item], dest_of: dict[int, str], src: Path, warnings: list[str]) -> list[dict]:
+    """Groups of byte-identical written files (same md5), with a warning for a group that spans
+    splits (possible only where the source fixed the splits) or both labels."""
+    by_hash: dict[str, list[_Item]] = defaultdict(list)
+    for item in items:
+        if id(item) in dest_of:
+            by_hash[item.md5].append(item)
+    duplicates = []
+    for digest, group in sorted(by_hash.items()):
+        if len(group) < 2:
+            continue
+        duplicates.append({"md5": digest,
+                           "files": [{"source": _rel(i.source, src), "dest": dest_of[id(i)]} for i in group]})
+        if len({i.split for i in group}) > 1:
+            warnings.append(f"identical files in several splits (leakage): {[_rel(i.source, src) for i in group]}")
+        if len({i.folder.label for i in group}) > 1:
+            warnings.append(f"identical files under both labels: {[_rel(i.source, src) for i in group]}")
+    return duplicates
+
+
+def _report(src: Path, dest: Path, layout: _Layout, items: list[_Item], written: _Written, duplicates: list[dict],
+            warnings: list[str], options: dict, started: float) -> dict:
+    """The report (see :func:`ingest`), after checking that every file seen was written or skipped."""
+    seen, n_written, skipped = len(items), len(written.written_files), len(written.skipped_files)
+    if n_written + skipped != seen or sum(sum(c.values()) for c in written.counts.values()) != n_written:
+        raise AssertionError(f"ingest lost track of files: written {n_written} + skipped {skipped} != seen {seen}")
+    by_reason = Counter(s["reason"] for s in written.skipped_files)
+    found = Counter(id(i.folder) for i in items)
+    return {
+        "source": str(src),
+        "dest": str(dest),
+        "layout": layout.kind,
+        "split_from": "seeded shuffle" if layout.kind == "flat" else "source",
+        "options": options,
+        "folders": [{"path": _rel(f.path, src), "split": f.split, "label": f.label, "files": found[id(f)]}
+                    for f in layout.folders],
+        "seen": seen,
+        "written": n_written,
+        "skipped": skipped,
+        "counts": written.counts,
+        "written_by_method": dict(written.methods),
+        "skipped_by_reason": {reason: by_reason.get(reason, 0) for reason in REASONS},
+        "skipped_files": written.skipped_files,
+        "converted_files": written.converted_files,
+        "written_files": written.written_files,
+        "duplicates": duplicates,
+        "ignored": layout.ignored,
+        "warnings": warnings,
+        "notes": layout.notes,
+        "seconds": round(time.perf_counter() - started, 3),
+        "version": __version__,
+    }

@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from deepfake_detection import LABELS, SPLITS
+from deepfake_detection.data.split import split_sizes
 
 SUBSAMPLING = 0  # 4:4:4 for both classes; fixed so real and fake are encoded alike
 MIN_SIZE = 32
@@ -83,15 +84,14 @@ def generate(
 
 
 def split_counts(images_per_class: int, fractions: tuple[float, float, float]) -> dict[str, int]:
-    """Images per class in each split: valid and test rounded, the remainder to train."""
+    """Images per class in each split, by the project's one counting rule
+    (:func:`~deepfake_detection.data.split.split_sizes`: valid and test rounded half up, the
+    remainder to train); an error if a split with a positive fraction would stay empty."""
     _validate_fractions(fractions)
-    valid = round(images_per_class * float(fractions[1]))
-    test = round(images_per_class * float(fractions[2]))
-    train = images_per_class - valid - test
-    counts = {"train": train, "valid": valid, "test": test}
+    counts = split_sizes(images_per_class, float(fractions[1]), float(fractions[2]))
     empty = [s for s, f in zip(SPLITS, fractions) if f > 0 and counts[s] < 1]
     if empty:
-        needed = max(math.floor(0.5 / f) + 1 for f in fractions if f > 0)
+        needed = max(math.ceil(0.5 / f) for f in fractions if f > 0)  # n * f rounds up to 1 from 0.5
         raise ValueError(
             f"images_per_class={images_per_class} with fractions={tuple(fractions)} leaves no "
             f"image in split(s) {', '.join(empty)}; use images_per_class >= {needed} or set "
