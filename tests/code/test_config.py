@@ -121,3 +121,12 @@ def test_the_same_key_in_different_sections_is_fine(tmp_path):
     f.write_text("train:\n  epochs: 4\n  patience: 2\nfinetune:\n  epochs: 1\n  patience: 2\n")
     p = load_params(f)
     assert (p.train.epochs, p.finetune.epochs, p.train.patience, p.finetune.patience) == (4, 1, 2, 2)
+
+
+def test_a_network_may_have_its_own_epoch_budget():
+    from deepfake_detection.config import parse_params
+
+    p = parse_params({"train": {"epochs": 8}, "models": {"light_se_cnn": {"epochs": 30}}})
+    assert p.models.light_se_cnn.epochs == 30 and p.models.resnet50.epochs is None
+    with pytest.raises(ConfigError, match="models.light_se_cnn.epochs"):
+        parse_params({"models": {"light_se_cnn": {"epochs": 0}}})

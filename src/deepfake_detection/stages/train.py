@@ -2,8 +2,11 @@
 
 Transfer models with pretrained weights (``imagenet`` or a file) train their head and attention
 blocks on a frozen backbone; with ``weights: none`` there is nothing to protect and a frozen
-random backbone hardly learns, so the whole network trains. The light CNN trains whole. Adam at ``train.lr``, focal loss, early stopping on val_loss with the best weights
-restored, ReduceLROnPlateau, inverse-frequency class weights when ``train.class_weighting``.
+random backbone hardly learns, so the whole network trains. The light CNN trains whole.
+Adam at ``train.lr`` (AdamW with ``train.weight_decay``), the ``loss`` section's loss, up to
+``models.<model>.epochs`` (default ``train.epochs``) epochs, early stopping on ``train.monitor``
+with the best weights restored, a plateau or cosine LR schedule, inverse-frequency class weights
+when ``train.class_weighting``.
 """
 
 from __future__ import annotations
@@ -22,5 +25,6 @@ def run(model_name: str, params: Params) -> dict:
     model = build_model(model_name, model_input_size(params.data), params.models, seed=params.seed,
                         backbone_trainable=backbone_trainable)
     t = params.train
-    return fit(model, "train", model_name, params, lr=t.lr, epochs=t.epochs, patience=t.patience,
+    epochs = section.epochs or t.epochs
+    return fit(model, "train", model_name, params, lr=t.lr, epochs=epochs, patience=t.patience,
                settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable})
