@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -25,6 +26,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 params_option = click.option(
     "--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PARAMS,
     show_default=True, help="Settings file (the single source of settings).")
+
+
+class _Stdout(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time (click's test runner swaps it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _Lines(logging.Formatter):
+    """The message as the user reads it; ``warning: ...`` (``error: ...``) from WARNING up."""
+
+    def format(self, record):
+        text = super().format(record)
+        return text if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+
+def _configure_logging() -> None:
+    """The stages log through ``logging`` (``deepfake_detection.*``); the CLI shows INFO and up on stdout."""
+    logger = logging.getLogger(__package__)
+    if not any(isinstance(h, _Stdout) for h in logger.handlers):
+        handler = _Stdout()
+        handler.setFormatter(_Lines("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _params(path: Path):
@@ -96,6 +127,7 @@ def cli():
     Pipeline stages (run them all with `dvc repro`): prepare, train, finetune, threshold,
     evaluate, ensemble, summary, register. Each logs to MLflow (`mlflow ui`).
     """
+    _configure_logging()
 
 
 # ----------------------------------------------------------------------------- data

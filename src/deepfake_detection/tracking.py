@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -242,17 +241,6 @@ def pip_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in pkgs]
 
 
-def client() -> MlflowClient:
-    return MlflowClient()
-
-
-def find_runs(experiment: str, filter_string: str = "", order_by: list[str] | None = None):
-    """Runs of the experiment as a DataFrame (empty when there is none)."""
-    setup(experiment)
-    return mlflow.search_runs(experiment_names=[experiment], filter_string=filter_string,
-                              order_by=order_by or ["attributes.start_time DESC"])
-
-
 def write_json(data: dict, path: str | Path) -> Path:
     """Write a metrics/params JSON file (for DVC) and return its path."""
     path = Path(path)
@@ -261,22 +249,22 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def temp_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as d:
-        yield Path(d)
-
-
 def epoch_logger():
-    """A Keras callback that logs every epoch's metrics and the learning rate to the active run."""
+    """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the optimizer's
+    settings as ``optimizer_*`` params, the model summary as ``model_summary.txt``) logging to the active
+    run, plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
+    schedule, the value before ReduceLROnPlateau acts otherwise), so every model's curves overlay.
+    Its per-evaluation ``validation_*`` metrics are left out: the epoch logs carry ``val_*`` already."""
     import keras
+    from mlflow.keras import MlflowCallback
 
-    class _EpochLogger(keras.callbacks.Callback):
+    class _EpochLogger(MlflowCallback):
         def on_epoch_end(self, epoch, logs=None):
-            metrics = dict(logs or {})
-            lr = self.model.optimizer.learning_rate
-            metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-            log_metrics(metrics, step=epoch)
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            super().on_epoch_end(epoch, {**(logs or {}), "learning_rate": lr})
+
+        def on_test_end(self, logs=None):
+            pass
 
     return _EpochLogger()
 

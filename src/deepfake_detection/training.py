@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 from . import LABELS, paths, tracking
 from .config import Params, flatten
 from .data.manifest import class_weights, load_manifest
+
+logger = logging.getLogger(__name__)
 
 METRIC_NAMES = ("loss", "auc", "accuracy")  # the same for all four models, so MLflow compares them
 
@@ -148,5 +151,5 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
         tracking.log_artifact(out, "keras")
         example = next(iter(val_ds))[0].numpy()[:2]
         tracking.log_keras_model(model, name="model", input_example=example)
-    print(f"{stage} {model_name}: {metrics}")
+    logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics

@@ -45,3 +45,26 @@ def test_predict_rejects_an_unknown_output_format(tmp_path):
     Image.new("RGB", (8, 8)).save(img)
     result = CliRunner().invoke(cli, ["predict", "--model", "models:/x@champion", str(img), "--output", str(tmp_path / "o.txt")])
     assert result.exit_code != 0 and ".csv or .json" in result.output
+
+
+def test_a_stage_logs_its_lines_to_stdout_through_the_cli(monkeypatch):
+    import logging
+    from pathlib import Path
+
+    from deepfake_detection.stages import prepare
+
+    def fake_run(params, *args):
+        log = logging.getLogger("deepfake_detection.stages.prepare")
+        log.info("prepared %d images", 3)
+        log.warning("2 images appear in more than one split")
+        log.debug("not shown")
+        return {"counts": {}}
+
+    monkeypatch.setattr(prepare, "run", fake_run)
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    for _ in range(2):  # one handler, however many commands run in the process
+        result = CliRunner().invoke(cli, ["prepare", "--params", str(params)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[:2] == ["prepared 3 images",
+                                                  "warning: 2 images appear in more than one split"]
+        assert "not shown" not in result.output

@@ -36,7 +36,7 @@ from deepfake_detection.evaluation.metrics import (
     subgroup_metrics,
 )
 from deepfake_detection.data.manifest import subgroup_of as subgroup_from_filename
-from deepfake_detection.evaluation.summary import LEADING, metrics_rows, summary_table, write_summary
+from deepfake_detection.evaluation.summary import LEADING, summary_rows, summary_table, write_summary
 
 
 def noisy_scores(n=400, seed=0, signal=0.35):
@@ -300,18 +300,21 @@ def test_dvc_confusion_rows():
 # ---- summary table -------------------------------------------------------------------------
 
 
-def summary_rows():
-    rows = []
+def evaluated_rows():
+    """Rows as the summary stage makes them, from results shaped like metrics/evaluate/<model>.json."""
+    results = []
     for i, (name, kind) in enumerate([("weak", "single"), ("strong", "single"), ("vote", "ensemble")]):
         y, p = noisy_scores(seed=20 + i, signal=[0.1, 0.5, 0.3][i])
-        rows += metrics_rows(name, kind, y, p, tuned_threshold=0.45)
-    return rows
+        results.append({"model": name, "kind": kind, "threshold_method": "youden", "val": {"auc": 0.5 + i / 10},
+                        "test": {"tuned": binary_metrics(y, p, 0.45), "0.5": binary_metrics(y, p, 0.5)}})
+    return summary_rows(results)
 
 
 def test_summary_table_columns_and_order():
-    df = summary_table(summary_rows())
+    df = summary_table(evaluated_rows())
     assert list(df.columns[: len(LEADING)]) == list(LEADING)
-    assert list(df.columns) == list(LEADING) + [k for k in METRIC_KEYS if k not in LEADING]
+    assert list(df.columns) == list(LEADING) + [k for k in METRIC_KEYS if k not in LEADING] + ["val_auc",
+                                                                                               "threshold_method"]
     assert df["model"].tolist() == ["strong", "strong", "vote", "vote", "weak", "weak"]
     assert df["at"].tolist() == ["tuned", "0.5"] * 3
     tuned = df[df["at"] == "tuned"]
@@ -322,16 +325,16 @@ def test_summary_table_columns_and_order():
 
 
 def test_summary_table_sorts_by_tuned_auc_whatever_the_input_order():
-    rows = summary_rows()
+    rows = evaluated_rows()
     shuffled = [rows[i] for i in (5, 0, 3, 2, 4, 1)]
     for r in shuffled:  # a float 0.5 is accepted as the "0.5" label
         if r["at"] == "0.5":
             r["at"] = 0.5
-    pd.testing.assert_frame_equal(summary_table(shuffled), summary_table(summary_rows()))
+    pd.testing.assert_frame_equal(summary_table(shuffled), summary_table(evaluated_rows()))
 
 
 def test_summary_table_rejects_bad_rows():
-    rows = summary_rows()
+    rows = evaluated_rows()
     with pytest.raises(ValueError, match="kind"):
         summary_table([{**rows[0], "kind": "stack"}])
     with pytest.raises(ValueError, match="duplicate"):
@@ -342,7 +345,7 @@ def test_summary_table_rejects_bad_rows():
 
 
 def test_write_summary(tmp_path):
-    df = summary_table(summary_rows())
+    df = summary_table(evaluated_rows())
     csv, md = tmp_path / "reports" / "summary.csv", tmp_path / "reports" / "summary.md"
     write_summary(df, csv, md)
     back = pd.read_csv(csv)

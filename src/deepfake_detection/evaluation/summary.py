@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepfake_detection.evaluation.metrics import binary_metrics
 
 LEADING = ("model", "kind", "at", "threshold", "accuracy", "precision", "recall", "f1", "auc")
 KINDS = ("single", "ensemble")
 AT = ("tuned", "0.5")
 
 
-def metrics_rows(model: str, kind: str, y, p, tuned_threshold: float, n_bins: int = 10) -> list[dict]:
-    """The two summary rows of one model: :func:`binary_metrics` at the tuned threshold and at 0.5."""
-    return [
-        {"model": model, "kind": kind, "at": at, **binary_metrics(y, p, t, n_bins)}
-        for at, t in (("tuned", tuned_threshold), ("0.5", 0.5))
-    ]
+def summary_rows(results: list[dict]) -> list[dict]:
+    """The rows of :func:`summary_table` from evaluation results (``metrics/evaluate/<model>.json``,
+    ``metrics/ensemble/<ensemble>.json``): one per threshold in ``result["test"]`` (``tuned``, ``0.5``),
+    with the validation AUC and the threshold method."""
+    return [{"model": r["model"], "kind": r["kind"], "at": at, **metrics, "val_auc": r["val"]["auc"],
+             "threshold_method": r["threshold_method"]}
+            for r in results for at, metrics in r["test"].items()]
 
 
 def _at_label(v) -> str:
@@ -33,7 +33,7 @@ def _at_label(v) -> str:
 
 
 def summary_table(rows: list[dict]) -> pd.DataFrame:
-    """Tidy table from rows holding ``model, kind, at`` and metrics (e.g. :func:`metrics_rows`).
+    """Tidy table from rows holding ``model, kind, at`` and metrics (e.g. :func:`summary_rows`).
 
     Columns: :data:`LEADING` first, then the other keys in first-seen order. ``kind`` must be
     ``single`` or ``ensemble``; ``at`` ``tuned`` or ``0.5`` (a float 0.5 is accepted). Sorted by the

@@ -6,14 +6,18 @@ threshold and their validation metrics, which `register` compares, are not fit o
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params
 from ..evaluation.ensemble import FITTED_KINDS, KINDS, cross_fitted_scores, fit_ensemble
-from ..evaluation.report import (assert_aligned, choose_threshold, evaluate_scores, load_predictions,
-                                 read_json, save_predictions)
+from ..evaluation.report import assert_aligned, load_predictions, read_json, save_predictions
+from ..reporting import choose_threshold, evaluate_scores
+
+logger = logging.getLogger(__name__)
 
 
 def _member_matrix(members: list[str], split: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -48,6 +52,6 @@ def run(params: Params) -> list[dict]:
                 for split, df in (("valid", val_scored), ("test", test_scored)):
                     save_predictions(df, name, split, ensemble=True)
                 result = evaluate_scores(name, "ensemble", "ensemble", test_scored, chosen, params)
-            print(f"{name}: val AUC {chosen['val']['auc']:.4f}, test AUC {result['test']['tuned']['auc']:.4f}")
+            logger.info("%s: val AUC %.4f, test AUC %.4f", name, chosen["val"]["auc"], result["test"]["tuned"]["auc"])
             results.append(result)
     return results

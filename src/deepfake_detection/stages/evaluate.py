@@ -6,6 +6,7 @@ score, ECE; confusion matrices, ROC and precision-recall curves; per-subgroup br
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,10 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params, flatten
-from ..evaluation.report import evaluate_scores, load_final_model, predict_split, read_json
+from ..evaluation.report import read_json
+from ..reporting import evaluate_scores, load_final_model, predict_split
+
+logger = logging.getLogger(__name__)
 
 
 def run(model_name: str, params: Params) -> dict:
@@ -31,7 +35,7 @@ def run(model_name: str, params: Params) -> dict:
             if params.evaluate.gradcam_examples:
                 tracking.log_figure(gradcam_grid(model, test, chosen["threshold"], params), "gradcam_outcomes.png")
     tuned = result["test"]["tuned"]
-    print(f"evaluate {model_name}: test AUC {tuned['auc']:.4f}, F1 {tuned['f1']:.4f} at {chosen['threshold']:.4f}")
+    logger.info("evaluate %s: test AUC %.4f, F1 %.4f at %.4f", model_name, tuned["auc"], tuned["f1"], chosen["threshold"])
     return result
 
 

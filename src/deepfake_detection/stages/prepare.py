@@ -6,9 +6,13 @@ Outputs: ``artifacts/manifest.csv`` (what every later stage streams from) and
 
 from __future__ import annotations
 
+import logging
+
 from .. import LABELS, SPLITS, paths, tracking
 from ..config import Params
 from ..data.manifest import build_manifest, statistics
+
+logger = logging.getLogger(__name__)
 
 
 def run(params: Params, progress: bool = True) -> dict:
@@ -27,6 +31,6 @@ def run(params: Params, progress: bool = True) -> dict:
             tracking.log_artifact(paths.MANIFEST)
             tracking.log_dict(stats, "data_stats.json")
     if stats["duplicates_across_splits"]:
-        print(f"warning: {stats['duplicates_across_splits']} images appear in more than one split "
-              "(identical content): test results may be optimistic")
+        logger.warning("%d images appear in more than one split (identical content): test results may be optimistic",
+                    stats["duplicates_across_splits"])
     return stats

@@ -3,27 +3,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import matplotlib.pyplot as plt
 
 from .. import paths, tracking
 from ..config import Params
 from ..evaluation.metrics import plot_roc_overlay
 from ..evaluation.report import load_predictions, load_results
-from ..evaluation.summary import summary_table, write_summary
+from ..evaluation.summary import summary_rows, summary_table, write_summary
 
-
-def rows_of(results: list[dict]) -> list[dict]:
-    rows = []
-    for r in results:
-        for at, metrics in r["test"].items():
-            rows.append({"model": r["model"], "kind": r["kind"], "at": at, **metrics,
-                         "val_auc": r["val"]["auc"], "threshold_method": r["threshold_method"]})
-    return rows
+logger = logging.getLogger(__name__)
 
 
 def run(params: Params):
     results = load_results(params)
-    table = summary_table(rows_of(results))
+    table = summary_table(summary_rows(results))
     with paths.removed_on_failure(paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL):  # nothing half-written
         paths.REPORTS.mkdir(parents=True, exist_ok=True)
         write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD)
@@ -40,5 +35,5 @@ def run(params: Params):
             best = table[table["at"] == "tuned"].iloc[0]
             tracking.log_metrics({"best_test_auc": best["auc"], "n_models": len(results)})
     plt.close(fig)
-    print(paths.SUMMARY_MD.read_text())
+    logger.info("%s", paths.SUMMARY_MD.read_text())
     return table

@@ -6,9 +6,13 @@ target_fpr). The test split is never read here.
 
 from __future__ import annotations
 
+import logging
+
 from .. import paths, tracking
 from ..config import Params, flatten
-from ..evaluation.report import choose_threshold, predict_split
+from ..reporting import choose_threshold, predict_split
+
+logger = logging.getLogger(__name__)
 
 
 def run(model_name: str, params: Params) -> dict:
@@ -19,5 +23,5 @@ def run(model_name: str, params: Params) -> dict:
             info = choose_threshold(model_name, val, params)
             tracking.log_artifact(paths.predictions(model_name, "valid"), "predictions")
         tracking.write_json(info, paths.stage_metrics("threshold", model_name))
-    print(f"threshold {model_name}: {info['threshold']:.4f} ({info['method']}), val AUC {info['val']['auc']:.4f}")
+    logger.info("threshold %s: %.4f (%s), val AUC %.4f", model_name, info["threshold"], info["method"], info["val"]["auc"])
     return info

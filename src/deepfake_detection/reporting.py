@@ -1,0 +1,135 @@
+"""What the threshold, evaluate and ensemble stages share: predictions on a split, threshold
+choice on validation, and the full test report (metrics files, DVC plots, figures, MLflow).
+
+A single model and an ensemble go through exactly the same two functions,
+:func:`choose_threshold` (validation only) and :func:`evaluate_scores` (test). This module loads
+Keras models and logs to MLflow; ``evaluation/`` holds the numbers and figures it uses, free of both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import paths, tracking
+from .config import Params
+from .evaluation.metrics import (auc_interval, binary_metrics, confusion, dvc_confusion_rows, dvc_roc_points,
+                                 plot_confusion, plot_pr, plot_roc, subgroup_metrics)
+from .evaluation.report import headline, save_predictions
+from .evaluation.thresholds import plot_roc_with_threshold, select_threshold
+
+
+def load_final_model(model_name: str):
+    """The model's final ``.keras`` file (fine-tuned for transfer models), loaded uncompiled."""
+    import keras
+
+    from .models import final_stage
+    from .models import zoo  # noqa: F401  (registers the custom layers)
+
+    model_path = paths.model_file(model_name, final_stage(model_name))
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} not found: run `dvc repro {final_stage(model_name)}@{model_name}`")
+    return keras.models.load_model(model_path, compile=False)
+
+
+def predict_split(model_name: str, split: str, params: Params, model=None) -> pd.DataFrame:
+    """P(fake) of the model (default: its final ``.keras`` file) for every image of ``split``;
+    written to ``artifacts/predictions/<model>/<split>.csv``."""
+    from .data.manifest import load_manifest
+    from .data.pipeline import labels_of, make_dataset
+
+    model = model if model is not None else load_final_model(model_name)
+    manifest = load_manifest(paths.MANIFEST)
+    rows = manifest[manifest.split == split]
+    if params.data.view == "patches":
+        p = _score_patches(model, rows.path.astype(str), params)
+    else:
+        ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
+        p = model.predict(ds, verbose=0).reshape(-1)
+    df = pd.DataFrame({"path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
+                       "y": labels_of(manifest, split), "subgroup": rows.subgroup.to_numpy(),
+                       "probability": p.astype(float)})
+    save_predictions(df, model_name, split)
+    return df
+
+
+def _score_patches(model, image_paths, params: Params) -> np.ndarray:
+    """P(fake) per image under the patch view: each image scored on its grid of crops."""
+    import tensorflow as tf
+
+    from .data.pipeline import decode_image
+    from .data.views import score_image
+
+    def predict(x):
+        return model.predict_on_batch(x)
+
+    return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data)
+                     for p in image_paths])
+
+
+def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
+    """Pick the decision threshold on validation predictions only; log it and its ROC figure
+    to the active run. Returns ``{threshold, method, target, val: {metrics at it}}``."""
+    t = params.threshold
+    result = select_threshold(val.y, val.probability, t.method, t.target)
+    val_metrics = binary_metrics(val.y, val.probability, result.threshold, params.evaluate.n_bins)
+    info = {"threshold": result.threshold, "method": result.method, "target": result.target,
+            "val": val_metrics}
+    tracking.log_metrics({"threshold": result.threshold})
+    tracking.log_metrics(val_metrics, prefix="val_")
+    fig = plot_roc_with_threshold(result, f"{name}: validation ROC, {t.method} threshold")
+    tracking.log_figure(fig, "roc_threshold.png")
+    plt.close(fig)
+    return info
+
+
+def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen: dict,
+                    params: Params) -> dict:
+    """Test-split report at 0.5 and at the tuned threshold: metrics JSON (DVC), ROC and confusion
+    plot files (DVC templates), PNG figures, subgroup breakdown; all logged to the active run."""
+    y, p, t = test.y.to_numpy(), test.probability.to_numpy(), float(chosen["threshold"])
+    n_bins = params.evaluate.n_bins
+    tuned, default = binary_metrics(y, p, t, n_bins), binary_metrics(y, p, 0.5, n_bins)
+    groups = subgroup_metrics(y, p, test.subgroup, t)
+    low, high = auc_interval(y, p, seed=params.seed)
+    result = {"model": name, "kind": kind, "threshold": t, "threshold_method": chosen["method"],
+              "val": chosen["val"], "test": {"tuned": tuned, "0.5": default},
+              "test_auc_ci95": {"low": low, "high": high},
+              "subgroups": json.loads(groups.to_json(orient="records"))}
+    tracking.write_json(result, paths.stage_metrics(stage, name))
+    tracking.write_json(headline(result), paths.scores(name))
+
+    plot_dir = paths.eval_plots(stage, name)
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    tracking.write_json({"roc": dvc_roc_points(y, p)}, plot_dir / "roc.json")
+    tracking.write_json({"confusion": dvc_confusion_rows(y, p, t)}, plot_dir / "confusion.json")
+    matrices = {"tuned": confusion(y, p, t), "0.5": confusion(y, p, 0.5)}
+    tracking.write_json(matrices, plot_dir / "confusion_matrices.json")
+    figures = {
+        "confusion_tuned.png": plot_confusion(y, p, t, False, f"{name}: test, threshold {t:.3f}"),
+        "confusion_tuned_normalized.png": plot_confusion(y, p, t, True, f"{name}: test, threshold {t:.3f}"),
+        "confusion_0.5.png": plot_confusion(y, p, 0.5, False, f"{name}: test, threshold 0.5"),
+        "roc.png": plot_roc(y, p, f"{name}: test ROC", name=name),
+        "pr.png": plot_pr(y, p, f"{name}: test precision-recall", name=name),
+    }
+    for filename, fig in figures.items():
+        fig.savefig(plot_dir / filename, dpi=100, bbox_inches="tight")
+        tracking.log_figure(fig, f"evaluation/{filename}")
+        plt.close(fig)
+    tracking.log_dict(matrices, "evaluation/confusion_matrices.json")
+    tracking.log_metrics(tuned, prefix="test_")
+    tracking.log_metrics(default, prefix="test_at_0.5_")
+    tracking.log_metrics({"auc_ci95_low": low, "auc_ci95_high": high}, prefix="test_")
+    tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
+    for row in groups.itertuples():
+        tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
+    return result
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False)
+    return path
