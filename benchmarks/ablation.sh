@@ -6,7 +6,7 @@
 # changed against the base profile. Usage:
 #   benchmarks/ablation.sh DATASET_DIR WORK [PARAMS_FILE] [EXPERIMENT ...]
 # WORK: a new folder for the project copy (benchmarks/copy_project.sh); an existing copy is reused.
-# PARAMS_FILE: the base profile (default benchmarks/params-benchmark.yaml).
+# PARAMS_FILE: the base profile (default benchmarks/params-ablation-base.yaml, the profile before the recipe).
 # EXPERIMENT: names from the list below (default: all of them).
 # Then: `benchmarks/ablation_table.py WORK` prints the table (val AUC, test AUC with its 95%
 # interval, minutes); `cd WORK && dvc exp show` compares the same experiments in DVC.
@@ -15,7 +15,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 data="${1:?usage: benchmarks/ablation.sh DATASET_DIR WORK [PARAMS_FILE] [EXPERIMENT ...]}"
 work="${2:?usage: benchmarks/ablation.sh DATASET_DIR WORK [PARAMS_FILE] [EXPERIMENT ...]}"
-params="${3:-$here/benchmarks/params-benchmark.yaml}"
+params="${3:-$here/benchmarks/params-ablation-base.yaml}"
 shift $(( $# < 3 ? $# : 3 ))
 unset MLFLOW_TRACKING_URI
 [ -e "$work/dvc.yaml" ] || "$here/benchmarks/copy_project.sh" "$data" "$params" "$work"
