@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test venv ui bench plots-template clean help
+.PHONY: demo test lint format venv ui bench plots-template clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,8 +31,16 @@ demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
 	@echo "Compare the runs: make ui (it prints the URL of the runs page)"
 	@echo "Use the champion: $(BIN)/deepfake-detect predict --model models:/deepfake-detector@champion data/test"
 
-test: $(STAMP)  ## run the whole test suite
+test: lint  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff: lint and check the formatting (configured in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## ruff: format the code and apply the safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 UI_PORT ?= 5000
 ui: $(STAMP)  ## the MLflow UI on the runs of this folder; prints the URL of the experiment's runs

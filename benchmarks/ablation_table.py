@@ -35,21 +35,30 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
         ev, th = by_stage["evaluate"], by_stage.get("threshold")
         minutes = sum((r.end_time - r.start_time).total_seconds() for r in by_stage.values()) / 60
         train = by_stage.get("train")
-        settings[name] = {k.removeprefix("params."): v for k, v in (train if train is not None else ev).items()
-                          if k.startswith("params.") and isinstance(v, str)}  # NaN: another stage's param
-        rows.append({"experiment": name,
-                     "val AUC": th["metrics.val_auc"] if th is not None else float("nan"),
-                     "test AUC": ev["metrics.test_auc"],
-                     "95% interval": f"[{ev['metrics.test_auc_ci95_low']:.3f}, {ev['metrics.test_auc_ci95_high']:.3f}]",
-                     "minutes": round(minutes, 1),
-                     "epochs": int(train["metrics.best_epochs_run"]) if train is not None else None})
+        settings[name] = {
+            k.removeprefix("params."): v
+            for k, v in (train if train is not None else ev).items()
+            if k.startswith("params.") and isinstance(v, str)
+        }  # NaN: another stage's param
+        rows.append(
+            {
+                "experiment": name,
+                "val AUC": th["metrics.val_auc"] if th is not None else float("nan"),
+                "test AUC": ev["metrics.test_auc"],
+                "95% interval": f"[{ev['metrics.test_auc_ci95_low']:.3f}, {ev['metrics.test_auc_ci95_high']:.3f}]",
+                "minutes": round(minutes, 1),
+                "epochs": int(train["metrics.best_epochs_run"]) if train is not None else None,
+            }
+        )
     if not rows:
         raise SystemExit(f"no experiment in {work / 'mlflow.db'} has evaluated {model} yet")
     out = pd.DataFrame(rows)
     base = settings.get("base", {})
-    out["changed"] = [", ".join(f"{k}={v}" for k, v in sorted(settings[n].items())
-                                if k in base and base[k] != v and k not in ("lr",)) or "-"
-                      for n in out.experiment]
+    out["changed"] = [
+        ", ".join(f"{k}={v}" for k, v in sorted(settings[n].items()) if k in base and base[k] != v and k not in ("lr",))
+        or "-"
+        for n in out.experiment
+    ]
     return out
 
 

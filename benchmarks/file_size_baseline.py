@@ -30,8 +30,10 @@ def main(project: Path) -> None:
             if roc_auc_score(y, score) < 0.5:
                 score = -score
             low, high = auc_interval(y, score)
-            print(f"{split:5s} {name:15s} AUC {roc_auc_score(y, score):.3f} [{low:.3f}, {high:.3f}]"
-                  f"  (n={len(y)}, fake={int(y.sum())})")
+            print(
+                f"{split:5s} {name:15s} AUC {roc_auc_score(y, score):.3f} [{low:.3f}, {high:.3f}]"
+                f"  (n={len(y)}, fake={int(y.sum())})"
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import numpy as np  # noqa: E402
 
-
 REPEAT = 3
 
 
@@ -67,9 +66,9 @@ def main() -> None:
     import onnxruntime as ort
     import tensorflow as tf
 
-    from deepfake_detection.serving import export, predict, pyfunc
     from deepfake_detection.config import ModelsParams
     from deepfake_detection.data.pipeline import image_dataset_from_paths
+    from deepfake_detection.serving import export, predict, pyfunc
 
     files = predict.expand_inputs([args.data])
     if args.limit:
@@ -89,9 +88,11 @@ def main() -> None:
         model.save(keras_path)
         arch = args.arch
     size = model.input_shape[1]
-    print(f"{n} images from {args.data}, model {arch} at {size} px ({model.count_params():,} params), "
-          f"batch {bs}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"TF {tf.__version__}, onnxruntime {ort.__version__}")
+    print(
+        f"{n} images from {args.data}, model {arch} at {size} px ({model.count_params():,} params), "
+        f"batch {bs}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"TF {tf.__version__}, onnxruntime {ort.__version__}"
+    )
 
     rows: list[tuple[str, float]] = []
 
@@ -100,10 +101,13 @@ def main() -> None:
 
     contents = [f.read_bytes() for f in files]
     decode_images(contents[:bs], size)  # trace
-    rows.append(("decode only (detector: decode_images)", _timed(lambda: decode_images([f.read_bytes() for f in files], size))))
+    rows.append(
+        ("decode only (detector: decode_images)", _timed(lambda: decode_images([f.read_bytes() for f in files], size)))
+    )
     ds = image_dataset_from_paths([str(f) for f in files], size, bs)
-    rows.append(("decode only (tf.data image_dataset_from_paths)",
-                 _timed(lambda: np.concatenate([b.numpy() for b in ds]))))
+    rows.append(
+        ("decode only (tf.data image_dataset_from_paths)", _timed(lambda: np.concatenate([b.numpy() for b in ds])))
+    )
     pixels = np.concatenate([b.numpy() for b in ds])
 
     # Keras on preloaded pixels: the ceiling
@@ -123,8 +127,12 @@ def main() -> None:
     frame = pd.DataFrame({"path": [str(f) for f in files]})
     pyfunc.predict(frame.iloc[:bs])
     rows.append(("pyfunc predict, files (loaded model)", _timed(lambda: pyfunc.predict(frame))))
-    rows.append(("pyfunc predict_files, files (incl. model load)",
-                 _timed(lambda: predict.predict_files(info.model_uri, files, batch_size=bs, progress=False))))
+    rows.append(
+        (
+            "pyfunc predict_files, files (incl. model load)",
+            _timed(lambda: predict.predict_files(info.model_uri, files, batch_size=bs, progress=False)),
+        )
+    )
 
     # ONNX
     onnx_path = export.export_model(str(keras_path), "onnx", work / "model.onnx", threshold=0.5)
@@ -138,9 +146,12 @@ def main() -> None:
     session.run(None, {name: pixels[:bs]})
     rows.append(("onnxruntime, preloaded", _timed(run_onnx)))
     predict.predict_files(str(onnx_path), files[:bs], runtime="onnx", batch_size=bs, progress=False)
-    rows.append(("onnxruntime predict_files, files",
-                 _timed(lambda: predict.predict_files(str(onnx_path), files, runtime="onnx", batch_size=bs,
-                                                        progress=False))))
+    rows.append(
+        (
+            "onnxruntime predict_files, files",
+            _timed(lambda: predict.predict_files(str(onnx_path), files, runtime="onnx", batch_size=bs, progress=False)),
+        )
+    )
 
     # agreement check
     keras_p = model.predict(pixels, batch_size=bs, verbose=0).ravel()

@@ -88,7 +88,12 @@ def legacy_loaders(folder: Path, size: int, batch_size: int):
         generator = ImageDataGenerator(rescale=1 / 255, **augmentation)
         with contextlib.redirect_stdout(io.StringIO()):  # "Found N images belonging to 2 classes."
             it = generator.flow_from_directory(
-                folder, target_size=(size, size), batch_size=batch_size, classes=list(LABELS), class_mode="binary", seed=42
+                folder,
+                target_size=(size, size),
+                batch_size=batch_size,
+                classes=list(LABELS),
+                class_mode="binary",
+                seed=42,
             )
 
         def batches():
@@ -131,13 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     note, legacy = legacy_loaders(args.data / args.split, args.size, args.batch_size)
     loaders = [
         ("make_dataset (no augmentation)", tf_data_loader(manifest, args.split, args.size, args.batch_size, None)),
-        ("make_dataset (augment=params defaults)", tf_data_loader(manifest, args.split, args.size, args.batch_size, AugmentParams())),
+        (
+            "make_dataset (augment=params defaults)",
+            tf_data_loader(manifest, args.split, args.size, args.batch_size, AugmentParams()),
+        ),
         *legacy,
     ]
 
     print(
         f"{len(rows)} images in {args.data / args.split}, {args.size}x{args.size} px, batch {args.batch_size}, "
-        f"{args.epochs} epoch(s) per loader per round, best of {args.rounds} interleaved rounds; {os.cpu_count()} CPUs, TF {tf.__version__}, Python {platform.python_version()}"
+        f"{args.epochs} epoch(s) per loader per round, best of {args.rounds} interleaved rounds; "
+        f"{os.cpu_count()} CPUs, TF {tf.__version__}, Python {platform.python_version()}"
     )
     print(f"baseline loader: {note}")
     # Rounds interleave the loaders, so a burst of load from elsewhere hits all of them alike;

@@ -39,9 +39,7 @@ def worker(args: argparse.Namespace) -> None:
     from deepfake_detection.models.losses import BinaryFocalLoss
     from deepfake_detection.models.zoo import build_model
 
-    model = build_model(
-        args.model, args.size, ModelsParams(), seed=0, backbone_trainable=args.backbone == "trainable"
-    )
+    model = build_model(args.model, args.size, ModelsParams(), seed=0, backbone_trainable=args.backbone == "trainable")
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=BinaryFocalLoss(), jit_compile=args.xla == "on")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(args.batch, args.size, args.size, 3)).astype("float32")

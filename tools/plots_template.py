@@ -47,8 +47,13 @@ PAGE = """<!DOCTYPE html>
 
 def fetch_build(package: str, version: str, workdir: Path) -> str:
     """``build/<package>.min.js`` of ``package@version``, from ``npm pack``."""
-    name = subprocess.run(["npm", "pack", "--silent", f"{package}@{version}"], cwd=workdir, check=True,
-                          capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    name = (
+        subprocess.run(
+            ["npm", "pack", "--silent", f"{package}@{version}"], cwd=workdir, check=True, capture_output=True, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     with tarfile.open(workdir / name) as tar:
         member = tar.extractfile(f"package/build/{package}.min.js")
         if member is None:
@@ -59,8 +64,9 @@ def fetch_build(package: str, version: str, workdir: Path) -> str:
 def render(sources: dict[str, str], versions: dict[str, str]) -> str:
     """The template: each library in its own inline ``<script>`` (``</script`` escaped)."""
     escaped = {name: src.replace("</script", "<\\/script") for name, src in sources.items()}
-    scripts = "\n".join(f'    <script data-library="{name}@{versions[name]}">\n{src}\n    </script>'
-                        for name, src in escaped.items())
+    scripts = "\n".join(
+        f'    <script data-library="{name}@{versions[name]}">\n{src}\n    </script>' for name, src in escaped.items()
+    )
     listed = ", ".join(f"{name}@{version}" for name, version in versions.items())
     # the placeholders {refresh_tag} and {plot_divs} stay for DVC; {scripts} must not appear
     return PAGE.format(versions=listed, scripts=scripts)

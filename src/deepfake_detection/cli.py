@@ -24,8 +24,13 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 params_option = click.option(
-    "--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_PARAMS,
-    show_default=True, help="Settings file (the single source of settings).")
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_PARAMS,
+    show_default=True,
+    help="Settings file (the single source of settings).",
+)
 
 
 class _Stdout(logging.StreamHandler):
@@ -114,8 +119,11 @@ class _InOrder(click.Group):
                 return super().invoke(ctx)
         except Terminated:
             name = " ".join(filter(None, (ctx.info_name, ctx.invoked_subcommand)))
-            click.echo(f"{name}: terminated by SIGTERM; its MLflow run (if any) is marked KILLED and the "
-                       f"stage's partial outputs are removed", err=True)
+            click.echo(
+                f"{name}: terminated by SIGTERM; its MLflow run (if any) is marked KILLED and the "
+                f"stage's partial outputs are removed",
+                err=True,
+            )
             ctx.exit(Terminated.exit_code)
 
 
@@ -133,10 +141,15 @@ def cli():
 # ----------------------------------------------------------------------------- data
 @cli.command("sample-data")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--per-class", type=click.IntRange(min=10), default=None,
-              help="Images per class [default: data.sample.images_per_class].")
-@click.option("--size", type=click.IntRange(32, 512), default=None,
-              help="Image side in pixels [default: data.sample.size].")
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Images per class [default: data.sample.images_per_class].",
+)
+@click.option(
+    "--size", type=click.IntRange(32, 512), default=None, help="Image side in pixels [default: data.sample.size]."
+)
 @click.option("--seed", type=int, default=None, help="Random seed [default: seed].")
 @params_option
 def sample_data(out, per_class, size, seed, params_path):
@@ -148,9 +161,14 @@ def sample_data(out, per_class, size, seed, params_path):
     s = p.data.sample
     try:
         split = p.data.split
-        counts = generate(out, images_per_class=per_class or s.images_per_class, size=size or s.size,
-                          quality=s.quality, seed=p.seed if seed is None else seed,
-                          fractions=(1 - split.valid - split.test, split.valid, split.test))
+        counts = generate(
+            out,
+            images_per_class=per_class or s.images_per_class,
+            size=size or s.size,
+            quality=s.quality,
+            seed=p.seed if seed is None else seed,
+            fractions=(1 - split.valid - split.test, split.valid, split.test),
+        )
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     click.echo(json.dumps(counts, indent=2))
@@ -159,10 +177,15 @@ def sample_data(out, per_class, size, seed, params_path):
 @cli.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--reencode", type=click.Choice(["jpeg", "png"]), default=None,
-              help="Decode every image and write all in this one format.")
-@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-              help="JPEG quality when re-encoding.")
+@click.option(
+    "--reencode",
+    type=click.Choice(["jpeg", "png"]),
+    default=None,
+    help="Decode every image and write all in this one format.",
+)
+@click.option(
+    "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding."
+)
 @params_option
 def ingest(src, dest, reencode, quality, params_path):
     """Bring a dataset at SRC into DEST as train|valid|test/{real,fake}.
@@ -176,8 +199,15 @@ def ingest(src, dest, reencode, quality, params_path):
 
     p = _params(params_path)
     try:
-        report = run_ingest(src, dest, valid_fraction=p.data.split.valid, test_fraction=p.data.split.test,
-                            seed=p.seed, reencode=reencode, quality=quality)
+        report = run_ingest(
+            src,
+            dest,
+            valid_fraction=p.data.split.valid,
+            test_fraction=p.data.split.test,
+            seed=p.seed,
+            reencode=reencode,
+            quality=quality,
+        )
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     shown = {k: report[k] for k in ("seen", "written", "skipped", "counts", "written_by_method") if k in report}
@@ -258,9 +288,12 @@ def register(force, params_path):
 
 # ----------------------------------------------------------------------------- inference
 model_uri_option = click.option(
-    "--model", "model_uri", required=True,
+    "--model",
+    "model_uri",
+    required=True,
     help="models:/deepfake-detector@champion, runs:/<id>/model, a local model folder or a .keras file "
-         "(predict --runtime onnx: an .onnx file from `export`).")
+    "(predict --runtime onnx: an .onnx file from `export`).",
+)
 
 
 def _tracking():
@@ -273,14 +306,25 @@ def _tracking():
 @cli.command()
 @model_uri_option
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the rows to FILE.csv or FILE.json (default: print a table).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Override the decision threshold the model carries.")
-@click.option("--runtime", type=click.Choice(["keras", "onnx"]), default="keras", show_default=True,
-              help="keras: a logged MLflow model; onnx: an .onnx file run by onnxruntime.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Images per prediction batch.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the rows to FILE.csv or FILE.json (default: print a table).",
+)
+@click.option(
+    "--threshold", type=click.FloatRange(0, 1), default=None, help="Override the decision threshold the model carries."
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["keras", "onnx"]),
+    default="keras",
+    show_default=True,
+    help="keras: a logged MLflow model; onnx: an .onnx file run by onnxruntime.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per prediction batch."
+)
 def predict(model_uri, inputs, output, threshold, runtime, batch_size):
     """Classify image files and folders (searched recursively): one row per file, in the
     order given, with probability_fake, label (at the model's tuned threshold), and the error
@@ -303,9 +347,12 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size):
         rows.to_json(output, orient="records", indent=2)
     n_err = int(rows["error"].notna().sum())
     n_warn = int(rows["warning"].notna().sum())
-    click.echo(f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
-               f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
-               f"{n_err} errors" + (f"; written to {output}" if output else ""), err=True)
+    click.echo(
+        f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
+        f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
+        f"{n_err} errors" + (f"; written to {output}" if output else ""),
+        err=True,
+    )
 
 
 @cli.command()
@@ -328,8 +375,13 @@ def export(model_uri, fmt, out):
 @cli.command()
 @model_uri_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the heat-map overlays (PNG).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the heat-map overlays (PNG).",
+)
 def explain(model_uri, images, out_dir):
     """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
     from .explain import explain_files

@@ -89,7 +89,9 @@ class _ModelsSection(_Section):
 
 # One field per registered network (models/networks.py), its settings class as the type.
 ModelsParams = create_model(
-    "ModelsParams", __base__=_ModelsSection, __module__=__name__,
+    "ModelsParams",
+    __base__=_ModelsSection,
+    __module__=__name__,
     **{name: (s.params, s.params()) for name, s in SPECS.items()},
 )
 
@@ -124,8 +126,9 @@ class FinetuneParams(_Section):
     @classmethod
     def _every_transfer_model(cls, v):
         if sorted(v) != sorted(_transfer_names()):
-            raise ValueError(f"must list exactly the transfer models {_transfer_names()} (dvc.yaml fine-tunes "
-                             f"each of them)")
+            raise ValueError(
+                f"must list exactly the transfer models {_transfer_names()} (dvc.yaml fine-tunes each of them)"
+            )
         return v
 
 
@@ -150,8 +153,16 @@ class EnsembleParams(_Section):
 
 
 # Validation metrics the register stage may rank candidates by (never a test metric).
-SELECTION_METRICS = ("val_auc", "val_average_precision", "val_f1", "val_balanced_accuracy", "val_accuracy",
-                     "val_eer", "val_brier", "val_ece")
+SELECTION_METRICS = (
+    "val_auc",
+    "val_average_precision",
+    "val_f1",
+    "val_balanced_accuracy",
+    "val_accuracy",
+    "val_eer",
+    "val_brier",
+    "val_ece",
+)
 LOWER_IS_BETTER = ("val_eer", "val_brier", "val_ece")
 
 
@@ -242,8 +253,11 @@ class _StrictLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 if key in seen:
                     raise _DuplicateKeyError(
-                        None, None, f"duplicate key {dotted!r} at line {line} (first at line {seen[key]})",
-                        key_node.start_mark)
+                        None,
+                        None,
+                        f"duplicate key {dotted!r} at line {line} (first at line {seen[key]})",
+                        key_node.start_mark,
+                    )
                 seen[key] = line
                 self._key_paths[id(value_node)] = f"{dotted}."
                 if isinstance(value_node, yaml.SequenceNode):
@@ -258,8 +272,7 @@ def _read_yaml(path: Path) -> object:
     try:
         return loader.get_single_data()
     except _DuplicateKeyError as err:
-        raise ConfigError(f"{path}: {err.problem}: a key may appear once (the last value would "
-                          f"silently win)") from None
+        raise ConfigError(f"{path}: {err.problem}: a key may appear once (the last value would silently win)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     finally:
@@ -277,8 +290,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ConfigError(f"{path} not found: run from the project root or pass --params")
     raw = _read_yaml(path)
     if raw is None:
-        raise ConfigError(f"{path} holds no settings (empty or only comments): the code's defaults differ "
-                          f"from the shipped params.yaml; write the settings out (see the shipped file)")
+        raise ConfigError(
+            f"{path} holds no settings (empty or only comments): the code's defaults differ "
+            f"from the shipped params.yaml; write the settings out (see the shipped file)"
+        )
     return parse_params(raw, source=str(path))
 
 

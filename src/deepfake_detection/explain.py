@@ -61,7 +61,9 @@ def gradcam_with_scores(
         layer_name = last_conv_layer_name(model)
     grad_model, dense = _score_model(model, layer_name)
     if len(grad_model.outputs[0].shape) != 4:
-        raise ValueError(f"layer {layer_name!r} has output shape {grad_model.outputs[0].shape}: Grad-CAM needs a 4-D feature map")
+        raise ValueError(
+            f"layer {layer_name!r} has output shape {grad_model.outputs[0].shape}: Grad-CAM needs a 4-D feature map"
+        )
     x_t = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         features, head = grad_model(x_t, training=False)
@@ -93,8 +95,9 @@ def gradcam_with_scores(
     return np.clip(cam, 0.0, 1.0).astype(np.float32), prob.numpy().astype(np.float64)
 
 
-def gradcam(model, images: np.ndarray, layer_name: str | None = None, *, target: str = "predicted",
-            threshold: float = 0.5) -> np.ndarray:
+def gradcam(
+    model, images: np.ndarray, layer_name: str | None = None, *, target: str = "predicted", threshold: float = 0.5
+) -> np.ndarray:
     """Grad-CAM heatmaps ``(n, S, S)`` in [0, 1] for float32 RGB ``images`` ``(n, S, S, 3)`` in [0, 255].
 
     ``layer_name``: the feature map to explain (default: ``zoo.last_conv_layer_name(model)``).
@@ -131,8 +134,14 @@ def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) ->
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def overlay_grid(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
-                 *, ncols: int = 4, alpha: float = 0.4):
+def overlay_grid(
+    images: Sequence[np.ndarray],
+    heatmaps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    ncols: int = 4,
+    alpha: float = 0.4,
+):
     """A Figure of Grad-CAM overlays, one panel per image with its title (e.g. "TP p=0.93")."""
     from matplotlib.figure import Figure
 
@@ -164,8 +173,14 @@ def _load_model(model_uri_or_path: str | Path):
     return models[0], float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
 
 
-def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], out_dir: Path | str, *,
-                  layer_name: str | None = None, alpha: float = 0.4) -> list[Path]:
+def explain_files(
+    model_uri_or_path: str | Path,
+    images: Sequence[Path | str],
+    out_dir: Path | str,
+    *,
+    layer_name: str | None = None,
+    alpha: float = 0.4,
+) -> list[Path]:
     """Write one PNG per image (the model's input | its Grad-CAM overlay, P(fake) in the title)
     into ``out_dir``; return their paths (undecodable images are skipped with a warning).
 
@@ -173,9 +188,8 @@ def explain_files(model_uri_or_path: str | Path, images: Sequence[Path | str], o
     a model folder), of which the first member is explained. Images are decoded and resized
     exactly as for prediction.
     """
-    from matplotlib.figure import Figure
-
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from deepfake_detection.data.decode import decode_images
     from deepfake_detection.serving.io import read_inputs

@@ -38,7 +38,8 @@ def current_champion(name: str, alias: str):
         return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") and (
-                "not found" in str(err).lower() or "does not exist" in str(err).lower()):
+            "not found" in str(err).lower() or "does not exist" in str(err).lower()
+        ):
             return None
         raise
 
@@ -50,8 +51,9 @@ def is_better(metric: str, new: float, old: float) -> bool:
 Rescore = Callable[[object], tuple[float, float]]
 
 
-def promote(name: str, version: str, alias: str, metric: str, value: float, force: bool = False,
-            rescore: Rescore | None = None) -> Decision:
+def promote(
+    name: str, version: str, alias: str, metric: str, value: float, force: bool = False, rescore: Rescore | None = None
+) -> Decision:
     """Move ``alias`` to ``version`` if it beats the current holder on ``metric`` (a validation
     metric), or if ``force``. Records the decision on the version.
 
@@ -76,20 +78,29 @@ def promote(name: str, version: str, alias: str, metric: str, value: float, forc
                 new_value, old_value = (float(v) for v in rescore(old))
             except Exception as err:  # noqa: BLE001 - any failure to load or score means: fall back
                 new_value = old_value = None
-                fallback = (f" (version {old.version} could not be scored on the current validation split: "
-                            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
-                            f"compared with its stored {metric} tag, which may come from other data)")
+                fallback = (
+                    f" (version {old.version} could not be scored on the current validation split: "
+                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
+                    f"compared with its stored {metric} tag, which may come from other data)"
+                )
         if old_value is not None:
             where = "both on the current validation split"
             stored = old.tags.get(metric)
             also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
             if is_better(metric, new_value, old_value):
-                promoted, reason = True, (f"{metric} {new_value:.4f} beats version {old.version}'s "
-                                          f"{old_value:.4f}, {where}{also}")
+                promoted, reason = (
+                    True,
+                    (f"{metric} {new_value:.4f} beats version {old.version}'s {old_value:.4f}, {where}{also}"),
+                )
             else:
-                promoted, reason = False, (f"{metric} {new_value:.4f} does not beat version {old.version}'s "
-                                           f"{old_value:.4f}, {where}{also}: '{alias}' stays "
-                                           f"(use --force to override)")
+                promoted, reason = (
+                    False,
+                    (
+                        f"{metric} {new_value:.4f} does not beat version {old.version}'s "
+                        f"{old_value:.4f}, {where}{also}: '{alias}' stays "
+                        f"(use --force to override)"
+                    ),
+                )
         else:
             tag = old.tags.get(metric)
             if tag is None:
@@ -97,8 +108,13 @@ def promote(name: str, version: str, alias: str, metric: str, value: float, forc
             elif is_better(metric, value, float(tag)):
                 promoted, reason = True, f"{metric} {value:.4f} beats version {old.version}'s {float(tag):.4f}"
             else:
-                promoted, reason = False, (f"{metric} {value:.4f} does not beat version {old.version}'s "
-                                           f"{float(tag):.4f}: '{alias}' stays (use --force to override)")
+                promoted, reason = (
+                    False,
+                    (
+                        f"{metric} {value:.4f} does not beat version {old.version}'s "
+                        f"{float(tag):.4f}: '{alias}' stays (use --force to override)"
+                    ),
+                )
             reason += fallback
     if promoted:
         client.set_registered_model_alias(name, alias, version)

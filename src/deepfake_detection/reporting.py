@@ -17,8 +17,17 @@ import pandas as pd
 
 from . import paths, tracking
 from .config import Params
-from .evaluation.metrics import (auc_interval, binary_metrics, confusion, dvc_confusion_rows, dvc_roc_points,
-                                 plot_confusion, plot_pr, plot_roc, subgroup_metrics)
+from .evaluation.metrics import (
+    auc_interval,
+    binary_metrics,
+    confusion,
+    dvc_confusion_rows,
+    dvc_roc_points,
+    plot_confusion,
+    plot_pr,
+    plot_roc,
+    subgroup_metrics,
+)
 from .evaluation.report import headline, save_predictions
 from .evaluation.thresholds import plot_roc_with_threshold, select_threshold
 
@@ -27,8 +36,10 @@ def load_final_model(model_name: str):
     """The model's final ``.keras`` file (fine-tuned for transfer models), loaded uncompiled."""
     import keras
 
-    from .models import final_stage
-    from .models import zoo  # noqa: F401  (registers the custom layers)
+    from .models import (
+        final_stage,
+        zoo,  # noqa: F401  (registers the custom layers)
+    )
 
     model_path = paths.model_file(model_name, final_stage(model_name))
     if not model_path.is_file():
@@ -50,9 +61,15 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
     else:
         ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
         p = model.predict(ds, verbose=0).reshape(-1)
-    df = pd.DataFrame({"path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
-                       "y": labels_of(manifest, split), "subgroup": rows.subgroup.to_numpy(),
-                       "probability": p.astype(float)})
+    df = pd.DataFrame(
+        {
+            "path": rows.path.to_numpy(),
+            "label": rows.label.to_numpy(),
+            "y": labels_of(manifest, split),
+            "subgroup": rows.subgroup.to_numpy(),
+            "probability": p.astype(float),
+        }
+    )
     save_predictions(df, model_name, split)
     return df
 
@@ -67,8 +84,7 @@ def _score_patches(model, image_paths, params: Params) -> np.ndarray:
     def predict(x):
         return model.predict_on_batch(x)
 
-    return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data)
-                     for p in image_paths])
+    return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data) for p in image_paths])
 
 
 def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
@@ -77,8 +93,7 @@ def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
     t = params.threshold
     result = select_threshold(val.y, val.probability, t.method, t.target)
     val_metrics = binary_metrics(val.y, val.probability, result.threshold, params.evaluate.n_bins)
-    info = {"threshold": result.threshold, "method": result.method, "target": result.target,
-            "val": val_metrics}
+    info = {"threshold": result.threshold, "method": result.method, "target": result.target, "val": val_metrics}
     tracking.log_metrics({"threshold": result.threshold})
     tracking.log_metrics(val_metrics, prefix="val_")
     fig = plot_roc_with_threshold(result, f"{name}: validation ROC, {t.method} threshold")
@@ -87,8 +102,7 @@ def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
     return info
 
 
-def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen: dict,
-                    params: Params) -> dict:
+def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen: dict, params: Params) -> dict:
     """Test-split report at 0.5 and at the tuned threshold: metrics JSON (DVC), ROC and confusion
     plot files (DVC templates), PNG figures, subgroup breakdown; all logged to the active run."""
     y, p, t = test.y.to_numpy(), test.probability.to_numpy(), float(chosen["threshold"])
@@ -96,10 +110,16 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tuned, default = binary_metrics(y, p, t, n_bins), binary_metrics(y, p, 0.5, n_bins)
     groups = subgroup_metrics(y, p, test.subgroup, t)
     low, high = auc_interval(y, p, seed=params.seed)
-    result = {"model": name, "kind": kind, "threshold": t, "threshold_method": chosen["method"],
-              "val": chosen["val"], "test": {"tuned": tuned, "0.5": default},
-              "test_auc_ci95": {"low": low, "high": high},
-              "subgroups": json.loads(groups.to_json(orient="records"))}
+    result = {
+        "model": name,
+        "kind": kind,
+        "threshold": t,
+        "threshold_method": chosen["method"],
+        "val": chosen["val"],
+        "test": {"tuned": tuned, "0.5": default},
+        "test_auc_ci95": {"low": low, "high": high},
+        "subgroups": json.loads(groups.to_json(orient="records")),
+    }
     tracking.write_json(result, paths.stage_metrics(stage, name))
     tracking.write_json(headline(result), paths.scores(name))
 

@@ -18,8 +18,8 @@ import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it would call an outside host
 
@@ -31,9 +31,16 @@ from .config import Params, flatten  # noqa: E402
 STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register")
 DATA_DVC = Path("data.dvc")
 # The splits of the manifest each stage reads: logged as the run's dataset inputs.
-STAGE_SPLITS = {"prepare": ("train", "valid", "test"), "train": ("train", "valid"), "finetune": ("train", "valid"),
-                "threshold": ("valid",), "evaluate": ("test",), "ensemble": ("valid", "test"),
-                "summary": ("test",), "register": ("valid",)}
+STAGE_SPLITS = {
+    "prepare": ("train", "valid", "test"),
+    "train": ("train", "valid"),
+    "finetune": ("train", "valid"),
+    "threshold": ("valid",),
+    "evaluate": ("test",),
+    "ensemble": ("valid", "test"),
+    "summary": ("test",),
+    "register": ("valid",),
+}
 # The MLflow UI opens an experiment in its GenAI view unless told otherwise. MLflow 3.17's UI takes
 # the view from the URL (``?workflowType=machine_learning``) or the user's last choice; UIs without
 # workflow-based navigation read the experiment tag instead. Both are set: the tag here, the URL
@@ -115,12 +122,17 @@ def git_commit(root: Path | None = None) -> str:
     """The checked-out commit (``-dirty`` when tracked code changed), or ``unknown``."""
     cwd = root or Path.cwd()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
         # Only code counts as dirty: dvc.lock and .gitignore files change during `dvc repro`.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                "src", "pyproject.toml", "dvc.yaml"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "pyproject.toml", "dvc.yaml"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
@@ -150,8 +162,9 @@ def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, params: Params, model: str | None = None,
-              log: dict[str, object] | None = None) -> Iterator[mlflow.ActiveRun]:
+def stage_run(
+    stage: str, params: Params, model: str | None = None, log: dict[str, object] | None = None
+) -> Iterator[mlflow.ActiveRun]:
     """Start the MLflow run of one stage, named ``<stage>-<model>`` (or ``<stage>``).
 
     The run ends FINISHED, FAILED on an error, or KILLED when interrupted (``KeyboardInterrupt``:
@@ -174,8 +187,9 @@ def stage_run(stage: str, params: Params, model: str | None = None,
             raise
 
 
-def log_datasets(data_dir: str | Path, splits: tuple[str, ...],
-                 manifest: Path = Path("artifacts/manifest.csv")) -> None:
+def log_datasets(
+    data_dir: str | Path, splits: tuple[str, ...], manifest: Path = Path("artifacts/manifest.csv")
+) -> None:
     """Log each of ``splits`` of the manifest as a dataset input of the active run (the runs'
     *Dataset* column): its rows (path, label, md5, size, subgroup), named ``<data dir>@<data digest>``
     (the md5 in ``data.dvc``, 8 characters), source the data folder, context the split. Nothing is
@@ -193,8 +207,9 @@ def log_datasets(data_dir: str | Path, splits: tuple[str, ...],
     for split in splits:
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local folder
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(rows[rows.split == split].reset_index(drop=True), source=source,
-                                              targets="label", name=name)
+            dataset = mlflow.data.from_pandas(
+                rows[rows.split == split].reset_index(drop=True), source=source, targets="label", name=name
+            )
         mlflow.log_input(dataset, context=split)
 
 
@@ -203,8 +218,9 @@ def log_params(settings: dict[str, object]) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
-    clean = {f"{prefix}{k}": float(v) for k, v in metrics.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    clean = {
+        f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
     mlflow.log_metrics(clean, step=step)
 
 
@@ -228,8 +244,12 @@ def log_keras_model(model, name: str, input_example, registered_name: str | None
 
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
     return mlflow.tensorflow.log_model(
-        model, name=name, signature=signature, input_example=input_example,
-        pip_requirements=pip_requirements(), registered_model_name=registered_name,
+        model,
+        name=name,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_name,
     )
 
 
@@ -269,14 +289,30 @@ def epoch_logger():
     return _EpochLogger()
 
 
-def log_pyfunc(name: str, python_model, *, artifacts: dict[str, str], model_config: dict | None = None,
-               metadata: dict | None = None, code_paths: list[str] | None = None, signature=None,
-               input_example=None, registered_model_name: str | None = None):
+def log_pyfunc(
+    name: str,
+    python_model,
+    *,
+    artifacts: dict[str, str],
+    model_config: dict | None = None,
+    metadata: dict | None = None,
+    code_paths: list[str] | None = None,
+    signature=None,
+    input_example=None,
+    registered_model_name: str | None = None,
+):
     """Log a custom ``mlflow.pyfunc.PythonModel`` to the active run with the project's pins."""
     return mlflow.pyfunc.log_model(
-        name=name, python_model=python_model, artifacts=artifacts, model_config=model_config,
-        metadata=metadata, code_paths=code_paths, signature=signature, input_example=input_example,
-        registered_model_name=registered_model_name, pip_requirements=pip_requirements(),
+        name=name,
+        python_model=python_model,
+        artifacts=artifacts,
+        model_config=model_config,
+        metadata=metadata,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+        pip_requirements=pip_requirements(),
     )
 
 

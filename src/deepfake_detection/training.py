@@ -91,15 +91,24 @@ def _datasets(params: Params):
     manifest = load_manifest(paths.MANIFEST)
     d = params.data
     patch = d.patch_size if d.view == "patches" else None
-    train_ds = make_dataset(manifest, "train", d.image_size, d.batch_size, augment=d.augment,
-                            shuffle=True, seed=params.seed, patch_size=patch)
+    train_ds = make_dataset(
+        manifest,
+        "train",
+        d.image_size,
+        d.batch_size,
+        augment=d.augment,
+        shuffle=True,
+        seed=params.seed,
+        patch_size=patch,
+    )
     val_ds = make_dataset(manifest, "valid", d.image_size, d.batch_size, patch_size=patch)
     train_labels = labels_of(manifest, "train")
     return train_ds, val_ds, train_labels
 
 
-def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs: int,
-        patience: int, settings: dict) -> dict:
+def fit(
+    model, stage: str, model_name: str, params: Params, *, lr: float, epochs: int, patience: int, settings: dict
+) -> dict:
     """Compile, fit with early stopping + LR reduction, save, and log one stage's run."""
     import keras
 
@@ -113,27 +122,48 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
         p.parent.mkdir(parents=True, exist_ok=True)
 
     t = params.train
-    settings = {**settings, "lr": lr, "epochs": epochs, "patience": patience, "monitor": t.monitor,
-                "schedule": t.schedule, "weight_decay": t.weight_decay,
-                "reduce_lr_factor": t.reduce_lr_factor, "reduce_lr_patience": t.reduce_lr_patience,
-                "class_weighting": params.train.class_weighting, "jit_compile": params.train.jit_compile,
-                **flatten(params.loss, "loss."),
-                **{f"class_weight_{LABELS[k]}": v for k, v in (weights or {}).items()},
-                "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-                "total_params": int(model.count_params())}
-    with tracking.stage_run(stage, params, model=model_name, log=settings), \
-            paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)):
+    settings = {
+        **settings,
+        "lr": lr,
+        "epochs": epochs,
+        "patience": patience,
+        "monitor": t.monitor,
+        "schedule": t.schedule,
+        "weight_decay": t.weight_decay,
+        "reduce_lr_factor": t.reduce_lr_factor,
+        "reduce_lr_patience": t.reduce_lr_patience,
+        "class_weighting": params.train.class_weighting,
+        "jit_compile": params.train.jit_compile,
+        **flatten(params.loss, "loss."),
+        **{f"class_weight_{LABELS[k]}": v for k, v in (weights or {}).items()},
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "total_params": int(model.count_params()),
+    }
+    with (
+        tracking.stage_run(stage, params, model=model_name, log=settings),
+        paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)),
+    ):
         callbacks = [
             keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
             keras.callbacks.CSVLogger(str(history_csv)),
             tracking.epoch_logger(),
         ]
         if t.schedule == "plateau":
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=t.monitor, factor=t.reduce_lr_factor,
-                                                               patience=t.reduce_lr_patience))
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=t.monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience
+                )
+            )
         start = time.perf_counter()
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights, shuffle=False,
-                  callbacks=callbacks, verbose=2)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=weights,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=2,
+        )
         seconds = time.perf_counter() - start
         history = pd.read_csv(history_csv)
         if "learning_rate" not in history:
@@ -141,8 +171,9 @@ def fit(model, stage: str, model_name: str, params: Params, *, lr: float, epochs
         # The restored (best) weights, measured once more on validation.
         best = model.evaluate(val_ds, return_dict=True, verbose=0)
         metrics = {f"val_{k}": float(v) for k, v in best.items()}
-        metrics.update(epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor),
-                       train_seconds=round(seconds, 2))
+        metrics.update(
+            epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor), train_seconds=round(seconds, 2)
+        )
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({f"best_{k}": v for k, v in metrics.items()})
         tracking.log_figure(plot_history(history, f"{stage} {model_name}"), "training_curves.png")

@@ -29,7 +29,9 @@ def test_ingest_prints_what_it_did_and_writes_the_report(tmp_path):
     for label in ("Real", "Fake"):
         (tmp_path / "src" / label).mkdir(parents=True)
         for i in range(10):
-            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "src" / label / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                tmp_path / "src" / label / f"{i}.png"
+            )
     (tmp_path / "src" / "Fake" / "empty.jpg").write_bytes(b"")
     result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "src"), str(tmp_path / "dest")])
     assert result.exit_code == 0, result.output
@@ -43,7 +45,9 @@ def test_ingest_prints_what_it_did_and_writes_the_report(tmp_path):
 def test_predict_rejects_an_unknown_output_format(tmp_path):
     img = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(img)
-    result = CliRunner().invoke(cli, ["predict", "--model", "models:/x@champion", str(img), "--output", str(tmp_path / "o.txt")])
+    result = CliRunner().invoke(
+        cli, ["predict", "--model", "models:/x@champion", str(img), "--output", str(tmp_path / "o.txt")]
+    )
     assert result.exit_code != 0 and ".csv or .json" in result.output
 
 
@@ -65,6 +69,8 @@ def test_a_stage_logs_its_lines_to_stdout_through_the_cli(monkeypatch):
     for _ in range(2):  # one handler, however many commands run in the process
         result = CliRunner().invoke(cli, ["prepare", "--params", str(params)])
         assert result.exit_code == 0, result.output
-        assert result.stdout.splitlines()[:2] == ["prepared 3 images",
-                                                  "warning: 2 images appear in more than one split"]
+        assert result.stdout.splitlines()[:2] == [
+            "prepared 3 images",
+            "warning: 2 images appear in more than one split",
+        ]
         assert "not shown" not in result.output

@@ -101,12 +101,15 @@ def test_an_empty_or_comment_only_file_is_an_error_naming_it(tmp_path, text):
         load_params(f)
 
 
-@pytest.mark.parametrize(("text", "key", "line"), [
-    ("seed: 1\nseed: 2\n", "seed", 2),
-    ("seed: 1\ntrain:\n  epochs: 3\n  lr: 0.1\n  epochs: 4\n", "train.epochs", 5),
-    ("data:\n  augment:\n    flip: true\n    zoom: 0.1\n    flip: false\n", "data.augment.flip", 5),
-    ("train:\n  epochs: 3\ntrain:\n  lr: 0.1\n", "train", 3),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("seed: 1\nseed: 2\n", "seed", 2),
+        ("seed: 1\ntrain:\n  epochs: 3\n  lr: 0.1\n  epochs: 4\n", "train.epochs", 5),
+        ("data:\n  augment:\n    flip: true\n    zoom: 0.1\n    flip: false\n", "data.augment.flip", 5),
+        ("train:\n  epochs: 3\ntrain:\n  lr: 0.1\n", "train", 3),
+    ],
+)
 def test_a_duplicated_key_is_an_error_naming_the_file_key_and_line(tmp_path, text, key, line):
     f = tmp_path / "dup.yaml"
     f.write_text(text)

@@ -103,7 +103,8 @@ def assert_same_params(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key, value in a.items():
         floats = isinstance(value, float) or (
-            isinstance(value, list) and value and all(isinstance(v, float) for v in value))
+            isinstance(value, list) and value and all(isinstance(v, float) for v in value)
+        )
         if floats:
             assert b[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
         else:
@@ -197,13 +198,14 @@ def test_cross_fitted_scores_are_out_of_fold_and_never_see_test():
 
     rng = np.random.default_rng(5)
     y = rng.integers(0, 2, 80)
-    P = np.clip(np.column_stack([0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 80),
-                                 rng.uniform(0, 1, 80)]), 0, 1)
+    P = np.clip(np.column_stack([0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 80), rng.uniform(0, 1, 80)]), 0, 1)
     members = ["good", "noise"]
     oof = cross_fitted_scores("stacking", members, P, y, seed=1)
     in_sample = fit_ensemble("stacking", members, P, y, seed=1).predict(P)
     assert oof.shape == (80,) and not np.allclose(oof, in_sample)
-    np.testing.assert_allclose(oof, cross_fitted_scores("stacking", members, P, y, seed=1), rtol=0, atol=1e-12)  # seeded
+    np.testing.assert_allclose(
+        oof, cross_fitted_scores("stacking", members, P, y, seed=1), rtol=0, atol=1e-12
+    )  # seeded
     # kinds that fit nothing score directly
     assert np.allclose(cross_fitted_scores("soft_vote", members, P, y), P.mean(axis=1))
     with pytest.raises(ValueError, match="2 validation images of each class"):

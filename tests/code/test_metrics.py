@@ -20,6 +20,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from deepfake_detection.data.manifest import subgroup_of as subgroup_from_filename
 from deepfake_detection.evaluation.metrics import (
     METRIC_KEYS,
     SUBGROUP_COLUMNS,
@@ -35,7 +36,6 @@ from deepfake_detection.evaluation.metrics import (
     plot_roc_overlay,
     subgroup_metrics,
 )
-from deepfake_detection.data.manifest import subgroup_of as subgroup_from_filename
 from deepfake_detection.evaluation.summary import LEADING, summary_rows, summary_table, write_summary
 
 
@@ -54,8 +54,24 @@ P10 = np.array([0.9, 0.8, 0.7, 0.3, 0.6, 0.2, 0.1, 0.1, 0.4, 0.05])
 def test_keys_are_exactly_the_documented_ones():
     m = binary_metrics(Y10, P10)
     assert tuple(m) == METRIC_KEYS
-    assert set(m) == {"accuracy", "precision", "recall", "f1", "auc", "average_precision", "balanced_accuracy",
-                      "eer", "brier", "ece", "threshold", "tp", "fp", "tn", "fn", "n"}
+    assert set(m) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "average_precision",
+        "balanced_accuracy",
+        "eer",
+        "brier",
+        "ece",
+        "threshold",
+        "tp",
+        "fp",
+        "tn",
+        "fn",
+        "n",
+    }
     json.dumps(m)  # plain numbers
 
 
@@ -305,16 +321,25 @@ def evaluated_rows():
     results = []
     for i, (name, kind) in enumerate([("weak", "single"), ("strong", "single"), ("vote", "ensemble")]):
         y, p = noisy_scores(seed=20 + i, signal=[0.1, 0.5, 0.3][i])
-        results.append({"model": name, "kind": kind, "threshold_method": "youden", "val": {"auc": 0.5 + i / 10},
-                        "test": {"tuned": binary_metrics(y, p, 0.45), "0.5": binary_metrics(y, p, 0.5)}})
+        results.append(
+            {
+                "model": name,
+                "kind": kind,
+                "threshold_method": "youden",
+                "val": {"auc": 0.5 + i / 10},
+                "test": {"tuned": binary_metrics(y, p, 0.45), "0.5": binary_metrics(y, p, 0.5)},
+            }
+        )
     return summary_rows(results)
 
 
 def test_summary_table_columns_and_order():
     df = summary_table(evaluated_rows())
     assert list(df.columns[: len(LEADING)]) == list(LEADING)
-    assert list(df.columns) == list(LEADING) + [k for k in METRIC_KEYS if k not in LEADING] + ["val_auc",
-                                                                                               "threshold_method"]
+    assert list(df.columns) == list(LEADING) + [k for k in METRIC_KEYS if k not in LEADING] + [
+        "val_auc",
+        "threshold_method",
+    ]
     assert df["model"].tolist() == ["strong", "strong", "vote", "vote", "weak", "weak"]
     assert df["at"].tolist() == ["tuned", "0.5"] * 3
     tuned = df[df["at"] == "tuned"]

@@ -28,8 +28,11 @@ def test_names_settings_and_stages_derive_from_the_specs():
     assert ModelsParams().names() == list(MODEL_NAMES)
     assert Params().finetune.models == list(TRANSFER_MODELS)
     assert {m: final_stage(m) for m in MODEL_NAMES} == {
-        "resnet50": "finetune", "efficientnet_b0": "finetune", "light_se_cnn": "train",
-        "efficientnet_b0_dual_attention": "finetune"}
+        "resnet50": "finetune",
+        "efficientnet_b0": "finetune",
+        "light_se_cnn": "train",
+        "efficientnet_b0_dual_attention": "finetune",
+    }
     for name in TRANSFER_MODELS:
         assert SPECS[name].application and SPECS[name].backbone_output, name
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):
@@ -50,7 +53,7 @@ def test_a_network_is_registered_once_and_a_transfer_network_names_its_backbone(
 def test_registering_a_toy_network_in_one_place_adds_it_everywhere():
     """One decorator next to the builder: names, settings (validated, unknown keys named), ensemble
     defaults, the CLI's choices and build_model all know the network."""
-    out = _python('''
+    out = _python("""
         import json
         from pydantic import Field
         from deepfake_detection.models.registry import NetworkParams, network
@@ -87,7 +90,7 @@ def test_registering_a_toy_network_in_one_place_adds_it_everywhere():
             "finetune_help": CliRunner().invoke(cli, ["finetune", "--help"]).output,
             "model": [model.name, list(model.output.shape)],
         }))
-    ''')
+    """)
     got = json.loads(out)
     assert got["names"][-1] == "toy" and "toy" not in got["transfer"] and got["final"] == "train"
     assert got["width"] == 2 and "toy" in got["members"]
@@ -97,11 +100,11 @@ def test_registering_a_toy_network_in_one_place_adds_it_everywhere():
 
 
 def test_the_cli_and_the_settings_read_the_names_without_tensorflow():
-    loaded = _python('''
+    loaded = _python("""
         import sys
         from deepfake_detection.cli import cli
         from deepfake_detection.config import load_params
         from deepfake_detection.models import MODEL_NAMES
         print(sorted(m for m in ("tensorflow", "keras", "mlflow") if m in sys.modules))
-    ''')
+    """)
     assert loaded == "[]"

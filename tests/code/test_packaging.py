@@ -34,8 +34,19 @@ def test_conda_yaml_pins_the_same_versions_as_pyproject():
 
 
 def test_top_level_layout():
-    for name in ("MLproject", "dvc.yaml", "params.yaml", "src", "tests", "conda.yaml", "data.dvc",
-                 "pyproject.toml", "Makefile", "README.md", ".ci/run"):
+    for name in (
+        "MLproject",
+        "dvc.yaml",
+        "params.yaml",
+        "src",
+        "tests",
+        "conda.yaml",
+        "data.dvc",
+        "pyproject.toml",
+        "Makefile",
+        "README.md",
+        ".ci/run",
+    ):
         assert (ROOT / name).exists(), name
 
 
@@ -55,8 +66,13 @@ def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
         params = yaml.safe_load((ROOT / params_file).read_text())
         assert tuple(params["models"]) == MODEL_NAMES, params_file
         assert tuple(params["finetune"]["models"]) == TRANSFER_MODELS, params_file
-    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--name-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     expected = {f"{stage}@{m}" for stage in ("train", "threshold", "evaluate") for m in MODEL_NAMES}
     expected |= {f"finetune@{m}" for m in TRANSFER_MODELS}
     assert {s for s in listed if "@" in s} == expected

@@ -49,9 +49,24 @@ def test_files_inside_the_root_are_read(tree):
     assert read_image_file("inner.jpg", root=r) == b"inside"  # a link that stays inside
 
 
-@pytest.mark.parametrize("path", ["/dev/zero", "/etc/hostname", "/etc/passwd", "/no/such/file", "../outside/secret.jpg",
-                                  "../outside/missing.jpg", "sub/../../outside/secret.jpg", "escape.jpg", "zero.jpg",
-                                  "dangling_out.jpg", "/", "..", "a\0b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dev/zero",
+        "/etc/hostname",
+        "/etc/passwd",
+        "/no/such/file",
+        "../outside/secret.jpg",
+        "../outside/missing.jpg",
+        "sub/../../outside/secret.jpg",
+        "escape.jpg",
+        "zero.jpg",
+        "dangling_out.jpg",
+        "/",
+        "..",
+        "a\0b",
+    ],
+)
 def test_anything_resolving_outside_the_root_gets_one_message(tree, path):
     """Same words whether the target exists or not: nothing to learn about the server's files."""
     root, _ = tree
@@ -81,7 +96,9 @@ def test_the_byte_cap_refuses_a_big_file_from_its_size(tree):
     root, _ = tree
     assert message("big.jpg", root=os.path.realpath(root)).startswith("file too large: 1,073,741,824 bytes")
     assert read_image_file("a.jpg", root=os.path.realpath(root), max_bytes=6) == b"inside"
-    assert message("a.jpg", root=os.path.realpath(root), max_bytes=5).startswith("file too large: 6 bytes > the limit of 5")
+    assert message("a.jpg", root=os.path.realpath(root), max_bytes=5).startswith(
+        "file too large: 6 bytes > the limit of 5"
+    )
 
 
 def test_path_rows_are_off_unless_local_files_or_the_serving_root(tree, monkeypatch):

@@ -118,7 +118,7 @@ def test_the_threshold_depends_on_validation_only():
     t2, m2 = pipeline(y_val, p_val, y_test[::-1], np.random.default_rng(5).random(len(p_test)))
     assert t1 == pytest.approx(t2, rel=1e-12)  # test predictions changed, the threshold did not
     assert m1 != m2  # ... though the test metrics did
-    t3, _ = pipeline(y_val, np.clip(p_val ** 2, 0, 1) * 0.5 + 0.1 * (y_val == 0), y_test, p_test)
+    t3, _ = pipeline(y_val, np.clip(p_val**2, 0, 1) * 0.5 + 0.1 * (y_val == 0), y_test, p_test)
     assert t3 != t1  # validation predictions changed: so did the threshold
 
 

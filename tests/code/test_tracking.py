@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import mlflow
-import pytest
 
 from deepfake_detection import tracking
 
@@ -44,9 +43,16 @@ def test_parallel_first_runs_create_one_working_store(tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
     start = time.time() + 12  # after every child has imported MLflow
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(start), str(tmp_path), f"run{i}"],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for i in range(4)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(start), str(tmp_path), f"run{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     outcomes = [(c.wait(timeout=300), c.stderr.read()) for c in children]
     for code, err in outcomes:
         assert code == 0, err[-3000:]
@@ -97,8 +103,12 @@ def test_stage_runs_log_the_splits_they_read_as_datasets(in_tmp, monkeypatch):
     monkeypatch.delenv("DVC_ROOT", raising=False)
     (in_tmp / "data.dvc").write_text("outs:\n- md5: 0123abcd4567.dir\n  path: data\n")
     (in_tmp / "artifacts").mkdir()
-    rows = [f"data/{s}/{lb}/{i}.jpg,{lb},{s},m{i},48,48," for s in ("train", "valid", "test")
-            for lb in ("real", "fake") for i in range(2 if s == "train" else 1)]
+    rows = [
+        f"data/{s}/{lb}/{i}.jpg,{lb},{s},m{i},48,48,"
+        for s in ("train", "valid", "test")
+        for lb in ("real", "fake")
+        for i in range(2 if s == "train" else 1)
+    ]
     header = "path,label,split,md5,width,height,subgroup\n"
     (in_tmp / "artifacts" / "manifest.csv").write_text(header + "\n".join(rows) + "\n")
     params = load_params(ROOT / "params.yaml")
@@ -118,10 +128,11 @@ def test_stage_runs_log_the_splits_they_read_as_datasets(in_tmp, monkeypatch):
 
 def test_make_ui_prints_the_runs_page_of_the_experiment(tmp_path):
     """`make ui` first prints the URL of the experiment's runs (model-training view), then serves."""
-    recipe = subprocess.run(["make", "-n", "ui", "UI_PORT=5999"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
+    recipe = subprocess.run(
+        ["make", "-n", "ui", "UI_PORT=5999"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5999" in recipe
-    python = recipe[recipe.index(".venv/bin/python -c"):recipe.index("\n.venv/bin/mlflow")]
+    python = recipe[recipe.index(".venv/bin/python -c") : recipe.index("\n.venv/bin/mlflow")]
     env = {**os.environ, "DVC_ROOT": str(tmp_path)}  # the store of this test, not the project's
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run(["bash", "-c", python], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout

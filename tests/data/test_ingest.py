@@ -312,8 +312,9 @@ def test_identical_files_in_a_flat_folder_land_in_one_split(tmp_path):
         (src / "fake" / f"again_{k}.png").write_bytes((src / "fake" / "fake_007.png").read_bytes())
     held_out = set()
     for seed in range(6):
-        report = ingest(src, tmp_path / f"out{seed}", valid_fraction=0.25, test_fraction=0.25, seed=seed,
-                        progress=False)
+        report = ingest(
+            src, tmp_path / f"out{seed}", valid_fraction=0.25, test_fraction=0.25, seed=seed, progress=False
+        )
         where = _assignment(report)
         assert report["written"] == 46 and len(report["duplicates"]) == 2
         for group in report["duplicates"]:

@@ -215,8 +215,9 @@ NO_AUG = dict(flip=False, rotation=0.0, zoom=0.0, brightness=0.0, contrast=0.0)
 def test_self_blend_turns_every_real_training_image_into_a_fake_and_leaves_fakes_alone(data):
     root, manifest = data
     plain, labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root))
-    blended, new_labels = _all(make_dataset(manifest, "train", SIZE, 8, root=root,
-                                            augment=AugmentParams(**NO_AUG, self_blend=1.0)))
+    blended, new_labels = _all(
+        make_dataset(manifest, "train", SIZE, 8, root=root, augment=AugmentParams(**NO_AUG, self_blend=1.0))
+    )
     real = labels == 0
     assert real.any() and (~real).any()
     assert (new_labels == 1).all(), "every real training image became a fake (label 1)"
@@ -259,8 +260,9 @@ def test_self_blend_is_seeded_and_blends_only_the_centre():
 
 def test_patch_view_trains_on_native_crops(data):
     root, manifest = data
-    x, _ = _first(make_dataset(manifest, "train", 999, 2, root=root, patch_size=8,
-                               augment=AugmentParams(**NO_AUG), shuffle=True))
+    x, _ = _first(
+        make_dataset(manifest, "train", 999, 2, root=root, patch_size=8, augment=AugmentParams(**NO_AUG), shuffle=True)
+    )
     assert x.shape[1:] == (8, 8, 3)
     v, _ = _first(make_dataset(manifest, "valid", 999, 1, root=root, patch_size=8))
     assert v.shape[1:] == (8, 8, 3)

@@ -9,10 +9,9 @@ from mlflow.tracking import MlflowClient
 
 from deepfake_detection import paths
 from deepfake_detection.config import parse_params
-from deepfake_detection.data.manifest import load_manifest
-from deepfake_detection.data.manifest import build_manifest
-from deepfake_detection.stages.prepare import run
+from deepfake_detection.data.manifest import build_manifest, load_manifest
 from deepfake_detection.data.sample import generate
+from deepfake_detection.stages.prepare import run
 
 
 @pytest.fixture

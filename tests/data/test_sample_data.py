@@ -60,10 +60,8 @@ def test_layout_and_counts_add_up(small):
 
 
 def test_custom_fractions_are_respected(tmp_path):
-    counts = generate(tmp_path / "d", images_per_class=10, size=32,
-                      fractions=(0.5, 0.2, 0.3), progress=False)
-    assert counts == {"train": {"real": 5, "fake": 5}, "valid": {"real": 2, "fake": 2},
-                      "test": {"real": 3, "fake": 3}}
+    counts = generate(tmp_path / "d", images_per_class=10, size=32, fractions=(0.5, 0.2, 0.3), progress=False)
+    assert counts == {"train": {"real": 5, "fake": 5}, "valid": {"real": 2, "fake": 2}, "test": {"real": 3, "fake": 3}}
     assert len(list((tmp_path / "d" / "test" / "fake").glob("*.jpg"))) == 3
 
 
@@ -78,8 +76,7 @@ def test_every_file_is_an_rgb_jpeg_of_the_right_size_encoded_alike(small):
             assert not {"exif", "icc_profile", "comment", "xmp"} & set(im.info)  # no metadata
             im.load()
             label = path.parent.name
-            tables.setdefault(label, set()).add(
-                tuple(tuple(t) for _, t in sorted(im.quantization.items())))
+            tables.setdefault(label, set()).add(tuple(tuple(t) for _, t in sorted(im.quantization.items())))
             samplings.setdefault(label, set()).add(JpegImagePlugin.get_sampling(im))
     # one quantization table set and one chroma subsampling, shared by both classes
     assert tables["real"] == tables["fake"] and len(tables["real"]) == 1
@@ -106,8 +103,7 @@ def test_fakes_are_real_like_images_manipulated_locally():
 
 
 def _global_statistics(root: Path) -> tuple[list[int], dict[str, list[float]]]:
-    y, stats = [], {"file size": [], "mean intensity": [], "red mean": [],
-                    "green mean": [], "blue mean": []}
+    y, stats = [], {"file size": [], "mean intensity": [], "red mean": [], "green mean": [], "blue mean": []}
     for cls, label in enumerate(LABELS):
         for path in sorted(root.glob(f"*/{label}/*.jpg")):
             pixels = np.asarray(Image.open(path), dtype=np.float32)
@@ -138,8 +134,7 @@ def test_refuses_a_non_empty_out_folder(tmp_path):
 
 
 def test_writes_into_an_existing_empty_folder(tmp_path):
-    counts = generate(tmp_path, images_per_class=4, size=32, fractions=(1.0, 0.0, 0.0),
-                      progress=False)
+    counts = generate(tmp_path, images_per_class=4, size=32, fractions=(1.0, 0.0, 0.0), progress=False)
     assert counts["train"] == {"real": 4, "fake": 4}
     assert counts["valid"] == counts["test"] == {"real": 0, "fake": 0}
 
@@ -167,8 +162,7 @@ def test_refuses_a_file_as_out(tmp_path):
         ({"fractions": (1.2, -0.1, -0.1)}, "must not be negative"),
         ({"fractions": (0.0, 0.5, 0.5)}, "train fraction must be positive"),
         ({"fractions": (0.7, "a", 0.15)}, "fractions must be three numbers"),
-        ({"images_per_class": 2},
-         r"leaves no image in split\(s\) valid, test; use images_per_class >= 4"),
+        ({"images_per_class": 2}, r"leaves no image in split\(s\) valid, test; use images_per_class >= 4"),
         ({"progress": "yes"}, "progress must be True or False"),
     ],
 )

@@ -34,8 +34,14 @@ def test_assignment_is_stratified_with_exact_counts_per_label():
     labels = _labels(40, 60)
     splits = assign_splits(labels, list(range(100)), 0.2, 0.1, seed=7)
     got = Counter(zip(labels, splits))
-    assert got == {("real", "train"): 28, ("real", "valid"): 8, ("real", "test"): 4,
-                   ("fake", "train"): 42, ("fake", "valid"): 12, ("fake", "test"): 6}
+    assert got == {
+        ("real", "train"): 28,
+        ("real", "valid"): 8,
+        ("real", "test"): 4,
+        ("fake", "train"): 42,
+        ("fake", "valid"): 12,
+        ("fake", "test"): 6,
+    }
 
 
 def test_assignment_is_seeded():
@@ -72,8 +78,9 @@ def test_a_group_never_straddles_splits_and_no_quota_is_exceeded(seed):
         by_group.setdefault(g, set()).add(s)
     assert all(len(s) == 1 for s in by_group.values())
     for label in ("real", "fake"):  # the shared group counts under "real", its first item's label
-        got = Counter(s for lab, g, s in zip(labels, groups, splits)
-                      if lab == label and not (g == "shared" and lab == "fake"))
+        got = Counter(
+            s for lab, g, s in zip(labels, groups, splits) if lab == label and not (g == "shared" and lab == "fake")
+        )
         quota = split_sizes(sum(got.values()), 0.2, 0.2)
         assert got["train"] >= 1 and got["valid"] <= quota["valid"] and got["test"] <= quota["test"]
 

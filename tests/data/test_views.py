@@ -17,7 +17,7 @@ def test_grid_covers_every_pixel_and_stays_inside(length, patch):
     covered = np.zeros(max(length, patch), dtype=bool)
     for o in origins:
         assert 0 <= o and o + patch <= max(length, patch)
-        covered[o:o + patch] = True
+        covered[o : o + patch] = True
     assert covered[:length].all()
     assert len(origins) == max(1, -(-length // patch)), "no more crops than needed"
     assert origins == sorted(set(origins))

@@ -88,8 +88,9 @@ def detector(tmp_path_factory):
     assert ordered[-1] - ordered[0] > 0.05, f"the tiny model's outputs hardly differ: {reference}"
     threshold = float((ordered[3] + ordered[4]) / 2)
     with mlflow.start_run() as run:
-        info = pyfunc.log_detector([keras_path], threshold, SIZE, threshold_method="youden",
-                                   input_example_image=files[0])
+        info = pyfunc.log_detector(
+            [keras_path], threshold, SIZE, threshold_method="youden", input_example_image=files[0]
+        )
     yield {
         "root": root,
         "info": info,
@@ -146,7 +147,9 @@ def test_a_bad_row_gets_its_own_error_and_never_fails_the_batch(detector, pyfunc
     truncated = tmp_path / "cut.jpg"
     truncated.write_bytes(good.read_bytes()[:200])
     rest = [str(f) for f in detector["files"][1:]]  # good rows after the bad ones keep their places
-    frame = pd.DataFrame({"path": [str(good), str(tmp_path / "missing.jpg"), str(not_image), str(truncated), None, *rest]})
+    frame = pd.DataFrame(
+        {"path": [str(good), str(tmp_path / "missing.jpg"), str(not_image), str(truncated), None, *rest]}
+    )
     with serving_io.local_files():
         out = pyfunc_model.predict(frame)
     assert len(out) == 5 + len(rest)
@@ -237,8 +240,9 @@ def test_an_ensemble_detector_combines_its_members(detector, tmp_path):
     p2 = second.predict(pixels48, verbose=0).ravel()
     ensemble = {"kind": "weighted", "members": ["light_se_cnn", "light_48"], "weights": [0.25, 0.75]}
     with mlflow.start_run():
-        info = pyfunc.log_detector([detector["keras_path"], second_path], 0.5, SIZE, ensemble=ensemble,
-                                   input_example_image=files[0])
+        info = pyfunc.log_detector(
+            [detector["keras_path"], second_path], 0.5, SIZE, ensemble=ensemble, input_example_image=files[0]
+        )
     model = mlflow.pyfunc.load_model(info.model_uri)
     out = predict_paths(model, files)
     np.testing.assert_allclose(out["probability_fake"], 0.25 * detector["reference"] + 0.75 * p2, atol=1e-6)
@@ -337,11 +341,13 @@ import deepfake_detection
 assert deepfake_detection.__file__.startswith({local!r}), deepfake_detection.__file__
 from deepfake_detection.serving.io import local_files
 with local_files():
-    out = model.predict(pd.DataFrame({{'path': {[str(f) for f in detector['files']]!r}}}))
+    out = model.predict(pd.DataFrame({{'path': {[str(f) for f in detector["files"]]!r}}}))
 print(out['probability_fake'].tolist())
 """
     env = {"MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": str(Path(sys.executable).parent)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(got, detector["reference"], atol=1e-6)
@@ -394,8 +400,9 @@ def test_path_rows_need_an_opt_in_that_params_cannot_give(detector, pyfunc_model
     assert out["error"].iloc[8:].tolist() == [serving_io.OUTSIDE_ROOT] * 4
 
 
-def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, pyfunc_model, onnx_file, tmp_path,
-                                                                    monkeypatch):
+def test_every_decoding_path_checks_the_pixel_limit_before_decoding(
+    detector, pyfunc_model, onnx_file, tmp_path, monkeypatch
+):
     from deepfake_detection.explain import explain_files
 
     good = detector["files"][0]
@@ -407,8 +414,11 @@ def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, py
     bombs = {paths[1].read_bytes(), paths[2].read_bytes()}
     decoded: list[bytes] = []
     real_decode = decode.decode_checked
-    monkeypatch.setattr(decode, "decode_checked",
-                        lambda contents, size: decoded.extend(c for c in contents if c) or real_decode(contents, size))
+    monkeypatch.setattr(
+        decode,
+        "decode_checked",
+        lambda contents, size: decoded.extend(c for c in contents if c) or real_decode(contents, size),
+    )
 
     def check(out: pd.DataFrame, where: str):
         assert out["error"][0] is None and out["warning"][0] is None, where
@@ -434,8 +444,9 @@ def test_every_decoding_path_checks_the_pixel_limit_before_decoding(detector, py
 def test_the_pixel_limit_is_the_models_own(detector, tmp_path):
     assert mlflow.models.get_model_info(detector["info"].model_uri).metadata["max_pixels"] == 8192 * 8192
     with mlflow.start_run():
-        info = pyfunc.log_detector([detector["keras_path"]], 0.5, SIZE, max_pixels=1500,
-                                   input_example_image=detector["files"][0])  # 32x32: under the limit
+        info = pyfunc.log_detector(
+            [detector["keras_path"]], 0.5, SIZE, max_pixels=1500, input_example_image=detector["files"][0]
+        )  # 32x32: under the limit
     assert mlflow.models.get_model_info(info.model_uri).metadata["max_pixels"] == 1500
     files = detector["files"]  # 32x32 (1,024 pixels) and 56x40 (2,240 pixels) images
     out = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"image": [b64(f) for f in files]}))
@@ -476,13 +487,17 @@ def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp
     save(folder / "sub" / "j_nested.png", (48, 40), seed=5)
     save(folder / "sub" / "k_narrow.png", (20, 200), seed=6)
     expected = {
-        "a_good.jpg": None, "b_anim.gif": None, "c_pic.webp": None, "d_pic.bmp": None,
+        "a_good.jpg": None,
+        "b_anim.gif": None,
+        "c_pic.webp": None,
+        "d_pic.bmp": None,
         "e_scan.tif": "unsupported image format TIFF",
         "f_notes.txt": "not a decodable image: no image format recognises it",
         "g_empty.jpg": "not a decodable image: empty content",
         "h_dangling.jpg": "dangling symbolic link",
         "i_fifo.jpg": "not a regular file",
-        "j_nested.png": None, "k_narrow.png": None,
+        "j_nested.png": None,
+        "k_narrow.png": None,
     }
     uri = detector["info"].model_uri
     out = predict.predict_files(uri, [folder], progress=False, batch_size=4)

@@ -14,8 +14,14 @@ from deepfake_detection.stages.register import pick_best
 
 
 def _result(name, val_auc, test_auc, kind="single", val_eer=0.3):
-    return {"model": name, "kind": kind, "threshold": 0.5, "threshold_method": "youden",
-            "val": {"auc": val_auc, "eer": val_eer}, "test": {"tuned": {"auc": test_auc}}}
+    return {
+        "model": name,
+        "kind": kind,
+        "threshold": 0.5,
+        "threshold_method": "youden",
+        "val": {"auc": val_auc, "eer": val_eer},
+        "test": {"tuned": {"auc": test_auc}},
+    }
 
 
 def test_the_champion_is_chosen_on_validation_never_on_test():
@@ -50,8 +56,9 @@ def versions(in_tmp):
     out = []
     for val_auc in (0.80, 0.70, 0.90):
         with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), registered_model_name="det",
-                                           pip_requirements=["mlflow"])
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=Constant(), registered_model_name="det", pip_requirements=["mlflow"]
+            )
         v = str(info.registered_model_version)
         client.set_model_version_tag("det", v, "val_auc", str(val_auc))
         out.append((v, val_auc))
@@ -157,8 +164,9 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
     challenger_auc = roc_auc_score(val.y, val.probability)
     assert challenger_auc == pytest.approx(0.88)
     v2 = _register(_detector(gate_store, -1.0), challenger_auc)
-    kept = registry.promote("det", v2, "champion", "val_auc", challenger_auc,
-                            rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    kept = registry.promote(
+        "det", v2, "champion", "val_auc", challenger_auc, rescore=champion_rescorer("det", val, 0.5, "val_auc")
+    )
     assert not kept.promoted, kept.reason
     assert kept.champion_value == pytest.approx(1.0) and kept.challenger_value == pytest.approx(0.88)
     assert "current validation split" in kept.reason and "stored tag says 0.6000" in kept.reason
@@ -174,8 +182,9 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
     client.set_model_version_tag("det", champion, "val_auc", "0.99")
     val = _split(gate_store, "valid_b", fakes_bright=False)
     v3 = _register(bright_fake, 0.88)
-    won = registry.promote("det", v3, "champion", "val_auc", 0.88,
-                           rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    won = registry.promote(
+        "det", v3, "champion", "val_auc", 0.88, rescore=champion_rescorer("det", val, 0.5, "val_auc")
+    )
     assert won.promoted, won.reason
     assert won.champion_value == pytest.approx(0.0) and won.challenger_value == pytest.approx(0.88)
     assert str(client.get_model_version_by_alias("det", "champion").version) == v3
@@ -188,8 +197,9 @@ def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(vers
     (v1, a1), (v2, a2), (v3, a3) = versions  # Constant pyfuncs: no probability_fake column
     registry.promote("det", v3, "champion", "val_auc", a3)
     val = _split(Path.cwd(), "valid", fakes_bright=True)
-    decision = registry.promote("det", v1, "champion", "val_auc", a1,
-                                rescore=champion_rescorer("det", val, 0.5, "val_auc"))
+    decision = registry.promote(
+        "det", v1, "champion", "val_auc", a1, rescore=champion_rescorer("det", val, 0.5, "val_auc")
+    )
     assert not decision.promoted  # 0.80 against the stored 0.90
     assert "could not be scored on the current validation split" in decision.reason
     assert "stored val_auc tag" in decision.reason
@@ -208,8 +218,9 @@ def test_the_challenger_is_scored_only_on_predictions_of_the_current_validation_
     manifest = pd.DataFrame(rows).reindex(columns=list(MANIFEST_COLUMNS), fill_value="")
     paths.MANIFEST.parent.mkdir(parents=True)
     manifest.to_csv(paths.MANIFEST, index=False)
-    preds = pd.DataFrame({"path": [r["path"] for r in rows], "label": "real", "y": 0, "subgroup": "",
-                          "probability": [0.1, 0.2, 0.3]})
+    preds = pd.DataFrame(
+        {"path": [r["path"] for r in rows], "label": "real", "y": 0, "subgroup": "", "probability": [0.1, 0.2, 0.3]}
+    )
     out = paths.predictions("m", "valid")
     out.parent.mkdir(parents=True)
     preds.to_csv(out, index=False)
@@ -242,15 +253,23 @@ def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None
     manifest.reindex(columns=list(MANIFEST_COLUMNS), fill_value="").to_csv(paths.MANIFEST, index=False)
     out = paths.predictions("light_se_cnn", "valid")
     out.parent.mkdir(parents=True)
-    val.assign(label=manifest.label, subgroup="")[["path", "label", "y", "subgroup", "probability"]].to_csv(out, index=False)
+    val.assign(label=manifest.label, subgroup="")[["path", "label", "y", "subgroup", "probability"]].to_csv(
+        out, index=False
+    )
     model = paths.model_file("light_se_cnn", "train")
     model.parent.mkdir(parents=True)
     shutil.copy(_detector(root, -1.0), model)
 
     def result(name, kind, val_auc):
-        return {"model": name, "kind": kind, "threshold": 0.5, "threshold_method": "youden",
-                "val": {"auc": val_auc, "f1": 0.5}, "test": {"tuned": {"auc": 0.5, "f1": 0.5}},
-                "test_auc_ci95": {"low": 0.4, "high": 0.6}}
+        return {
+            "model": name,
+            "kind": kind,
+            "threshold": 0.5,
+            "threshold_method": "youden",
+            "val": {"auc": val_auc, "f1": 0.5},
+            "test": {"tuned": {"auc": 0.5, "f1": 0.5}},
+            "test_auc_ci95": {"low": 0.4, "high": 0.6},
+        }
 
     for name in ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"):
         f = paths.stage_metrics("evaluate", name)
@@ -269,13 +288,16 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     from deepfake_detection.config import parse_params
     from deepfake_detection.stages import register
 
-    params = parse_params({"data": {"image_size": 32}, "register": {"model_name": "det"},
-                           "mlflow": {"experiment": "registry-gate-test"}})
+    params = parse_params(
+        {"data": {"image_size": 32}, "register": {"model_name": "det"}, "mlflow": {"experiment": "registry-gate-test"}}
+    )
     champion = _register(_detector(gate_store, +1.0), 0.99)  # a flattering tag from other data
     registry.promote("det", champion, "champion", "val_auc", 0.99)
 
     # Today's split has dark fakes: the champion scores 0 there, the challenger 0.88.
-    _stage_inputs(gate_store, fakes_bright=False, challenger_auc_scores=[0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9])
+    _stage_inputs(
+        gate_store, fakes_bright=False, challenger_auc_scores=[0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9]
+    )
     out = register.run(params)
     assert out["promoted"], out["reason"]
     assert out["gate_challenger_val_auc"] == pytest.approx(0.88) and out["gate_champion_val_auc"] == pytest.approx(0.0)

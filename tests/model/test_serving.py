@@ -23,8 +23,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from deepfake_detection.serving import pyfunc
 from deepfake_detection.serving import io as serving_io
+from deepfake_detection.serving import pyfunc
 
 MODEL_NAME = "deepfake-detector"
 ALIAS = "champion"
@@ -79,9 +79,26 @@ def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str,
     log_path = workdir / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally
     proc = subprocess.Popen(
-        [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "-p", str(port), "-h", "127.0.0.1", "-w", "1"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-w",
+            "1",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -125,16 +142,23 @@ def served(tmp_path_factory):
     rng = np.random.default_rng(3)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), "RGB").save(image_path, quality=90)
     with mlflow.start_run():
-        info = pyfunc.log_detector([keras_path], 0.42, SIZE, registered_model_name=MODEL_NAME,
-                                   input_example_image=image_path)
+        info = pyfunc.log_detector(
+            [keras_path], 0.42, SIZE, registered_model_name=MODEL_NAME, input_example_image=image_path
+        )
     client.set_registered_model_alias(MODEL_NAME, ALIAS, info.registered_model_version)
     model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
     in_process = mlflow.pyfunc.load_model(model_uri)
 
     try:
         with _serving(model_uri, uri, root) as base:
-            yield {"base": base, "image": image_path, "model": in_process, "root": root, "uri": uri,
-                   "model_uri": model_uri}
+            yield {
+                "base": base,
+                "image": image_path,
+                "model": in_process,
+                "root": root,
+                "uri": uri,
+                "model_uri": model_uri,
+            }
     finally:
         mlflow.set_tracking_uri(previous)
 
@@ -197,7 +221,9 @@ def _unscored(row: dict) -> bool:
 def _png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     w, h = size
-    Image.fromarray(np.tile(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], (h, 1, 3)), "RGB").save(buffer, "PNG")
+    Image.fromarray(np.tile(np.linspace(0, 255, w, dtype=np.uint8)[None, :, None], (h, 1, 3)), "RGB").save(
+        buffer, "PNG"
+    )
     return buffer.getvalue()
 
 
@@ -231,8 +257,13 @@ def test_served_model_reads_no_file_by_default(served):
 
 
 def test_served_model_checks_pixels_before_decoding_and_flags_odd_sizes(served):
-    images = [_png_declaring(18000, 18000), _png_declaring(9000, 9000), _png((1, 1)), _png((30, 8000)),
-              served["image"].read_bytes()]
+    images = [
+        _png_declaring(18000, 18000),
+        _png_declaring(9000, 9000),
+        _png((1, 1)),
+        _png((30, 8000)),
+        served["image"].read_bytes(),
+    ]
     start = time.monotonic()
     rows = _invoke(served["base"], "image", [_b64(x) for x in images])
     assert time.monotonic() - start < 30
@@ -269,12 +300,27 @@ def served_folder(served):
 def test_a_path_opt_in_server_reads_only_regular_files_inside_its_folder(served, served_folder):
     allowed, outside = served_folder["allowed"], served_folder["outside"]
     inside = ["face.jpg", str(allowed / "face.jpg"), "sub/../sub/face.jpg", "./sub/face.jpg"]
-    escapes = ["/dev/zero", "/etc/hostname", "/etc/passwd", "/no/such/file", "../outside/secret.jpg",
-               str(outside / "secret.jpg"), "../outside/missing.jpg", "sub/../../outside/secret.jpg",
-               "../../../../../../../etc/passwd", "escape.jpg", "zero.jpg", "dir_link/secret.jpg", "/"]
-    special = {"fifo.jpg": "not a regular file", "sub": "is a directory",
-               "big.jpg": "file too large: 2,000,000 bytes > the limit of 1,000,000",
-               "missing.jpg": "file not found: missing.jpg"}
+    escapes = [
+        "/dev/zero",
+        "/etc/hostname",
+        "/etc/passwd",
+        "/no/such/file",
+        "../outside/secret.jpg",
+        str(outside / "secret.jpg"),
+        "../outside/missing.jpg",
+        "sub/../../outside/secret.jpg",
+        "../../../../../../../etc/passwd",
+        "escape.jpg",
+        "zero.jpg",
+        "dir_link/secret.jpg",
+        "/",
+    ]
+    special = {
+        "fifo.jpg": "not a regular file",
+        "sub": "is a directory",
+        "big.jpg": "file too large: 2,000,000 bytes > the limit of 1,000,000",
+        "missing.jpg": "file not found: missing.jpg",
+    }
     start = time.monotonic()
     rows = _invoke(served_folder["base"], "path", inside + escapes + list(special))
     assert time.monotonic() - start < 30
@@ -283,6 +329,8 @@ def test_a_path_opt_in_server_reads_only_regular_files_inside_its_folder(served,
     for row in rows[: len(inside)]:
         assert row["error"] is None and row["probability_fake"] == pytest.approx(expected, abs=1e-6)
     # one message for every escape, whether its target exists or not: no probing of the server's files
-    assert [r["error"] for r in rows[len(inside) : len(inside) + len(escapes)]] == [serving_io.OUTSIDE_ROOT] * len(escapes)
+    assert [r["error"] for r in rows[len(inside) : len(inside) + len(escapes)]] == [serving_io.OUTSIDE_ROOT] * len(
+        escapes
+    )
     for row, want in zip(rows[len(inside) + len(escapes) :], special.values()):
         assert row["error"].startswith(want) and _unscored(row)

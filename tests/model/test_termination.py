@@ -25,8 +25,11 @@ from deepfake_detection.stages import prepare
 BIN = Path(sys.executable).parent
 MODEL = "light_se_cnn"
 # Many epochs and no early stop: the stage is surely still training when the signal arrives.
-TINY = {"data": {"image_size": 32, "batch_size": 8}, "train": {"epochs": 500, "patience": 500},
-        "mlflow": {"experiment": "test-termination"}}
+TINY = {
+    "data": {"image_size": 32, "batch_size": 8},
+    "train": {"epochs": 500, "patience": 500},
+    "mlflow": {"experiment": "test-termination"},
+}
 
 
 def _train_run(client: MlflowClient):
@@ -43,11 +46,22 @@ def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_
     prepare.run(parse_params(TINY), progress=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
 
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_DISABLE_TELEMETRY": "true",
-           "DVC_NO_ANALYTICS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([str(BIN / "deepfake-detect"), "train", MODEL, "--params", "params.yaml"],
-                            cwd=in_tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "deepfake-detect"), "train", MODEL, "--params", "params.yaml"],
+        cwd=in_tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     history = in_tmp / paths.history_csv("train", MODEL)
     try:
         deadline = time.monotonic() + 300
@@ -70,8 +84,12 @@ def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_
     assert "Traceback" not in err, err[-3000:]
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED" and run.info.end_time is not None
-    for partial in (paths.model_file(MODEL, "train"), paths.model_file(MODEL, "train").parent,
-                    paths.history_csv("train", MODEL), paths.stage_metrics("train", MODEL)):
+    for partial in (
+        paths.model_file(MODEL, "train"),
+        paths.model_file(MODEL, "train").parent,
+        paths.history_csv("train", MODEL),
+        paths.stage_metrics("train", MODEL),
+    ):
         assert not (in_tmp / partial).exists(), f"{partial} was left behind"
 
 
@@ -110,12 +128,20 @@ def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkey
     rng = np.random.default_rng(0)
     for split in ("valid", "test"):
         y = np.array([0, 1] * 20)
-        base = pd.DataFrame({"path": [f"data/{split}/{i}.png" for i in range(40)],
-                             "label": np.where(y == 1, "fake", "real"), "y": y, "subgroup": ""})
+        base = pd.DataFrame(
+            {
+                "path": [f"data/{split}/{i}.png" for i in range(40)],
+                "label": np.where(y == 1, "fake", "real"),
+                "y": y,
+                "subgroup": "",
+            }
+        )
         for m in members:
             out = in_tmp / paths.predictions(m, split)
             out.parent.mkdir(parents=True, exist_ok=True)
-            base.assign(probability=np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 40), 0, 1)).to_csv(out, index=False)
+            base.assign(probability=np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 40), 0, 1)).to_csv(
+                out, index=False
+            )
     for m in members:
         f = in_tmp / paths.stage_metrics("threshold", m)
         f.parent.mkdir(parents=True, exist_ok=True)

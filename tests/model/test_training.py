@@ -14,8 +14,12 @@ from deepfake_detection.config import parse_params
 from deepfake_detection.data.sample import generate
 from deepfake_detection.stages import finetune, prepare, train
 
-TINY = {"data": {"image_size": 32, "batch_size": 16}, "train": {"epochs": 2},
-        "finetune": {"epochs": 1, "unfreeze_layers": 4}, "mlflow": {"experiment": "test-training"}}
+TINY = {
+    "data": {"image_size": 32, "batch_size": 16},
+    "train": {"epochs": 2},
+    "finetune": {"epochs": 1, "unfreeze_layers": 4},
+    "mlflow": {"experiment": "test-training"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,11 @@ def project(in_tmp, dataset):
 
 
 def _run(stage: str, model: str):
-    runs = mlflow.search_runs(experiment_names=["test-training"], output_format="list",
-                              filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'")
+    runs = mlflow.search_runs(
+        experiment_names=["test-training"],
+        output_format="list",
+        filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'",
+    )
     assert len(runs) == 1
     return runs[0]
 

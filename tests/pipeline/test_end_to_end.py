@@ -31,12 +31,19 @@ pytestmark = pytest.mark.slow
 
 
 def sh(*args, cwd, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -52,8 +59,9 @@ def tiny_params(path: Path) -> None:
 def copy_project(dest: Path) -> Path:
     """The project's tracked files in ``dest`` with tiny params and 60 sample images tracked by
     DVC, committed in a git repository of its own."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for f in files:
         if f and not f.startswith(("dvc-storage/", "data.dvc")) and (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +94,9 @@ def test_repro_prints_the_summary_table_and_registers_a_champion(project):
     assert "| model" in out and "ensemble_stacking" in out, "the summary table is printed at the end"
     summary = pd.read_csv(dest / "reports" / "summary.csv")
     assert {"model", "threshold", "accuracy", "precision", "recall", "f1", "auc"} <= set(summary.columns)
-    assert set(summary.model) == set(MODELS) | {f"ensemble_{k}" for k in ("soft_vote", "weighted", "majority", "stacking")}
+    assert set(summary.model) == set(MODELS) | {
+        f"ensemble_{k}" for k in ("soft_vote", "weighted", "majority", "stacking")
+    }
     assert set(summary["at"].astype(str)) == {"tuned", "0.5"}
     register = json.loads((dest / "metrics" / "register.json").read_text())
     assert register["promoted"] and register["version"] == 1
@@ -127,8 +137,11 @@ def test_every_stage_run_is_tagged_and_traceable(store):
 
 def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
     client = mlflow.MlflowClient()
-    run = mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list",
-                             filter_string="tags.stage = 'train' and tags.model = 'light_se_cnn'")[0]
+    run = mlflow.search_runs(
+        experiment_names=["deepfake-detection"],
+        output_format="list",
+        filter_string="tags.stage = 'train' and tags.model = 'light_se_cnn'",
+    )[0]
     assert run.info.run_name == "train-light_se_cnn"
     params = run.data.params
     configured = yaml.safe_load((store / "params.yaml").read_text())
@@ -145,8 +158,9 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
     saved = keras.models.load_model(store / "artifacts" / "models" / "light_se_cnn" / "train.keras", compile=False)
     logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(np.asarray(logged.predict(x)).reshape(-1), saved.predict(x, verbose=0).reshape(-1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(logged.predict(x)).reshape(-1), saved.predict(x, verbose=0).reshape(-1), atol=1e-5
+    )
 
 
 def test_dvc_metrics_fit_a_terminal_and_each_stage_shows_in_full(project):
@@ -158,17 +172,24 @@ def test_dvc_metrics_fit_a_terminal_and_each_stage_shows_in_full(project):
     files = shown[0]["data"] if isinstance(shown, list) else next(iter(shown.values()))["data"]
     for name in MODELS + [f"ensemble_{k}" for k in ("soft_vote", "weighted", "majority", "stacking")]:
         score = files[f"metrics/scores/{name}.json"]["data"]
-        full = json.loads((dest / "metrics" / ("ensemble" if name.startswith("ensemble") else "evaluate")
-                           / f"{name}.json").read_text())
-        assert score == {"val_auc": full["val"]["auc"], "test_auc": full["test"]["tuned"]["auc"],
-                         "test_auc_low": full["test_auc_ci95"]["low"], "test_auc_high": full["test_auc_ci95"]["high"],
-                         "threshold": full["threshold"]}, name
+        full = json.loads(
+            (
+                dest / "metrics" / ("ensemble" if name.startswith("ensemble") else "evaluate") / f"{name}.json"
+            ).read_text()
+        )
+        assert score == {
+            "val_auc": full["val"]["auc"],
+            "test_auc": full["test"]["tuned"]["auc"],
+            "test_auc_low": full["test_auc_ci95"]["low"],
+            "test_auc_high": full["test_auc_ci95"]["high"],
+            "threshold": full["threshold"],
+        }, name
     registered = json.loads((dest / "metrics" / "register.json").read_text())["source_model"]
     assert files["metrics/registered.json"]["data"] == files[f"metrics/scores/{registered}.json"]["data"]
     # the per-stage views of the README: every number of a stage's full report
     assert "duplicates_across_splits" in sh("dvc", "metrics", "show", "metrics/data.json", "--json", cwd=dest).stdout
     evaluate = sh("dvc", "metrics", "show", "metrics/evaluate", "--json", cwd=dest).stdout
-    assert "test_auc_ci95" in evaluate and "balanced_accuracy" in evaluate and "\"0.5\"" in evaluate
+    assert "test_auc_ci95" in evaluate and "balanced_accuracy" in evaluate and '"0.5"' in evaluate
     assert "best_epoch" in sh("dvc", "metrics", "show", "metrics/train", "--json", cwd=dest).stdout
 
 
@@ -183,8 +204,12 @@ def test_dvc_plots_render_offline(project):
         assert f'<script data-library="{library}' in html, library
     assert "vegaEmbed(" in html and len(html) > 800_000
     # the ensembles' and the summary's figures are plots too; the confusion axes say which label is fake
-    for plot in ("plots/ensemble/ensemble_stacking/confusion.json", "Test ROC of the ensembles",
-                 "ensemble_weighted/roc.png", "roc_all.png"):
+    for plot in (
+        "plots/ensemble/ensemble_stacking/confusion.json",
+        "Test ROC of the ensembles",
+        "ensemble_weighted/roc.png",
+        "roc_all.png",
+    ):
         assert plot in html, plot
     assert "actual (1 = fake)" in html and "predicted (1 = fake)" in html
 
@@ -224,7 +249,17 @@ def test_cli_predict_export_and_explain_the_champion(project, tmp_path):
     first = sorted(folder.rglob("*.jpg"))[0]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    sh("deepfake-detect", "predict", "--model", uri, str(bad), str(folder), "--output", str(tmp_path / "p.csv"), cwd=dest)
+    sh(
+        "deepfake-detect",
+        "predict",
+        "--model",
+        uri,
+        str(bad),
+        str(folder),
+        "--output",
+        str(tmp_path / "p.csv"),
+        cwd=dest,
+    )
     rows = pd.read_csv(tmp_path / "p.csv")
     expected = [str(bad)] + [str(p) for p in sorted(folder.rglob("*.jpg"))]
     assert rows.path.tolist() == expected, "one row per file, in the order given"
@@ -232,20 +267,49 @@ def test_cli_predict_export_and_explain_the_champion(project, tmp_path):
     threshold = json.loads((dest / "metrics" / "register.json").read_text())["threshold"]
     assert (rows.threshold == threshold).all()
 
-    sh("deepfake-detect", "predict", "--model", uri, str(first), "--threshold", "0", "--output",
-       str(tmp_path / "p0.json"), cwd=dest)
+    sh(
+        "deepfake-detect",
+        "predict",
+        "--model",
+        uri,
+        str(first),
+        "--threshold",
+        "0",
+        "--output",
+        str(tmp_path / "p0.json"),
+        cwd=dest,
+    )
     assert json.loads((tmp_path / "p0.json").read_text())[0]["label"] == "fake"
 
     if json.loads((dest / "metrics" / "register.json").read_text())["kind"] == "single":
         onnx = tmp_path / "detector.onnx"
         sh("deepfake-detect", "export", "--model", uri, "--format", "onnx", str(onnx), cwd=dest)
-        sh("deepfake-detect", "predict", "--runtime", "onnx", "--model", str(onnx), str(folder), "--output",
-           str(tmp_path / "onnx.csv"), cwd=dest)
+        sh(
+            "deepfake-detect",
+            "predict",
+            "--runtime",
+            "onnx",
+            "--model",
+            str(onnx),
+            str(folder),
+            "--output",
+            str(tmp_path / "onnx.csv"),
+            cwd=dest,
+        )
         onnx_rows = pd.read_csv(tmp_path / "onnx.csv")
         np.testing.assert_allclose(onnx_rows.probability_fake, rows.probability_fake[1:], atol=1e-4)
     else:  # an ensemble champion has no single network to export: it says so
-        out = sh("deepfake-detect", "export", "--model", uri, "--format", "onnx", str(tmp_path / "x.onnx"),
-                 cwd=dest, check=False)
+        out = sh(
+            "deepfake-detect",
+            "export",
+            "--model",
+            uri,
+            "--format",
+            "onnx",
+            str(tmp_path / "x.onnx"),
+            cwd=dest,
+            check=False,
+        )
         assert out.returncode != 0 and "ensemble" in out.stderr
 
     sh("deepfake-detect", "explain", "--model", uri, str(first), "--out", str(tmp_path / "cam"), cwd=dest)
@@ -256,8 +320,11 @@ def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
     client = mlflow.MlflowClient()
 
     def one(stage, model):
-        return mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list",
-                                  filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'")[0]
+        return mlflow.search_runs(
+            experiment_names=["deepfake-detection"],
+            output_format="list",
+            filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'",
+        )[0]
 
     th = one("threshold", "resnet50")
     assert "roc_threshold.png" in {a.path for a in client.list_artifacts(th.info.run_id)}
@@ -267,12 +334,28 @@ def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
 
     ev = one("evaluate", "resnet50")
     figures = {a.path for a in client.list_artifacts(ev.info.run_id, "evaluation")}
-    for name in ("roc.png", "pr.png", "confusion_tuned.png", "confusion_tuned_normalized.png", "confusion_0.5.png",
-                 "confusion_matrices.json"):
+    for name in (
+        "roc.png",
+        "pr.png",
+        "confusion_tuned.png",
+        "confusion_tuned_normalized.png",
+        "confusion_0.5.png",
+        "confusion_matrices.json",
+    ):
         assert f"evaluation/{name}" in figures, name
     assert "gradcam_outcomes.png" in {a.path for a in client.list_artifacts(ev.info.run_id)}
-    for metric in ("accuracy", "precision", "recall", "f1", "auc", "average_precision", "balanced_accuracy",
-                   "eer", "brier", "ece"):
+    for metric in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "auc",
+        "average_precision",
+        "balanced_accuracy",
+        "eer",
+        "brier",
+        "ece",
+    ):
         assert f"test_{metric}" in ev.data.metrics and f"test_at_0.5_{metric}" in ev.data.metrics, metric
     result = json.loads((store / "metrics" / "evaluate" / "resnet50.json").read_text())
     assert result["threshold"] == chosen["threshold"]

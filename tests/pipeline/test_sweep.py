@@ -1,5 +1,6 @@
 """Sweeps as users run them: a grid of two queued DVC experiments (`dvc exp run --queue -S
-'loss.alpha=0.25,0.5'`, `dvc queue start`, as in the README) in a tiny copy of the project. Both must finish, both must log their runs to the MLflow
+'loss.alpha=0.25,0.5'`, `dvc queue start`, as in the README) in a tiny copy of the project.
+Both must finish, both must log their runs to the MLflow
 store of the project that queued them (not to the temporary copy DVC runs them in), tagged with
 the experiment's name, and `dvc exp show` must show their metrics."""
 
@@ -10,7 +11,6 @@ import time
 
 import mlflow
 import pytest
-
 from test_end_to_end import copy_project, sh
 
 pytestmark = pytest.mark.slow
@@ -37,15 +37,23 @@ def swept(tmp_path_factory):
 def _shown(dest) -> dict[str, dict]:
     """Experiment name -> its revision in `dvc exp show --json`."""
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=dest).stdout)
-    return {rev["name"]: rev for baseline in shown for exp in baseline.get("experiments") or []
-            for rev in exp.get("revs") or [] if rev.get("name")}
+    return {
+        rev["name"]: rev
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp.get("revs") or []
+        if rev.get("name")
+    }
 
 
 def test_both_queued_experiments_finish(swept):
     dest, status = swept
     lines = [ln for ln in status.splitlines()[1:] if ln.strip() and not ln.startswith("Worker")]
-    assert len(lines) == 2 and all("Success" in ln for ln in lines), status + "\n" + "\n".join(
-        sh("dvc", "queue", "logs", ln.split()[0], cwd=dest, check=False).stdout[-3000:] for ln in lines)
+    assert len(lines) == 2 and all("Success" in ln for ln in lines), (
+        status
+        + "\n"
+        + "\n".join(sh("dvc", "queue", "logs", ln.split()[0], cwd=dest, check=False).stdout[-3000:] for ln in lines)
+    )
 
 
 def test_dvc_exp_show_has_each_experiments_params_and_metrics(swept):
@@ -75,6 +83,7 @@ def test_every_run_of_the_sweep_lands_in_the_projects_store_grouped_by_experimen
     assert set(by_exp) == set(_shown(dest)), "one dvc_exp tag per experiment, named as DVC names it"
     for name, stages in by_exp.items():
         assert {"train", "threshold", "evaluate"} <= stages, (name, stages)
-    alphas = {r.data.params["loss.alpha"] for r in runs
-              if r.data.tags.get("stage") == "train" and "dvc_exp" in r.data.tags}
+    alphas = {
+        r.data.params["loss.alpha"] for r in runs if r.data.tags.get("stage") == "train" and "dvc_exp" in r.data.tags
+    }
     assert alphas == ALPHAS

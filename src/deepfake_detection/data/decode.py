@@ -34,7 +34,9 @@ def _decoder(image_size: int):
 _DECODERS: dict[int, Any] = {}
 
 
-def check_images(contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS) -> tuple[list[str | None], list[str | None]]:
+def check_images(
+    contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS
+) -> tuple[list[str | None], list[str | None]]:
     """One error and one warning (or ``None``) per encoded image, from its header alone
     (:func:`deepfake_detection.data.images.check_encoded`); ``None`` entries get neither."""
     errors: list[str | None] = []
@@ -46,8 +48,9 @@ def check_images(contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS)
     return errors, warnings_
 
 
-def decode_images(contents: Sequence[bytes | None], image_size: int, *,
-                  max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str | None]]:
+def decode_images(
+    contents: Sequence[bytes | None], image_size: int, *, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, list[str | None]]:
     """Decode encoded images to float32 RGB ``(n, s, s, 3)`` in [0, 255] (rows that fail are zeros).
 
     ``None`` entries are skipped. Returns the pixels and one error message per entry (``None``

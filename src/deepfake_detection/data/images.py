@@ -263,9 +263,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     raise UnsupportedModeError(mode)
 
 
-def load_rgb(
-    path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, exif_transpose: bool = True
-) -> np.ndarray:
+def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, exif_transpose: bool = True) -> np.ndarray:
     """``uint8`` array ``H x W x 3`` of the image at ``path``.
 
     Applies the EXIF orientation tag (as a photo viewer would) unless ``exif_transpose`` is
@@ -348,7 +346,9 @@ def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
         return EncodedCheck(f"image too small: {width}x{height} pixels, at least {MIN_SIDE} a side needed", **found)
     notes = []
     if min(width, height) < SMALL_SIDE:
-        notes.append(f"small image ({width}x{height} pixels, under {SMALL_SIDE} a side): upscaled, a less reliable score")
+        notes.append(
+            f"small image ({width}x{height} pixels, under {SMALL_SIDE} a side): upscaled, a less reliable score"
+        )
     ratio = max(width, height) / min(width, height)
     if ratio > MAX_ASPECT_RATIO:
         notes.append(

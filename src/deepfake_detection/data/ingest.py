@@ -358,8 +358,13 @@ def ingest(
     try:
         written = _write(items, work, src, fmt, quality, progress)
         duplicates = _duplicates(items, written.dest_of, src, warnings)
-        options = {"valid_fraction": valid_fraction, "test_fraction": test_fraction, "seed": seed,
-                   "reencode": fmt, "quality": int(quality)}
+        options = {
+            "valid_fraction": valid_fraction,
+            "test_fraction": test_fraction,
+            "seed": seed,
+            "reencode": fmt,
+            "quality": int(quality),
+        }
         report = _report(src, dest, layout, items, written, duplicates, warnings, options, started)
         (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
         if dest.exists():
@@ -374,8 +379,9 @@ def ingest(
 # --- the steps of ingest ---------------------------------------------------------------------
 
 
-def _check_arguments(src: Path, dest: Path, valid_fraction: float, test_fraction: float,
-                     reencode: str | None, quality: int) -> str | None:
+def _check_arguments(
+    src: Path, dest: Path, valid_fraction: float, test_fraction: float, reencode: str | None, quality: int
+) -> str | None:
     """Refuse bad arguments and an unusable ``dest``; return the re-encoding format (or None)."""
     if not src.is_dir():
         raise ValueError(f"source {src} is not a folder")
@@ -418,8 +424,9 @@ def _inspect(items: list[_Item], progress: bool) -> None:
                 item.info = ImageInfo(ok=False, reason="unreadable", detail=f"{type(err).__name__}: {err}")
 
 
-def _assign(layout: _Layout, items: list[_Item], valid_fraction: float, test_fraction: float, seed: int,
-            warnings: list[str]) -> None:
+def _assign(
+    layout: _Layout, items: list[_Item], valid_fraction: float, test_fraction: float, seed: int, warnings: list[str]
+) -> None:
     """Each good item's split: the source's, or for a flat layout
     :func:`~deepfake_detection.data.split.assign_splits` (stratified, seeded, byte-identical
     files in one split), on the items sorted by source path."""
@@ -455,13 +462,22 @@ def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: 
     for split in SPLITS:
         for label in LABELS:
             (work / split / label).mkdir(parents=True)
-    out = _Written({split: {label: 0 for label in LABELS} for split in SPLITS},
-                   Counter({"copied": 0, "converted": 0, "reencoded": 0}))
+    out = _Written(
+        {split: {label: 0 for label in LABELS} for split in SPLITS},
+        Counter({"copied": 0, "converted": 0, "reencoded": 0}),
+    )
     used: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     def skip(item: _Item, reason: str, detail: str | None) -> None:
-        out.skipped_files.append({"source": _rel(item.source, src), "split": item.split or item.folder.split,
-                                  "label": item.folder.label, "reason": reason, "detail": detail})
+        out.skipped_files.append(
+            {
+                "source": _rel(item.source, src),
+                "split": item.split or item.folder.split,
+                "label": item.folder.label,
+                "reason": reason,
+                "detail": detail,
+            }
+        )
 
     for item in tqdm(items, desc="write", unit="img", disable=not progress):
         info = item.info
@@ -492,8 +508,15 @@ def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: 
         out.methods[method] += 1
         out.written_files.append({"source": _rel(item.source, src), "dest": rel_dest, "method": method})
         if method == "converted":
-            out.converted_files.append({"source": _rel(item.source, src), "dest": rel_dest, "format": info.format,
-                                        "mode": info.mode, "why": ", ".join(why)})
+            out.converted_files.append(
+                {
+                    "source": _rel(item.source, src),
+                    "dest": rel_dest,
+                    "format": info.format,
+                    "mode": info.mode,
+                    "why": ", ".join(why),
+                }
+            )
     return out
 
 
@@ -508,8 +531,9 @@ def _duplicates(items: list[_Item], dest_of: dict[int, str], src: Path, warnings
     for digest, group in sorted(by_hash.items()):
         if len(group) < 2:
             continue
-        duplicates.append({"md5": digest,
-                           "files": [{"source": _rel(i.source, src), "dest": dest_of[id(i)]} for i in group]})
+        duplicates.append(
+            {"md5": digest, "files": [{"source": _rel(i.source, src), "dest": dest_of[id(i)]} for i in group]}
+        )
         if len({i.split for i in group}) > 1:
             warnings.append(f"identical files in several splits (leakage): {[_rel(i.source, src) for i in group]}")
         if len({i.folder.label for i in group}) > 1:
@@ -517,8 +541,17 @@ def _duplicates(items: list[_Item], dest_of: dict[int, str], src: Path, warnings
     return duplicates
 
 
-def _report(src: Path, dest: Path, layout: _Layout, items: list[_Item], written: _Written, duplicates: list[dict],
-            warnings: list[str], options: dict, started: float) -> dict:
+def _report(
+    src: Path,
+    dest: Path,
+    layout: _Layout,
+    items: list[_Item],
+    written: _Written,
+    duplicates: list[dict],
+    warnings: list[str],
+    options: dict,
+    started: float,
+) -> dict:
     """The report (see :func:`ingest`), after checking that every file seen was written or skipped."""
     seen, n_written, skipped = len(items), len(written.written_files), len(written.skipped_files)
     if n_written + skipped != seen or sum(sum(c.values()) for c in written.counts.values()) != n_written:
@@ -531,8 +564,10 @@ def _report(src: Path, dest: Path, layout: _Layout, items: list[_Item], written:
         "layout": layout.kind,
         "split_from": "seeded shuffle" if layout.kind == "flat" else "source",
         "options": options,
-        "folders": [{"path": _rel(f.path, src), "split": f.split, "label": f.label, "files": found[id(f)]}
-                    for f in layout.folders],
+        "folders": [
+            {"path": _rel(f.path, src), "split": f.split, "label": f.label, "files": found[id(f)]}
+            for f in layout.folders
+        ],
         "seen": seen,
         "written": n_written,
         "skipped": skipped,

@@ -72,7 +72,9 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
         raise ValueError("class_weights needs at least one label")
     classes = np.arange(len(LABELS))
     if not np.isin(y, classes).all():
-        raise ValueError(f"labels must be class ids {classes.tolist()} ({', '.join(LABELS)}); got {np.unique(y).tolist()}")
+        raise ValueError(
+            f"labels must be class ids {classes.tolist()} ({', '.join(LABELS)}); got {np.unique(y).tolist()}"
+        )
     y = y.astype(np.int64)
     absent = [LABELS[c] for c in classes if c not in y]
     if absent:
@@ -101,8 +103,17 @@ def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
         if not info.ok:
             problems.append(f"{path}: {info.reason} (run `deepfake-detect ingest` to clean a dataset)")
             continue
-        rows.append({"path": path.as_posix(), "label": label, "split": split, "md5": md5_of(path),
-                     "width": info.width, "height": info.height, "subgroup": subgroup_of(path.name)})
+        rows.append(
+            {
+                "path": path.as_posix(),
+                "label": label,
+                "split": split,
+                "md5": md5_of(path),
+                "width": info.width,
+                "height": info.height,
+                "subgroup": subgroup_of(path.name),
+            }
+        )
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -112,8 +123,7 @@ def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
 
 def statistics(manifest: pd.DataFrame) -> dict:
     """Counts per split and class, class balance, class weights, cross-split duplicates."""
-    counts = {s: {lb: int(((manifest.split == s) & (manifest.label == lb)).sum()) for lb in LABELS}
-              for s in SPLITS}
+    counts = {s: {lb: int(((manifest.split == s) & (manifest.label == lb)).sum()) for lb in LABELS} for s in SPLITS}
     train_labels = (manifest.label[manifest.split == "train"] == "fake").astype(int)
     weights = class_weights(train_labels)
     dup = manifest.groupby("md5").split.nunique()

@@ -42,7 +42,9 @@ _N_OP_SEEDS = 6  # geometry, flip, brightness, contrast, jpeg, (spare)
 def _check_manifest(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     """The rows of ``split``, in manifest order; ValueError naming what to fix otherwise."""
     if not isinstance(manifest, pd.DataFrame):
-        raise ValueError(f"manifest must be a pandas DataFrame (read artifacts/manifest.csv), not {type(manifest).__name__}")
+        raise ValueError(
+            f"manifest must be a pandas DataFrame (read artifacts/manifest.csv), not {type(manifest).__name__}"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise ValueError(
@@ -189,8 +191,13 @@ def self_blend(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     inv = 1.0 / scale  # output (x, y) samples input ((x - cx - dx) / s + cx, ...)
     transform = tf.stack([inv, 0.0, cx - inv * (cx + shift[0]), 0.0, inv, cy - inv * (cy + shift[1]), 0.0, 0.0])
     source = tf.raw_ops.ImageProjectiveTransformV3(
-        images=source[tf.newaxis], transforms=transform[tf.newaxis], output_shape=shape[:2],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")[0]
+        images=source[tf.newaxis],
+        transforms=transform[tf.newaxis],
+        output_shape=shape[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )[0]
     mask = _ellipse_mask(shape[0], shape[1], seeds[2]) * (0.5 + 0.5 * u[8])
     return tf.clip_by_value(mask * source + (1.0 - mask) * image, 0.0, 255.0)
 
@@ -205,8 +212,9 @@ def maybe_self_blend(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, probab
     return image, tf.where(blend, tf.constant(1.0, label.dtype), label)
 
 
-def _train_element(path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int,
-                   augment: AugmentParams, patch_size: int | None):
+def _train_element(
+    path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int, augment: AugmentParams, patch_size: int | None
+):
     """One training element: decode at native size, maybe self-blend, bring to the view (resize,
     or a random patch), augment."""
     seeds = tf.random.split(seed, 3)
@@ -270,7 +278,9 @@ def make_dataset(
     if augment is not None and split != "train":  # self-blending relabels images: never outside training
         raise ValueError(f"augmentation is for the training split only, not {split!r}: pass augment=None")
     paths = paths_of(manifest, split, root)
-    _check_files_exist(paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare")
+    _check_files_exist(
+        paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare"
+    )
     labels = labels_of(manifest, split).astype(np.float32)
 
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels))
@@ -280,8 +290,9 @@ def make_dataset(
         ds = ds.repeat()
 
     if augment is None:
-        ds = ds.map(lambda p, y: (_load_view(p, image_size, patch_size), y), num_parallel_calls=AUTOTUNE,
-                    deterministic=True)
+        ds = ds.map(
+            lambda p, y: (_load_view(p, image_size, patch_size), y), num_parallel_calls=AUTOTUNE, deterministic=True
+        )
     else:
         # one [2] seed per element, new ones on each pass over the dataset
         element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)

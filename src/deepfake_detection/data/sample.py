@@ -68,8 +68,7 @@ def generate(
 
     # The k-th image of a class goes to the split whose range holds k (train, valid, test).
     bounds = np.cumsum([counts[s] for s in SPLITS])
-    with tqdm(total=2 * images_per_class, desc="sample data", unit="img",
-              disable=not progress) as bar:
+    with tqdm(total=2 * images_per_class, desc="sample data", unit="img", disable=not progress) as bar:
         for class_id, label in enumerate(LABELS):
             for index in range(images_per_class):
                 split_id = int(np.searchsorted(bounds, index, side="right"))
@@ -109,14 +108,9 @@ def _is_int(value: object) -> bool:
 
 def _validate(out: Path, images_per_class, size, quality, seed, progress) -> None:
     if not _is_int(images_per_class) or images_per_class < 1:
-        raise ValueError(
-            f"images_per_class must be a positive integer, got {images_per_class!r}"
-        )
+        raise ValueError(f"images_per_class must be a positive integer, got {images_per_class!r}")
     if not _is_int(size) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(
-            f"size must be an integer number of pixels from {MIN_SIZE} to {MAX_SIZE}, "
-            f"got {size!r}"
-        )
+        raise ValueError(f"size must be an integer number of pixels from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     if not _is_int(quality) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality integer from 1 to 100, got {quality!r}")
     if not _is_int(seed) or seed < 0:
@@ -141,14 +135,12 @@ def _validate_fractions(fractions) -> None:
         isinstance(f, Real) and not isinstance(f, bool) and math.isfinite(f) for f in values
     ):
         raise ValueError(
-            "fractions must be three numbers (train, valid, test), e.g. (0.7, 0.15, 0.15), "
-            f"got {fractions!r}"
+            f"fractions must be three numbers (train, valid, test), e.g. (0.7, 0.15, 0.15), got {fractions!r}"
         )
     if any(f < 0 for f in values):
         raise ValueError(f"fractions must not be negative, got {values}")
     if abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"fractions (train, valid, test) must sum to 1, got {values} "
-                         f"(sum {sum(values):g})")
+        raise ValueError(f"fractions (train, valid, test) must sum to 1, got {values} (sum {sum(values):g})")
     if values[0] <= 0:
         raise ValueError(f"the train fraction must be positive, got {values}")
 
@@ -208,9 +200,7 @@ def _soft_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     cy = rng.uniform(ry, size - ry)
     scale = 4  # draw supersampled for a smooth outline
     mask = Image.new("L", (size * scale, size * scale), 0)
-    ImageDraw.Draw(mask).ellipse(
-        ((cx - rx) * scale, (cy - ry) * scale, (cx + rx) * scale, (cy + ry) * scale), fill=255
-    )
+    ImageDraw.Draw(mask).ellipse(((cx - rx) * scale, (cy - ry) * scale, (cx + rx) * scale, (cy + ry) * scale), fill=255)
     mask = mask.resize((size, size), Image.Resampling.BOX)
     mask = mask.filter(ImageFilter.GaussianBlur(radius=side * rng.uniform(0.06, 0.12)))
     return (np.asarray(mask, dtype=np.float32) / 255.0)[..., None]
@@ -286,6 +276,4 @@ def make_fake(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def save_jpeg(image: np.ndarray, path: Path, quality: int) -> None:
     """The one encoder for both classes: JPEG, fixed quality and subsampling, no metadata."""
-    Image.fromarray(image).save(
-        path, format="JPEG", quality=quality, subsampling=SUBSAMPLING, optimize=False
-    )
+    Image.fromarray(image).save(path, format="JPEG", quality=quality, subsampling=SUBSAMPLING, optimize=False)

@@ -52,8 +52,9 @@ def grid_crops(image: tf.Tensor | np.ndarray, patch: int) -> tf.Tensor:
     row by row."""
     image = pad_to_patch(tf.convert_to_tensor(image), patch)
     height, width = (int(v) for v in image.shape[:2])
-    return tf.stack([image[y:y + patch, x:x + patch]
-                     for y in grid_origins(height, patch) for x in grid_origins(width, patch)])
+    return tf.stack(
+        [image[y : y + patch, x : x + patch] for y in grid_origins(height, patch) for x in grid_origins(width, patch)]
+    )
 
 
 def random_crop(image: tf.Tensor, patch: int, seed: tf.Tensor) -> tf.Tensor:
@@ -66,7 +67,7 @@ def center_crop(image: tf.Tensor, patch: int) -> tf.Tensor:
     image = pad_to_patch(image, patch)
     shape = tf.shape(image)
     top, left = (shape[0] - patch) // 2, (shape[1] - patch) // 2
-    return image[top:top + patch, left:left + patch]
+    return image[top : top + patch, left : left + patch]
 
 
 def combine_crop_scores(probabilities: np.ndarray) -> float:
@@ -76,8 +77,7 @@ def combine_crop_scores(probabilities: np.ndarray) -> float:
     return float(1.0 / (1.0 + math.exp(-mean_logit)))
 
 
-def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray,
-                data: DataParams) -> float:
+def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray, data: DataParams) -> float:
     """P(fake) of one decoded ``(h, w, 3)`` float32 image in [0, 255] under ``data.view``.
 
     ``predict`` maps a batch ``(n, s, s, 3)`` to P(fake) ``(n,)`` or ``(n, 1)``. With ``resize``
@@ -100,6 +100,6 @@ def stitch_crops(values: np.ndarray, height: int, width: int, patch: int) -> np.
     total = np.zeros((max(height, patch), max(width, patch)))
     count = np.zeros_like(total)
     for value, (y, x) in zip(values, ((y, x) for y in ys for x in xs)):
-        total[y:y + patch, x:x + patch] += value
-        count[y:y + patch, x:x + patch] += 1
+        total[y : y + patch, x : x + patch] += value
+        count[y : y + patch, x : x + patch] += 1
     return (total / count)[:height, :width]

@@ -51,7 +51,9 @@ def _matrix(P, k: int | None = None) -> np.ndarray:
 def _val(P_val, y_val) -> tuple[np.ndarray, np.ndarray]:
     P = _matrix(P_val)
     if len(np.asarray(y_val)) != P.shape[0]:
-        raise ValueError(f"validation labels and predictions differ in length: {len(np.asarray(y_val))} vs {P.shape[0]}")
+        raise ValueError(
+            f"validation labels and predictions differ in length: {len(np.asarray(y_val))} vs {P.shape[0]}"
+        )
     y, _ = validate_scores(y_val, P[:, 0])  # both classes, 0/1 labels
     return P, y
 
@@ -94,7 +96,11 @@ def fit_weights(P_val, y_val) -> np.ndarray:
         return loss, P.T @ dq
 
     res = minimize(
-        loss_and_grad, np.full(k, 1.0 / k), jac=True, method="SLSQP", bounds=[(0.0, 1.0)] * k,
+        loss_and_grad,
+        np.full(k, 1.0 / k),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * k,
         constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones_like(w)}],
         options={"maxiter": 500, "ftol": 1e-12},
     )
@@ -228,8 +234,9 @@ def fit_ensemble(kind: str, members: list[str], P_val, y_val, member_thresholds=
 FITTED_KINDS = ("weighted", "stacking")  # the kinds that learn parameters from validation
 
 
-def cross_fitted_scores(kind: str, members: list[str], P_val, y_val, member_thresholds=None,
-                        seed: int = 0, folds: int = 5) -> np.ndarray:
+def cross_fitted_scores(
+    kind: str, members: list[str], P_val, y_val, member_thresholds=None, seed: int = 0, folds: int = 5
+) -> np.ndarray:
     """Out-of-fold validation scores of an ensemble ``kind``: each fold is scored by an ensemble
     fit on the other folds (stratified, seeded). Weighted and stacking ensembles learn from
     validation, so their in-sample validation scores flatter them; these are the scores to

@@ -14,8 +14,8 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from scipy import stats  # noqa: E402
 from sklearn.metrics import (  # noqa: E402
     ConfusionMatrixDisplay,
     PrecisionRecallDisplay,
@@ -35,11 +35,26 @@ from sklearn.metrics import (  # noqa: E402
 from deepfake_detection import LABELS  # noqa: E402
 from deepfake_detection.evaluation.thresholds import validate_scores  # noqa: E402
 
-METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "auc", "average_precision", "balanced_accuracy",
-               "eer", "brier", "ece", "threshold", "tp", "fp", "tn", "fn", "n")
+METRIC_KEYS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "auc",
+    "average_precision",
+    "balanced_accuracy",
+    "eer",
+    "brier",
+    "ece",
+    "threshold",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "n",
+)
 SUBGROUP_ORDER = ("easy", "mid", "hard")  # CIPLAB's file-name prefixes of fake images
-SUBGROUP_COLUMNS = ("group", "n", "n_fake", "n_real", "accuracy", "recall", "fpr", "mean_p", "auc",
-                    "auc_reference")
+SUBGROUP_COLUMNS = ("group", "n", "n_fake", "n_real", "accuracy", "recall", "fpr", "mean_p", "auc", "auc_reference")
 
 
 def predict_labels(p, threshold: float) -> np.ndarray:
@@ -171,9 +186,15 @@ def plot_confusion(y, p, threshold: float, normalize: bool = False, title: str =
     y, p = validate_scores(y, p, require_both=False)
     fig, ax = _new_axes()
     ConfusionMatrixDisplay.from_predictions(
-        y, predict_labels(p, threshold), labels=[0, 1], display_labels=[f"{i} = {lb}" for i, lb in enumerate(LABELS)],
-        normalize="true" if normalize else None, values_format=".2f" if normalize else "d",
-        cmap="Blues", colorbar=False, ax=ax,
+        y,
+        predict_labels(p, threshold),
+        labels=[0, 1],
+        display_labels=[f"{i} = {lb}" for i, lb in enumerate(LABELS)],
+        normalize="true" if normalize else None,
+        values_format=".2f" if normalize else "d",
+        cmap="Blues",
+        colorbar=False,
+        ax=ax,
     )
     ax.set_title(f"{title} (t = {threshold:.3f})")
     ax.set_xlabel(PREDICTED)
@@ -265,18 +286,20 @@ def subgroup_metrics(y, p, groups, threshold: float) -> pd.DataFrame:
             ref = "group reals vs all fakes"
         else:
             auc, ref = float("nan"), ""
-        rows.append({
-            "group": name,
-            "n": int(m.sum()),
-            "n_fake": int(fakes.sum()),
-            "n_real": int(reals.sum()),
-            "accuracy": float(accuracy_score(yg, predg)),
-            "recall": float(predg[fakes].mean()) if fakes.any() else float("nan"),
-            "fpr": float(predg[reals].mean()) if reals.any() else float("nan"),
-            "mean_p": float(pg.mean()),
-            "auc": auc,
-            "auc_reference": ref,
-        })
+        rows.append(
+            {
+                "group": name,
+                "n": int(m.sum()),
+                "n_fake": int(fakes.sum()),
+                "n_real": int(reals.sum()),
+                "accuracy": float(accuracy_score(yg, predg)),
+                "recall": float(predg[fakes].mean()) if fakes.any() else float("nan"),
+                "fpr": float(predg[reals].mean()) if reals.any() else float("nan"),
+                "mean_p": float(pg.mean()),
+                "auc": auc,
+                "auc_reference": ref,
+            }
+        )
     return pd.DataFrame(rows, columns=list(SUBGROUP_COLUMNS))
 
 

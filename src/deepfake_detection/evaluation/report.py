@@ -41,8 +41,13 @@ def headline(result: dict) -> dict:
     """The numbers `dvc metrics show` lists by default: val AUC, test AUC at the tuned threshold
     with its 95% interval, and the threshold."""
     ci = result["test_auc_ci95"]
-    return {"val_auc": result["val"]["auc"], "test_auc": result["test"]["tuned"]["auc"],
-            "test_auc_low": ci["low"], "test_auc_high": ci["high"], "threshold": result["threshold"]}
+    return {
+        "val_auc": result["val"]["auc"],
+        "test_auc": result["test"]["tuned"]["auc"],
+        "test_auc_low": ci["low"],
+        "test_auc_high": ci["high"],
+        "threshold": result["threshold"],
+    }
 
 
 def load_results(params: Params) -> list[dict]:
@@ -60,5 +65,7 @@ def assert_aligned(frames: dict[str, pd.DataFrame]) -> None:
     first_name, first = next(iter(frames.items()))
     for name, df in frames.items():
         if len(df) != len(first) or not np.array_equal(df.path.to_numpy(), first.path.to_numpy()):
-            raise ValueError(f"predictions of {name} and {first_name} cover different images: "
-                             "re-run their threshold/evaluate stages on the same manifest")
+            raise ValueError(
+                f"predictions of {name} and {first_name} cover different images: "
+                "re-run their threshold/evaluate stages on the same manifest"
+            )

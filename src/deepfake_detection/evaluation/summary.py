@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 LEADING = ("model", "kind", "at", "threshold", "accuracy", "precision", "recall", "f1", "auc")
 KINDS = ("single", "ensemble")
 AT = ("tuned", "0.5")
@@ -21,9 +20,18 @@ def summary_rows(results: list[dict]) -> list[dict]:
     """The rows of :func:`summary_table` from evaluation results (``metrics/evaluate/<model>.json``,
     ``metrics/ensemble/<ensemble>.json``): one per threshold in ``result["test"]`` (``tuned``, ``0.5``),
     with the validation AUC and the threshold method."""
-    return [{"model": r["model"], "kind": r["kind"], "at": at, **metrics, "val_auc": r["val"]["auc"],
-             "threshold_method": r["threshold_method"]}
-            for r in results for at, metrics in r["test"].items()]
+    return [
+        {
+            "model": r["model"],
+            "kind": r["kind"],
+            "at": at,
+            **metrics,
+            "val_auc": r["val"]["auc"],
+            "threshold_method": r["threshold_method"],
+        }
+        for r in results
+        for at, metrics in r["test"].items()
+    ]
 
 
 def _at_label(v) -> str:
@@ -57,9 +65,11 @@ def summary_table(rows: list[dict]) -> pd.DataFrame:
     tuned_auc = df[df["at"] == "tuned"].set_index("model")["auc"]
     fallback = df.groupby("model")["auc"].max()  # a model without a tuned row sorts by its best AUC
     key = df["model"].map(tuned_auc).fillna(df["model"].map(fallback))
-    df = (df.assign(_key=-key.astype(float), _at=df["at"].map(AT.index))
-            .sort_values(["_key", "model", "_at"], kind="stable", na_position="last")
-            .drop(columns=["_key", "_at"]))
+    df = (
+        df.assign(_key=-key.astype(float), _at=df["at"].map(AT.index))
+        .sort_values(["_key", "model", "_at"], kind="stable", na_position="last")
+        .drop(columns=["_key", "_at"])
+    )
     rest = [c for c in df.columns if c not in LEADING]
     return df[list(LEADING) + rest].reset_index(drop=True)
 

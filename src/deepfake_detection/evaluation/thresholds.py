@@ -41,7 +41,9 @@ def validate_scores(y, p, *, require_both: bool = True) -> tuple[np.ndarray, np.
     if y.dtype.kind == "f" and np.isnan(y).any():
         raise ValueError("labels contain NaN")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 0 (real) or 1 (fake); found {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}")
+        raise ValueError(
+            f"labels must be 0 (real) or 1 (fake); found {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}"
+        )
     if np.isnan(p).any():
         raise ValueError(f"probabilities contain NaN ({int(np.isnan(p).sum())} of {len(p)})")
     if (p < 0).any() or (p > 1).any():
@@ -88,8 +90,13 @@ class ThresholdResult:
 
     def to_dict(self) -> dict:
         """Scalars only, JSON-serialisable (for metrics files / MLflow params)."""
-        return {"threshold": self.threshold, "method": self.method, "target": self.target,
-                "fpr": self.fpr, "tpr": self.tpr}
+        return {
+            "threshold": self.threshold,
+            "method": self.method,
+            "target": self.target,
+            "fpr": self.fpr,
+            "tpr": self.tpr,
+        }
 
 
 def _check_target(method: str, target: float | None) -> float | None:
@@ -143,8 +150,16 @@ def select_threshold(y, p, method: str = "youden", target: float | None = None) 
 
     threshold = float(np.clip(threshold, 0.0, 1.0))
     at_fpr, at_tpr = rates_at(y, p, threshold)
-    return ThresholdResult(threshold=threshold, method=method, target=target, fpr=at_fpr, tpr=at_tpr,
-                           roc_fpr=fpr, roc_tpr=tpr, roc_thresholds=thr)
+    return ThresholdResult(
+        threshold=threshold,
+        method=method,
+        target=target,
+        fpr=at_fpr,
+        tpr=at_tpr,
+        roc_fpr=fpr,
+        roc_tpr=tpr,
+        roc_thresholds=thr,
+    )
 
 
 def plot_roc_with_threshold(result: ThresholdResult, title: str = "ROC") -> Figure:
@@ -155,10 +170,22 @@ def plot_roc_with_threshold(result: ThresholdResult, title: str = "ROC") -> Figu
     display = RocCurveDisplay(fpr=result.roc_fpr, tpr=result.roc_tpr, roc_auc=result.auc, name="ROC")
     display.plot(ax=ax, plot_chance_level=True)
     label = f"{result.method}: t = {result.threshold:.3f}"
-    ax.plot([result.fpr], [result.tpr], marker="o", markersize=8, color="crimson", linestyle="none",
-            label=f"{label} (fpr {result.fpr:.3f}, tpr {result.tpr:.3f})")
-    ax.annotate(f"t = {result.threshold:.3f}", (result.fpr, result.tpr), xytext=(10, -15),
-                textcoords="offset points", color="crimson")
+    ax.plot(
+        [result.fpr],
+        [result.tpr],
+        marker="o",
+        markersize=8,
+        color="crimson",
+        linestyle="none",
+        label=f"{label} (fpr {result.fpr:.3f}, tpr {result.tpr:.3f})",
+    )
+    ax.annotate(
+        f"t = {result.threshold:.3f}",
+        (result.fpr, result.tpr),
+        xytext=(10, -15),
+        textcoords="offset points",
+        color="crimson",
+    )
     ax.set_title(title)
     ax.set_xlabel("false positive rate (real called fake)")
     ax.set_ylabel("true positive rate (fake caught; 1 = fake)")

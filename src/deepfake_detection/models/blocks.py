@@ -84,9 +84,9 @@ def spatial_attention(x, kernel_size: int = 7, name: str = "spatial_attention"):
     mx = layers.GlobalMaxPooling1D(data_format="channels_first", keepdims=True, name=f"{name}_channel_max")(flat)
     desc = layers.Concatenate(axis=-1, name=f"{name}_concat")([avg, mx])
     desc = layers.Reshape((height, width, 2), name=f"{name}_descriptor")(desc)
-    gate = layers.Conv2D(
-        1, kernel_size, padding="same", activation="sigmoid", use_bias=False, name=f"{name}_conv"
-    )(desc)
+    gate = layers.Conv2D(1, kernel_size, padding="same", activation="sigmoid", use_bias=False, name=f"{name}_conv")(
+        desc
+    )
     return layers.Multiply(name=f"{name}_scale")([x, gate])
 
 

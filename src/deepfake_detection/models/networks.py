@@ -47,8 +47,15 @@ class LightSECNNParams(NetworkParams):
     dropout: float = Field(0.3, ge=0, lt=1)
 
 
-@network("resnet50", params=TransferParams, transfer=True, application="ResNet50", preprocessing="caffe",
-         backbone_output="conv5_block3_out", weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+@network(
+    "resnet50",
+    params=TransferParams,
+    transfer=True,
+    application="ResNet50",
+    preprocessing="caffe",
+    backbone_output="conv5_block3_out",
+    weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+)
 def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
     """ResNet50 (caffe preprocessing inside) -> GAP -> dropout -> sigmoid."""
     from .zoo import transfer_model
@@ -56,8 +63,14 @@ def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainabl
     return transfer_model("resnet50", image_size, params, backbone_trainable)
 
 
-@network("efficientnet_b0", params=TransferParams, transfer=True, application="EfficientNetB0",
-         backbone_output="top_activation", weights_file="efficientnetb0_notop.h5")
+@network(
+    "efficientnet_b0",
+    params=TransferParams,
+    transfer=True,
+    application="EfficientNetB0",
+    backbone_output="top_activation",
+    weights_file="efficientnetb0_notop.h5",
+)
 def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
     """EfficientNetB0 (ImageNet mean/std normalisation inside) -> GAP -> dropout -> sigmoid."""
     from .zoo import transfer_model
@@ -89,12 +102,20 @@ def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_tr
     return keras.Model(inputs, outputs, name="light_se_cnn")
 
 
-@network("efficientnet_b0_dual_attention", params=DualAttentionParams, transfer=True, application="EfficientNetB0",
-         backbone_output="top_activation", weights_file="efficientnetb0_notop.h5")
-def build_efficientnet_b0_dual_attention(image_size: int, params: DualAttentionParams, *,
-                                         backbone_trainable: bool = False):
+@network(
+    "efficientnet_b0_dual_attention",
+    params=DualAttentionParams,
+    transfer=True,
+    application="EfficientNetB0",
+    backbone_output="top_activation",
+    weights_file="efficientnetb0_notop.h5",
+)
+def build_efficientnet_b0_dual_attention(
+    image_size: int, params: DualAttentionParams, *, backbone_trainable: bool = False
+):
     """EfficientNetB0 features -> CBAM channel + spatial attention -> GAP -> dropout -> sigmoid."""
     from .zoo import transfer_model
 
-    return transfer_model("efficientnet_b0_dual_attention", image_size, params, backbone_trainable,
-                          attention_ratio=params.attention_ratio)
+    return transfer_model(
+        "efficientnet_b0_dual_attention", image_size, params, backbone_trainable, attention_ratio=params.attention_ratio
+    )

@@ -59,20 +59,30 @@ class NetworkSpec:
 SPECS: dict[str, NetworkSpec] = {}
 
 
-def network(name: str, *, params: type[NetworkParams], transfer: bool = False, application: str | None = None,
-            backbone_output: str | None = None, weights_file: str | None = None,
-            preprocessing: Literal["caffe"] | None = None) -> Callable:
+def network(
+    name: str,
+    *,
+    params: type[NetworkParams],
+    transfer: bool = False,
+    application: str | None = None,
+    backbone_output: str | None = None,
+    weights_file: str | None = None,
+    preprocessing: Literal["caffe"] | None = None,
+) -> Callable:
     """Decorator: register the decorated builder as network ``name`` with its settings class."""
 
     def register(builder: Callable) -> Callable:
         if name in SPECS:
             raise ValueError(f"network {name!r} is registered twice")
         if not name.isidentifier():
-            raise ValueError(f"network name {name!r} must be an identifier (it is a params.yaml key and a DVC stage suffix)")
+            raise ValueError(
+                f"network name {name!r} must be an identifier (it is a params.yaml key and a DVC stage suffix)"
+            )
         if transfer and not (application and backbone_output):
             raise ValueError(f"transfer network {name!r} needs its application and backbone_output")
-        SPECS[name] = NetworkSpec(name, params, builder, transfer, application, backbone_output, weights_file,
-                                  preprocessing)
+        SPECS[name] = NetworkSpec(
+            name, params, builder, transfer, application, backbone_output, weights_file, preprocessing
+        )
         return builder
 
     return register

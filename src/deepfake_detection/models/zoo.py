@@ -100,7 +100,9 @@ def _backbone(name: str, inputs, image_size: int, weights: str) -> tuple[keras.M
     else:
         x = inputs  # EfficientNetB0 has its own Rescaling + Normalization layers
     base = app(include_top=False, weights=None, input_tensor=x, input_shape=(image_size, image_size, 3))
-    norms = [layer for layer in base.layers if isinstance(layer, layers.Normalization) and layer.name != "preprocess_caffe"]
+    norms = [
+        layer for layer in base.layers if isinstance(layer, layers.Normalization) and layer.name != "preprocess_caffe"
+    ]
     for layer in norms:
         _set_imagenet_normalization(layer)
     if weights != "none":

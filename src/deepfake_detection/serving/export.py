@@ -21,7 +21,9 @@ def onnx_sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_model(model_uri_or_keras_path: str | Path, fmt: str, out: Path | str, *, threshold: float | None = None) -> Path:
+def export_model(
+    model_uri_or_keras_path: str | Path, fmt: str, out: Path | str, *, threshold: float | None = None
+) -> Path:
     """Export a single-model detector (or a ``.keras`` file) as a TF SavedModel or ONNX.
 
     ``savedmodel``: ``model.export(out, format="tf_saved_model")`` (a folder; its ``serve``

@@ -184,7 +184,9 @@ def _is_missing(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def read_inputs(model_input: pd.DataFrame, access: PathAccess = LOCAL_ACCESS) -> tuple[list[bytes | None], list[str | None]]:
+def read_inputs(
+    model_input: pd.DataFrame, access: PathAccess = LOCAL_ACCESS
+) -> tuple[list[bytes | None], list[str | None]]:
     """The encoded bytes of every row (``image`` base64 if present, else the ``path`` file) and
     a per-row error (``None`` where the bytes were read).
 
@@ -212,7 +214,10 @@ def read_inputs(model_input: pd.DataFrame, access: PathAccess = LOCAL_ACCESS) ->
                 data = bytes(image)  # raw bytes in process (a REST request sends base64 text)
             elif isinstance(image, str):
                 if len(image) > access.max_bytes * 4 // 3 + 1024:  # before decoding it
-                    error = f"image too large: {len(image):,} characters of base64 > the limit of {access.max_bytes:,} bytes"
+                    error = (
+                        f"image too large: {len(image):,} characters of base64 > "
+                        f"the limit of {access.max_bytes:,} bytes"
+                    )
                 else:
                     try:
                         data = _b64decode(image)
@@ -240,4 +245,3 @@ def read_inputs(model_input: pd.DataFrame, access: PathAccess = LOCAL_ACCESS) ->
 def encode_image_file(path: Path | str) -> str:
     """The base64 text of an image file (what the REST endpoint's ``image`` column takes)."""
     return base64.b64encode(Path(path).read_bytes()).decode("ascii")
-

@@ -109,8 +109,12 @@ class OnnxDetector:
     def predict(self, model_input: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
         """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only)."""
         probabilities, errors, warnings_ = score_rows(
-            model_input, [self.image_size], lambda pixels: self.predict_pixels(pixels[self.image_size]),
-            access=PathAccess(True, None, max_bytes_setting()), max_pixels=self.max_pixels)
+            model_input,
+            [self.image_size],
+            lambda pixels: self.predict_pixels(pixels[self.image_size]),
+            access=PathAccess(True, None, max_bytes_setting()),
+            max_pixels=self.max_pixels,
+        )
         return result_frame(probabilities, errors, self.threshold if threshold is None else threshold, warnings_)
 
 
@@ -127,7 +131,8 @@ def predict_files(
     ``warning``.
 
     ``inputs``: files and folders (every file in them, recursively, sorted: see
-    :func:`expand_inputs`; one that is no usable image gets its error), in the given order. ``runtime="keras"``: ``model_uri`` is a logged detector (``models:/...``,
+    :func:`expand_inputs`; one that is no usable image gets its error), in the given order.
+    ``runtime="keras"``: ``model_uri`` is a logged detector (``models:/...``,
     ``runs:/...`` or a local model folder) and the threshold defaults to the one it carries.
     ``runtime="onnx"``: ``model_uri`` is an ``.onnx`` file from :func:`export_model`, the
     threshold defaults to its sidecar JSON's (0.5 with a warning without one). ``threshold``
@@ -162,4 +167,3 @@ def predict_files(
     result = pd.concat(frames, ignore_index=True)
     result.insert(0, "path", [str(f) for f in files])
     return result
-

@@ -58,16 +58,23 @@ DEFAULT_THRESHOLD = 0.5
 # --------------------------------------------------------------------------- scoring rows
 
 
-def score_rows(model_input: pd.DataFrame, sizes: Sequence[int],
-               score: Callable[[dict[int, np.ndarray]], np.ndarray], *, access: PathAccess = LOCAL_ACCESS,
-               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str | None], list[str | None]]:
+def score_rows(
+    model_input: pd.DataFrame,
+    sizes: Sequence[int],
+    score: Callable[[dict[int, np.ndarray]], np.ndarray],
+    *,
+    access: PathAccess = LOCAL_ACCESS,
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
     ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
     decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
     one error message or None per row (a bad row never fails the batch) and one warning or
     None per row."""
     contents, errors = read_inputs(model_input, access)
-    header_errors, warnings_ = decode.check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    header_errors, warnings_ = decode.check_images(
+        [c if e is None else None for c, e in zip(contents, errors)], max_pixels
+    )
     errors = [e or h for e, h in zip(errors, header_errors)]
     ok = [i for i, e in enumerate(errors) if e is None]
     probabilities = np.full(len(contents), np.nan)
@@ -84,8 +91,12 @@ def score_rows(model_input: pd.DataFrame, sizes: Sequence[int],
     return probabilities, errors, warnings_
 
 
-def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], threshold: float,
-                 warnings: Sequence[str | None] | None = None) -> pd.DataFrame:
+def result_frame(
+    probabilities: np.ndarray,
+    errors: Sequence[str | None],
+    threshold: float,
+    warnings: Sequence[str | None] | None = None,
+) -> pd.DataFrame:
     """The detector's output columns for per-row probabilities (NaN where ``errors`` says why)."""
     p = np.asarray(probabilities, dtype=np.float64).ravel()
     failed = np.array([e is not None for e in errors], dtype=bool)
@@ -106,8 +117,8 @@ def result_frame(probabilities: np.ndarray, errors: Sequence[str | None], thresh
 
 
 def member_keys(keys: Iterable[str]) -> list[str]:
-    members = [k for k in keys if k.startswith(MEMBER_PREFIX) and k[len(MEMBER_PREFIX):].isdigit()]
-    return sorted(members, key=lambda k: int(k[len(MEMBER_PREFIX):]))
+    members = [k for k in keys if k.startswith(MEMBER_PREFIX) and k[len(MEMBER_PREFIX) :].isdigit()]
+    return sorted(members, key=lambda k: int(k[len(MEMBER_PREFIX) :]))
 
 
 def input_size(model) -> int:
@@ -146,7 +157,9 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         config = dict(context.model_config or {})
         keys = member_keys(context.artifacts)
         if not keys:
-            raise MlflowException(f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}")
+            raise MlflowException(
+                f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}"
+            )
         self.models = [keras.models.load_model(context.artifacts[k], compile=False) for k in keys]
         self.sizes = [input_size(m) for m in self.models]
         self._forwards = [_forward(m, s) for m, s in zip(self.models, self.sizes)]
@@ -189,8 +202,12 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         params = params or {}
         threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
         probabilities, errors, warnings_ = score_rows(
-            model_input, self.sizes, lambda pixels: self.predict_pixels(pixels, params.get("batch_size")),
-            access=path_access(), max_pixels=getattr(self, "max_pixels", MAX_PIXELS))
+            model_input,
+            self.sizes,
+            lambda pixels: self.predict_pixels(pixels, params.get("batch_size")),
+            access=path_access(),
+            max_pixels=getattr(self, "max_pixels", MAX_PIXELS),
+        )
         return result_frame(probabilities, errors, threshold, warnings_)
 
 
@@ -203,7 +220,9 @@ def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 6
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec(DataType.string, "path", required=False), ColSpec(DataType.string, "image", required=False)])
+    inputs = Schema(
+        [ColSpec(DataType.string, "path", required=False), ColSpec(DataType.string, "image", required=False)]
+    )
     outputs = Schema(
         [
             ColSpec(DataType.double, "probability_fake"),
@@ -214,7 +233,10 @@ def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 6
         ]
     )
     params = ParamSchema(
-        [ParamSpec("threshold", DataType.double, float(threshold)), ParamSpec("batch_size", DataType.long, int(batch_size))]
+        [
+            ParamSpec("threshold", DataType.double, float(threshold)),
+            ParamSpec("batch_size", DataType.long, int(batch_size)),
+        ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
@@ -263,17 +285,28 @@ def log_detector(
 
         ensemble = Ensemble.from_dict(dict(ensemble)).to_dict()  # validates; plain JSON types
         if len(ensemble["members"]) != len(paths):
-            raise ValueError(f"the ensemble names {len(ensemble['members'])} members but {len(paths)} models were given")
+            raise ValueError(
+                f"the ensemble names {len(ensemble['members'])} members but {len(paths)} models were given"
+            )
     elif len(paths) > 1:
         raise ValueError(f"{len(paths)} models need an ensemble description to combine them")
 
     artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
     if int(max_pixels) < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    model_config = {"threshold": threshold, "image_size": int(image_size), "ensemble": ensemble,
-                    "batch_size": int(batch_size), "max_pixels": int(max_pixels)}
-    metadata = {"threshold": threshold, "threshold_method": str(threshold_method), "image_size": int(image_size),
-                "max_pixels": int(max_pixels)}
+    model_config = {
+        "threshold": threshold,
+        "image_size": int(image_size),
+        "ensemble": ensemble,
+        "batch_size": int(batch_size),
+        "max_pixels": int(max_pixels),
+    }
+    metadata = {
+        "threshold": threshold,
+        "threshold_method": str(threshold_method),
+        "image_size": int(image_size),
+        "max_pixels": int(max_pixels),
+    }
     if ensemble is not None:
         metadata["ensemble_kind"] = ensemble["kind"]
         metadata["members"] = list(ensemble["members"])
@@ -323,4 +356,3 @@ def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]
         raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
     models = [keras.models.load_model(str(local / artifacts[k]["path"]), compile=False) for k in keys]
     return models, dict(meta.metadata or {})
-

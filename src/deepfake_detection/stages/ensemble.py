@@ -39,11 +39,15 @@ def run(params: Params) -> list[dict]:
             name = f"ensemble_{kind}"
             y_val = val.y.to_numpy()
             ens = fit_ensemble(kind, members, P_val, y_val, member_thresholds, seed=params.seed)
-            val_scored = val.assign(probability=cross_fitted_scores(kind, members, P_val, y_val, member_thresholds,
-                                                                    seed=params.seed))
+            val_scored = val.assign(
+                probability=cross_fitted_scores(kind, members, P_val, y_val, member_thresholds, seed=params.seed)
+            )
             test_scored = test.assign(probability=ens.predict(P_test))
-            log = {"ensemble.kind": kind, "ensemble.members": ",".join(members),
-                   "validation_scores": "cross-fitted" if kind in FITTED_KINDS else "direct"}
+            log = {
+                "ensemble.kind": kind,
+                "ensemble.members": ",".join(members),
+                "validation_scores": "cross-fitted" if kind in FITTED_KINDS else "direct",
+            }
             with tracking.stage_run("ensemble", params, model=name, log=log):
                 chosen = choose_threshold(name, val_scored, params)
                 ens.threshold = chosen["threshold"]

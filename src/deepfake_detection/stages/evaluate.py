@@ -23,19 +23,27 @@ logger = logging.getLogger(__name__)
 def run(model_name: str, params: Params) -> dict:
     chosen = read_json(paths.stage_metrics("threshold", model_name))
     model = load_final_model(model_name)
-    outputs = (paths.predictions(model_name, "test"), paths.stage_metrics("evaluate", model_name),
-               paths.eval_plots("evaluate", model_name))
+    outputs = (
+        paths.predictions(model_name, "test"),
+        paths.stage_metrics("evaluate", model_name),
+        paths.eval_plots("evaluate", model_name),
+    )
     with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
         test = predict_split(model_name, "test", params, model=model)
-        log = {"threshold": chosen["threshold"], "threshold_method": chosen["method"],
-               **flatten(params.evaluate, "evaluate.")}
+        log = {
+            "threshold": chosen["threshold"],
+            "threshold_method": chosen["method"],
+            **flatten(params.evaluate, "evaluate."),
+        }
         with tracking.stage_run("evaluate", params, model=model_name, log=log):
             result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
             tracking.log_artifact(paths.predictions(model_name, "test"), "predictions")
             if params.evaluate.gradcam_examples:
                 tracking.log_figure(gradcam_grid(model, test, chosen["threshold"], params), "gradcam_outcomes.png")
     tuned = result["test"]["tuned"]
-    logger.info("evaluate %s: test AUC %.4f, F1 %.4f at %.4f", model_name, tuned["auc"], tuned["f1"], chosen["threshold"])
+    logger.info(
+        "evaluate %s: test AUC %.4f, F1 %.4f at %.4f", model_name, tuned["auc"], tuned["f1"], chosen["threshold"]
+    )
     return result
 
 
@@ -43,9 +51,9 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     """Grad-CAM overlays of up to ``evaluate.gradcam_examples`` true/false positives/negatives."""
     import tensorflow as tf
 
+    from ..data.decode import decode_images
     from ..data.pipeline import decode_image
     from ..data.views import grid_crops, stitch_crops
-    from ..data.decode import decode_images
     from ..explain import gradcam_with_scores, overlay_grid
 
     pred = test.probability.to_numpy() >= threshold

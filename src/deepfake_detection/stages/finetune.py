@@ -24,6 +24,17 @@ def run(model_name: str, params: Params) -> dict:
         layer.trainable = False
     unfrozen = unfreeze_top(model, params.finetune.unfreeze_layers)
     f = params.finetune
-    return fit(model, "finetune", model_name, params, lr=f.lr, epochs=f.epochs, patience=f.patience,
-               settings={**flatten(getattr(params.models, model_name), "model."),
-                         "unfreeze_layers": f.unfreeze_layers, "unfrozen_count": len(unfrozen)})
+    return fit(
+        model,
+        "finetune",
+        model_name,
+        params,
+        lr=f.lr,
+        epochs=f.epochs,
+        patience=f.patience,
+        settings={
+            **flatten(getattr(params.models, model_name), "model."),
+            "unfreeze_layers": f.unfreeze_layers,
+            "unfrozen_count": len(unfrozen),
+        },
+    )

@@ -31,6 +31,8 @@ def run(params: Params, progress: bool = True) -> dict:
             tracking.log_artifact(paths.MANIFEST)
             tracking.log_dict(stats, "data_stats.json")
     if stats["duplicates_across_splits"]:
-        logger.warning("%d images appear in more than one split (identical content): test results may be optimistic",
-                    stats["duplicates_across_splits"])
+        logger.warning(
+            "%d images appear in more than one split (identical content): test results may be optimistic",
+            stats["duplicates_across_splits"],
+        )
     return stats

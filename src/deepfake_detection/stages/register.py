@@ -30,11 +30,15 @@ MODEL_DESCRIPTION = (
     "JPEG/PNG/GIF/BMP/WebP) or a 'path' column (files, when reading files is allowed). Output per row: "
     "probability_fake, label ('real'/'fake'), threshold, error, warning. Decision rule: label 1 = fake; "
     "fake if probability_fake >= the version's threshold (its 'threshold' tag, tuned on validation). "
-    "The alias 'champion' names the version to use.")
-MODEL_TAGS = {"task": "binary image classification: real (0) vs fake (1)", "positive_label": "1 = fake",
-              "input": "DataFrame column 'image' (base64 image bytes) or 'path'",
-              "output": "probability_fake, label, threshold, error, warning",
-              "decision_rule": "fake if probability_fake >= version tag 'threshold'"}
+    "The alias 'champion' names the version to use."
+)
+MODEL_TAGS = {
+    "task": "binary image classification: real (0) vs fake (1)",
+    "positive_label": "1 = fake",
+    "input": "DataFrame column 'image' (base64 image bytes) or 'path'",
+    "output": "probability_fake, label, threshold, error, warning",
+    "decision_rule": "fake if probability_fake >= version tag 'threshold'",
+}
 
 
 def pick_best(results: list[dict], metric: str) -> dict:
@@ -78,8 +82,10 @@ def validation_predictions(best: dict) -> pd.DataFrame:
     manifest = load_manifest(paths.MANIFEST)
     current = manifest.loc[manifest.split == "valid", "path"].astype(str).tolist()
     if val.path.astype(str).tolist() != current:
-        raise ValueError(f"the validation predictions of {best['model']} are not those of the current "
-                         f"validation split: re-run its threshold stage")
+        raise ValueError(
+            f"the validation predictions of {best['model']} are not those of the current "
+            f"validation split: re-run its threshold stage"
+        )
     return val
 
 
@@ -93,8 +99,13 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
 
     model = mlflow.pyfunc.load_model(model_uri)
     files = val.path.astype(str).tolist()
-    out = pd.concat([model.predict(pd.DataFrame({"image": [encode_image_file(f) for f in files[i:i + SCORE_CHUNK]]}))
-                     for i in range(0, len(files), SCORE_CHUNK)], ignore_index=True)
+    out = pd.concat(
+        [
+            model.predict(pd.DataFrame({"image": [encode_image_file(f) for f in files[i : i + SCORE_CHUNK]]}))
+            for i in range(0, len(files), SCORE_CHUNK)
+        ],
+        ignore_index=True,
+    )
     if len(out) != len(files):
         raise ValueError(f"{model_uri} answered {len(out)} rows for {len(files)} images")
     p = pd.to_numeric(out["probability_fake"], errors="coerce").to_numpy(dtype=float)
@@ -102,13 +113,13 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     if failed.any():
         first = int(np.argmax(failed))
         why = out["error"].iloc[first] if "error" in out else "no probability"
-        raise ValueError(f"{int(failed.sum())} of {len(files)} validation images could not be scored "
-                         f"(first: {files[first]}: {why})")
+        raise ValueError(
+            f"{int(failed.sum())} of {len(files)} validation images could not be scored (first: {files[first]}: {why})"
+        )
     return selection_value(val.y.to_numpy(), p, float(out["threshold"].iloc[0]), metric, n_bins)
 
 
-def champion_rescorer(model_name: str, val_source, threshold: float, metric: str,
-                      n_bins: int = 10) -> registry.Rescore:
+def champion_rescorer(model_name: str, val_source, threshold: float, metric: str, n_bins: int = 10) -> registry.Rescore:
     """``rescore`` for :func:`registry.promote`: (challenger, champion) ``metric`` on the current
     validation split. ``val_source`` is the challenger's validation predictions or a function
     that loads them (then a failure there also falls back to the stored tags)."""
@@ -128,12 +139,18 @@ def version_tags_of(best: dict, metric: str) -> dict[str, object]:
 
     ci = best["test_auc_ci95"]
     return {
-        "threshold": best["threshold"], "threshold_method": best["threshold_method"],
-        "source_model": best["model"], "kind": best["kind"], "selection_metric": metric,
-        metric: best["val"][metric.removeprefix("val_")], "val_auc": best["val"]["auc"],
-        "test_auc": best["test"]["tuned"]["auc"], "test_auc_ci95": f"{ci['low']:.4f}-{ci['high']:.4f}",
+        "threshold": best["threshold"],
+        "threshold_method": best["threshold_method"],
+        "source_model": best["model"],
+        "kind": best["kind"],
+        "selection_metric": metric,
+        metric: best["val"][metric.removeprefix("val_")],
+        "val_auc": best["val"]["auc"],
+        "test_auc": best["test"]["tuned"]["auc"],
+        "test_auc_ci95": f"{ci['low']:.4f}-{ci['high']:.4f}",
         "metrics": json.dumps({"val": best["val"], "test": best["test"]["tuned"]}, sort_keys=True),
-        "data_digest": tracking.data_digest(), "git_commit": tracking.git_commit(),
+        "data_digest": tracking.data_digest(),
+        "git_commit": tracking.git_commit(),
     }
 
 
@@ -142,46 +159,86 @@ def run(params: Params, force: bool = False) -> dict:
 
     reg = params.register
     if params.data.view != "resize":
-        raise ValueError(f"data.view is {params.data.view!r}: the registered model scores whole resized images "
-                         "only (data.view: resize); the patch view is an evaluation setting for now")
+        raise ValueError(
+            f"data.view is {params.data.view!r}: the registered model scores whole resized images "
+            "only (data.view: resize); the patch view is an evaluation setting for now"
+        )
     best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = version_tags_of(best, reg.metric)
     ci = best["test_auc_ci95"]
-    description = (f"Detects fake (generated or manipulated) face images: {best['model']} ({best['kind']}), "
-                   f"chosen by {reg.metric}={value:.4f} on the validation split. Decision rule: label 1 = fake; "
-                   f"fake if probability_fake >= {best['threshold']:.4f} ({best['threshold_method']} on validation). "
-                   f"Test AUC {best['test']['tuned']['auc']:.4f} (95% CI {ci['low']:.4f}-{ci['high']:.4f}), "
-                   f"F1 {best['test']['tuned']['f1']:.4f}. Input: a DataFrame with a base64 'image' or a 'path' "
-                   f"column. Every metric: the 'metrics' tag (JSON).")
-    log = {"register.model_name": reg.model_name, "register.metric": reg.metric, "register.alias": reg.alias,
-           "force": force, "source_model": best["model"], "threshold": best["threshold"]}
+    description = (
+        f"Detects fake (generated or manipulated) face images: {best['model']} ({best['kind']}), "
+        f"chosen by {reg.metric}={value:.4f} on the validation split. Decision rule: label 1 = fake; "
+        f"fake if probability_fake >= {best['threshold']:.4f} ({best['threshold_method']} on validation). "
+        f"Test AUC {best['test']['tuned']['auc']:.4f} (95% CI {ci['low']:.4f}-{ci['high']:.4f}), "
+        f"F1 {best['test']['tuned']['f1']:.4f}. Input: a DataFrame with a base64 'image' or a 'path' "
+        f"column. Every metric: the 'metrics' tag (JSON)."
+    )
+    log = {
+        "register.model_name": reg.model_name,
+        "register.metric": reg.metric,
+        "register.alias": reg.alias,
+        "force": force,
+        "source_model": best["model"],
+        "threshold": best["threshold"],
+    }
     with tracking.stage_run("register", params, model=best["model"], log=log):
-        info = log_detector(keras_paths, best["threshold"], params.data.image_size, ensemble=ensemble,
-                            threshold_method=best["threshold_method"], registered_model_name=reg.model_name,
-                            input_example_image=_example_image())
+        info = log_detector(
+            keras_paths,
+            best["threshold"],
+            params.data.image_size,
+            ensemble=ensemble,
+            threshold_method=best["threshold_method"],
+            registered_model_name=reg.model_name,
+            input_example_image=_example_image(),
+        )
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)
         registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
-        rescore = champion_rescorer(reg.model_name, lambda: validation_predictions(best), best["threshold"],
-                                    reg.metric, params.evaluate.n_bins)
+        rescore = champion_rescorer(
+            reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
+        )
         decision = registry.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
-        tracking.set_tags({"promotion": "promoted" if decision.promoted else "not promoted",
-                           "promotion_reason": decision.reason, "registered_version": version})
-        gate = {registry.gate_tag("challenger", reg.metric): decision.challenger_value,
-                registry.gate_tag("champion", reg.metric): decision.champion_value}
-        tracking.log_metrics({reg.metric: value, "promoted": float(decision.promoted),
-                              **{k: v for k, v in gate.items() if v is not None}})
-    out = {"model_name": reg.model_name, "version": int(version), "source_model": best["model"],
-           "kind": best["kind"], "threshold": best["threshold"], reg.metric: value,
-           "promoted": decision.promoted, "reason": decision.reason, "model_uri": info.model_uri,
-           "champion_version": decision.previous_version, **gate}
+        tracking.set_tags(
+            {
+                "promotion": "promoted" if decision.promoted else "not promoted",
+                "promotion_reason": decision.reason,
+                "registered_version": version,
+            }
+        )
+        gate = {
+            registry.gate_tag("challenger", reg.metric): decision.challenger_value,
+            registry.gate_tag("champion", reg.metric): decision.champion_value,
+        }
+        tracking.log_metrics(
+            {
+                reg.metric: value,
+                "promoted": float(decision.promoted),
+                **{k: v for k, v in gate.items() if v is not None},
+            }
+        )
+    out = {
+        "model_name": reg.model_name,
+        "version": int(version),
+        "source_model": best["model"],
+        "kind": best["kind"],
+        "threshold": best["threshold"],
+        reg.metric: value,
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "model_uri": info.model_uri,
+        "champion_version": decision.previous_version,
+        **gate,
+    }
     tracking.write_json(out, paths.REGISTER_METRICS)
     tracking.write_json(headline(best), paths.REGISTERED)  # version, decision: metrics/register.json
     if paths.SUMMARY_MD.is_file():
         print(paths.SUMMARY_MD.read_text())
     verdict = "now holds" if decision.promoted else "does not take"
-    print(f"registered {reg.model_name} version {version} ({best['model']}, threshold {best['threshold']:.4f}); "
-          f"it {verdict} @{reg.alias}: {decision.reason}")
+    print(
+        f"registered {reg.model_name} version {version} ({best['model']}, threshold {best['threshold']:.4f}); "
+        f"it {verdict} @{reg.alias}: {decision.reason}"
+    )
     return out

@@ -23,5 +23,7 @@ def run(model_name: str, params: Params) -> dict:
             info = choose_threshold(model_name, val, params)
             tracking.log_artifact(paths.predictions(model_name, "valid"), "predictions")
         tracking.write_json(info, paths.stage_metrics("threshold", model_name))
-    logger.info("threshold %s: %.4f (%s), val AUC %.4f", model_name, info["threshold"], info["method"], info["val"]["auc"])
+    logger.info(
+        "threshold %s: %.4f (%s), val AUC %.4f", model_name, info["threshold"], info["method"], info["val"]["auc"]
+    )
     return info

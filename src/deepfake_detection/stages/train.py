@@ -22,9 +22,22 @@ def run(model_name: str, params: Params) -> dict:
     set_determinism(params.seed)
     section = getattr(params.models, model_name)
     backbone_trainable = getattr(section, "weights", "none") == "none"
-    model = build_model(model_name, model_input_size(params.data), params.models, seed=params.seed,
-                        backbone_trainable=backbone_trainable)
+    model = build_model(
+        model_name,
+        model_input_size(params.data),
+        params.models,
+        seed=params.seed,
+        backbone_trainable=backbone_trainable,
+    )
     t = params.train
     epochs = section.epochs or t.epochs
-    return fit(model, "train", model_name, params, lr=t.lr, epochs=epochs, patience=t.patience,
-               settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable})
+    return fit(
+        model,
+        "train",
+        model_name,
+        params,
+        lr=t.lr,
+        epochs=epochs,
+        patience=t.patience,
+        settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable},
+    )
