@@ -30,4 +30,4 @@ git init -q && git add -A && commit "benchmark copy"
 echo "== ingesting $data"
 deepfake-detect ingest "$data" data
 mv data/ingest_report.json ingest_report.json
-dvc add -q data && git add data.dvc .gitignore ingest_report.json && commit "data"
+dvc add data && git add data.dvc .gitignore ingest_report.json && commit "data"
