@@ -16,6 +16,14 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests use their own stores
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_store_left_behind(monkeypatch):
+    """``mlflow.set_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` (for subprocesses), which
+    ``tracking.tracking_uri`` honours: without this, the first store a test used would take every
+    later stage run of the session."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run the test inside an empty folder (its own MLflow store, artifacts and metrics)."""
