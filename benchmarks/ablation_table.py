@@ -20,6 +20,8 @@ import pandas as pd  # noqa: E402
 
 from deepfake_detection.tracking import use_store  # noqa: E402
 
+DERIVED = ("lr", "total_params", "trainable_params")  # follow from other settings: not changes of their own
+
 
 def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-detection") -> pd.DataFrame:
     use_store(work)  # the project's store, created under its lock if a run has not made it yet
@@ -55,7 +57,7 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
     out = pd.DataFrame(rows)
     base = settings.get("base", {})
     out["changed"] = [
-        ", ".join(f"{k}={v}" for k, v in sorted(settings[n].items()) if k in base and base[k] != v and k not in ("lr",))
+        ", ".join(f"{k}={v}" for k, v in sorted(settings[n].items()) if k in base and base[k] != v and k not in DERIVED)
         or "-"
         for n in out.experiment
     ]
