@@ -148,7 +148,8 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
     params = run.data.params
     configured = yaml.safe_load((store / "params.yaml").read_text())
     assert float(params["lr"]) == configured["train"]["lr"]
-    assert params["loss.gamma"] == "2.0" and params["data.image_size"] == "32"
+    assert float(params["loss.gamma"]) == configured["loss"]["gamma"] and params["data.image_size"] == "32"
+    assert params["monitor"] == configured["train"]["monitor"] and params["schedule"] == configured["train"]["schedule"]
     assert "model.filters" in params and "class_weight_fake" in params
     for metric in ("loss", "val_loss", "auc", "val_auc", "accuracy", "val_accuracy", "learning_rate"):
         assert client.get_metric_history(run.info.run_id, metric), metric
