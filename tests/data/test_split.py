@@ -52,18 +52,27 @@ def test_assignment_is_seeded():
     assert a != b and Counter(a) == Counter(b)  # other members, same sizes
 
 
-def test_with_no_duplicates_it_is_the_per_class_shuffle_ingest_always_made():
-    """The assignment before groups existed: the first round(n * test) of a seeded permutation of
-    each class to test, the next round(n * valid) to valid. Same files, same seed: same split."""
-    labels = _labels(23, 41)
-    new = assign_splits(labels, list(range(len(labels))), 0.15, 0.2, seed=11)
-    for k, label in enumerate(("real", "fake")):
-        members = [i for i, lab in enumerate(labels) if lab == label]
-        sizes = split_sizes(len(members), 0.15, 0.2)
-        order = np.random.default_rng([11, k]).permutation(len(members))
-        for rank, position in enumerate(order):
-            old = "test" if rank < sizes["test"] else "valid" if rank < sizes["test"] + sizes["valid"] else "train"
-            assert new[members[position]] == old
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "valid", "test"), [(23, 41, 0.15, 0.2), (5, 100, 0.1, 0.1), (2, 3, 0.45, 0.45)]
+)
+def test_with_no_duplicates_each_label_gets_exactly_split_sizes(seed, n_real, n_fake, valid, test):
+    """Every item its own group: the per-label counts are split_sizes' exactly (where a single
+    stratified train_test_split over both labels would be off by one, e.g. 5 real + 100 fake),
+    and the same seed gives the same members."""
+    labels = _labels(n_real, n_fake)
+    splits = assign_splits(labels, list(range(len(labels))), valid, test, seed=seed)
+    assert splits == assign_splits(labels, list(range(len(labels))), valid, test, seed=seed)
+    for label, n in (("real", n_real), ("fake", n_fake)):
+        got = Counter(s for lab, s in zip(labels, splits) if lab == label)
+        assert {s: got[s] for s in ("train", "valid", "test")} == split_sizes(n, valid, test)
+
+
+def test_a_class_too_small_for_a_holdout_stays_in_train():
+    labels = _labels(1, 20)
+    splits = assign_splits(labels, list(range(21)), 0.15, 0.15, seed=0)
+    assert splits[0] == "train"
+    assert Counter(splits[1:]) == {"train": 14, "valid": 3, "test": 3}
 
 
 @pytest.mark.parametrize("seed", range(8))

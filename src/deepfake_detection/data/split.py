@@ -7,10 +7,14 @@ byte-identical files (same md5) so that a duplicate never straddles two splits; 
 generator uses :func:`split_sizes` for its per-class counts (its images are drawn independently,
 so it needs no shuffle).
 
-Why not scikit-learn's splitters: ``train_test_split`` / ``StratifiedShuffleSplit`` ignore
-groups and refuse a class with a single image (ingest keeps it in train and warns), and
-``StratifiedGroupKFold`` only makes folds of 1/k, not the configured fractions. The assignment
-below is a seeded per-class shuffle with exact counts, which is what those do, plus groups.
+The assignment is scikit-learn's ``train_test_split`` on one row per group, with integer
+``test_size`` (group counts), called per label: that is the stratification, and it lands exactly
+on :func:`split_sizes`' counts. A single call with ``stratify=labels`` would not: it shares the
+holdout out by its own rounding over the totals (5 real + 100 fake at 0.1/0.1: 1 real and 21
+fake held out, where the per-class rule gives 2 and 20). What scikit-learn does not do is kept
+around it: groups (a row per group, expanded back to its files), image quotas with duplicates
+(a draw holding more images than the quota is redrawn with fewer groups), and a class too small
+for a holdout (its quotas are 0: it stays in train, and ingest warns).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from deepfake_detection import LABELS
 
@@ -57,14 +62,16 @@ def assign_splits(
     """The split (``train``/``valid``/``test``) of each item, stratified by label and seeded;
     items with the same ``groups`` entry (e.g. the same content hash) always share a split.
 
-    Per label (``LABELS`` order, label ``k`` shuffled by ``np.random.default_rng([seed, k])``),
-    the label's groups are taken in a seeded random order and each goes to ``test`` if it still
-    fits in test's quota (:func:`split_sizes` of the label's item count), else to ``valid`` if it
-    fits there, else to ``train``; so no holdout split gets more than its quota and train is never
-    empty. A group is counted and placed under the label of its first item. With every item its
-    own group this is a plain seeded per-class shuffle: the first ``test`` items of the shuffled
-    order go to test, the next ``valid`` to valid. The result depends on the items' order (give
-    them in a fixed one, e.g. sorted by path), the fractions and ``seed`` only.
+    One row per group, under the label of its first item. Per label (``LABELS`` order), the
+    image quotas are :func:`split_sizes` of the label's item count; ``test`` is drawn from the
+    label's groups by ``sklearn.model_selection.train_test_split`` with an integer ``test_size``
+    (a group count), then ``valid`` from the groups left, and the rest is train. A group larger
+    than a quota is not a candidate for that split; if the groups drawn hold more images than the
+    quota, the draw is repeated with fewer groups (same ``random_state``), so no holdout split
+    gets more than its quota and train is never empty. With every item its own group the group
+    counts are the quotas: exactly :func:`split_sizes` per label. A label whose quotas are 0
+    (e.g. a single image) stays in train. The result depends on the items' order (give them in a
+    fixed one, e.g. sorted by path), the fractions and ``seed`` only.
     """
     if len(labels) != len(groups):
         raise ValueError(f"{len(labels)} labels but {len(groups)} groups")
@@ -74,16 +81,34 @@ def assign_splits(
     members: dict[Hashable, list[int]] = {}
     for i, group in enumerate(groups):
         members.setdefault(group, []).append(i)
-    splits = [""] * len(labels)
+    splits = ["train"] * len(labels)
     for k, label in enumerate(LABELS):
         units = [idx for idx in members.values() if labels[idx[0]] == label]  # in order of first item
         quota = split_sizes(sum(len(u) for u in units), valid_fraction, test_fraction)
-        taken = {"valid": 0, "test": 0}
-        for position in np.random.default_rng([seed, k]).permutation(len(units)):
-            unit = units[position]
-            split = next((s for s in ("test", "valid") if taken[s] + len(unit) <= quota[s]), "train")
-            if split != "train":
-                taken[split] += len(unit)
-            for i in unit:
-                splits[i] = split
+        left = list(range(len(units)))
+        for step, split in enumerate(("test", "valid")):
+            state = int(np.random.SeedSequence([seed, k, step]).generate_state(1)[0])
+            taken = _draw([u for u in left if len(units[u]) <= quota[split]], units, quota[split], state)
+            for u in taken:
+                for i in units[u]:
+                    splits[i] = split
+            gone = set(taken)
+            left = [u for u in left if u not in gone]
     return splits
+
+
+def _draw(candidates: list[int], units: list[list[int]], quota: int, state: int) -> list[int]:
+    """As many of ``candidates`` (group indices) as ``train_test_split`` can draw, seeded by
+    ``state``, without their items exceeding ``quota``: first ``quota`` groups (all of them if
+    fewer), then fewer by the excess until the draw fits."""
+    n = min(quota, len(candidates))
+    while n > 0:
+        if n == len(candidates):  # everything fits (train_test_split needs a non-empty rest)
+            taken = list(candidates)
+        else:
+            taken = list(train_test_split(candidates, test_size=n, random_state=state)[1])
+        excess = sum(len(units[u]) for u in taken) - quota
+        if excess <= 0:
+            return taken
+        n -= excess
+    return []
