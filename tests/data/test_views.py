@@ -80,3 +80,58 @@ def test_random_and_center_crops_pad_small_images():
     small = tf.ones((40, 50, 3))
     assert views.random_crop(small, 64, tf.constant([1, 2])).shape == (64, 64, 3)
     assert views.center_crop(tf.ones((256, 256, 3)), 96).shape == (96, 96, 3)
+
+
+def test_register_refuses_the_patch_view_it_cannot_serve_yet():
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.stages import register
+
+    with pytest.raises(ValueError, match="data.view is 'patches'"):
+        register.run(parse_params({"data": {"view": "patches"}}))
+
+
+def test_threshold_and_evaluate_score_the_patch_view_on_the_whole_grid(in_tmp):
+    """reporting.predict_split (what threshold and evaluate call) scores each image by the mean
+    logit of its grid of native-resolution crops: the same number as views.score_image."""
+    import keras
+    import pandas as pd
+    from PIL import Image
+
+    from deepfake_detection import paths
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.reporting import predict_split
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i, (label, shape) in enumerate([("real", (80, 48)), ("fake", (32, 100)), ("real", (20, 20))]):
+        rel = f"data/valid/{label}/{i}.png"
+        (in_tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(in_tmp / rel)
+        rows.append(
+            {
+                "path": rel,
+                "label": label,
+                "split": "valid",
+                "md5": str(i),
+                "width": shape[1],
+                "height": shape[0],
+                "subgroup": "",
+            }
+        )
+    paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(paths.MANIFEST, index=False)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    params = parse_params({"data": {"view": "patches", "patch_size": 32}})
+
+    out = predict_split("toy", "valid", params, model=model)
+    for row, p in zip(rows, out.probability):
+        image = np.asarray(Image.open(in_tmp / row["path"]), dtype=np.float32)
+        crops = views.grid_crops(image, 32).numpy()
+        assert len(crops) == len(views.grid_origins(max(row["height"], 32), 32)) * len(
+            views.grid_origins(max(row["width"], 32), 32)
+        )
+        crop_p = model.predict(crops, verbose=0).reshape(-1)
+        assert p == pytest.approx(views.combine_crop_scores(crop_p), abs=1e-5)
+    assert (in_tmp / paths.predictions("toy", "valid")).is_file()
