@@ -64,6 +64,20 @@ class SampleParams(_Section):
     quality: int = Field(90, ge=1, le=100)
 
 
+class FacesParams(_Section):
+    """Face detection and cropping (data/faces.py): ``ingest --faces``, ``predict --faces``,
+    ``explain --faces`` and the pyfunc model's ``faces`` flag all crop this way."""
+
+    margin: float = Field(0.25, ge=0, le=2)  # added on each side, as a fraction of the face box's longer side
+    min_confidence: float = Field(0.9, ge=0, le=1)  # detections below this are ignored
+    min_face_size: int = Field(20, ge=12)  # pixels: smaller faces are not searched for
+
+    def settings(self):
+        from .data.faces import FaceSettings
+
+        return FaceSettings(**self.model_dump())
+
+
 class DataParams(_Section):
     dir: Path = Path("data")
     image_size: int = Field(64, ge=32, le=1024)
@@ -74,6 +88,7 @@ class DataParams(_Section):
     view: Literal["resize", "patches"] = "resize"
     patch_size: int = Field(64, ge=32, le=1024)
     split: SplitParams = SplitParams()
+    faces: FacesParams = FacesParams()
     augment: AugmentParams = AugmentParams()
     sample: SampleParams = SampleParams()
 
