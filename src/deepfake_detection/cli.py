@@ -186,14 +186,21 @@ def sample_data(out, per_class, size, seed, params_path):
 @click.option(
     "--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality when re-encoding."
 )
+@click.option(
+    "--faces",
+    is_flag=True,
+    help="Write each image's largest face (MTCNN, data.faces settings) cropped to data.image_size as PNG; "
+    "images without a face are skipped (no_face). Crop boxes go to DEST/faces.csv.",
+)
 @params_option
-def ingest(src, dest, reencode, quality, params_path):
+def ingest(src, dest, reencode, quality, faces, params_path):
     """Bring a dataset at SRC into DEST as train|valid|test/{real,fake}.
 
     SRC may already be split (train|valid|validation|test / real|fake, any case) or be flat
     ({real,fake}, training_real/training_fake, ...), which is split stratified and seeded by
     data.split. Every file is decoded; what is skipped is listed, with the reason, in
-    DEST/ingest_report.json.
+    DEST/ingest_report.json. With --faces, DEST holds face crops and faces.csv (merged into
+    the manifest by prepare).
     """
     from .data.ingest import ingest as run_ingest
 
@@ -207,11 +214,15 @@ def ingest(src, dest, reencode, quality, params_path):
             seed=p.seed,
             reencode=reencode,
             quality=quality,
+            faces=p.data.faces.settings() if faces else None,
+            face_size=p.data.image_size if faces else None,
         )
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     shown = {k: report[k] for k in ("seen", "written", "skipped", "counts", "written_by_method") if k in report}
     shown["skipped_by_reason"] = {r: n for r, n in report.get("skipped_by_reason", {}).items() if n}
+    if "faces" in report:
+        shown["faces"] = {k: report["faces"][k] for k in ("size", "settings", "found", "no_face", "several_faces")}
     click.echo(json.dumps(shown, indent=2))
     for warning in report.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)

@@ -35,6 +35,15 @@ What is written
   than skipping keeps the user's data; PNG avoids a second lossy compression.)
 * ``reencode="jpeg"`` or ``"png"``: every file is converted that way into the one format
   (JPEG at ``quality``).
+* ``faces=FaceSettings(...)`` (``ingest --faces``): every readable file is decoded (upright,
+  RGB), the **largest face** found by :mod:`~deepfake_detection.data.faces` (MTCNN) is cut out
+  with the settings' margin, resized to ``face_size`` and written as lossless PNG. A file with
+  no face is skipped with the reason ``no_face`` (:data:`NO_FACE_REASON`), before the split, so
+  a flat layout is split over the images that have a face. ``dest/faces.csv``
+  (:data:`~deepfake_detection.data.manifest.FACES_CSV`) holds one row per written image: its
+  ``path`` below ``dest``, its ``source``, the face box and crop box (``Face.as_dict()``), the
+  upright source's ``source_width``/``source_height`` and ``faces_found``; the ``prepare``
+  stage merges it into the manifest.
 
 Output names keep the source stem, prefixed by any sub-folders below the class folder
 (``real/easy/12.jpg`` -> ``easy__12.jpg``); the suffix is the written format's (``.jpg`` or
@@ -46,6 +55,8 @@ The work is done in a hidden sibling folder that is renamed to ``dest`` at the e
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import re
@@ -60,6 +71,7 @@ from PIL import ImageOps
 from tqdm import tqdm
 
 from deepfake_detection import LABELS, SPLITS, __version__
+from deepfake_detection.data.faces import NO_FACE, Face, FaceSettings, cut, detect_faces
 from deepfake_detection.data.images import (
     EXTENSIONS,
     REASONS,
@@ -67,13 +79,25 @@ from deepfake_detection.data.images import (
     ImageInfo,
     encode,
     inspect_image,
+    load_rgb,
     open_image,
     to_rgb,
 )
-from deepfake_detection.data.manifest import md5_of
+from deepfake_detection.data.manifest import FACES_CSV, md5_of
 from deepfake_detection.data.split import assign_splits
 
 REPORT_NAME = "ingest_report.json"
+NO_FACE_REASON = "no_face"
+"""The skip reason of a file in which ``faces`` mode found no face (beside :data:`REASONS`)."""
+FACES_COLUMNS = (
+    "path",
+    "source",
+    *Face((0, 0, 0, 0), 0.0, (0, 0, 0, 0)).as_dict(),
+    "source_width",
+    "source_height",
+    "faces_found",
+)
+"""The columns of ``dest/faces.csv``."""
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -124,6 +148,9 @@ class _Item:
     info: ImageInfo | None = None
     md5: str | None = None
     split: str | None = None
+    face: Face | None = None  # faces mode: the largest face, in the upright image's pixels
+    faces_found: int = 0
+    upright_size: tuple[int, int] | None = None  # faces mode: (width, height) after EXIF rotation
 
 
 def _tokens(name: str) -> list[str]:
@@ -323,6 +350,8 @@ def ingest(
     seed: int = 42,
     reencode: str | None = None,
     quality: int = 95,
+    faces: FaceSettings | None = None,
+    face_size: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Copy (or convert) a dataset from ``src`` into ``dest/{train,valid,test}/{real,fake}/``.
@@ -343,20 +372,32 @@ def ingest(
     (entries outside the class folders: ``path``, ``why``), ``warnings``, ``notes``,
     ``seconds``, ``version``. Source paths are relative to ``src``, dest paths to ``dest``.
 
+    With ``faces`` (a :class:`~deepfake_detection.data.faces.FaceSettings`; ``face_size`` is
+    then required and ``reencode`` must be None or ``"png"``) every written file is a face crop
+    (method ``cropped``), ``skipped_by_reason`` also counts :data:`NO_FACE_REASON`, ``dest``
+    also holds ``faces.csv`` and the report has a ``faces`` entry: ``cropped`` (True),
+    ``size``, ``settings``, ``detector``, ``kept``, ``csv``, ``found`` (images written),
+    ``no_face`` and ``several_faces`` (images with more than one face; the largest was kept).
+    Without ``faces`` none of these appear.
+
     Raises ``ValueError`` for a missing source, an unrecognised or ambiguous layout, a
     non-empty ``dest``, or bad arguments.
     """
     src, dest = Path(src), Path(dest)
-    fmt = _check_arguments(src, dest, valid_fraction, test_fraction, reencode, quality)
+    fmt = _check_arguments(src, dest, valid_fraction, test_fraction, reencode, quality, faces, face_size)
     started = time.perf_counter()
     layout, items, warnings = _scan(src)
     _inspect(items, progress)
+    if faces is not None:
+        _find_faces(items, faces, progress)
     _assign(layout, items, valid_fraction, test_fraction, seed, warnings)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
-        written = _write(items, work, src, fmt, quality, progress)
+        written = _write(items, work, src, fmt, quality, progress, face_size if faces is not None else None)
+        if faces is not None:
+            _write_faces_csv(written.face_rows, work / FACES_CSV)
         duplicates = _duplicates(items, written.dest_of, src, warnings)
         options = {
             "valid_fraction": valid_fraction,
@@ -366,6 +407,8 @@ def ingest(
             "quality": int(quality),
         }
         report = _report(src, dest, layout, items, written, duplicates, warnings, options, started)
+        if faces is not None:
+            report = _with_faces(report, written, faces, face_size)
         (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
         if dest.exists():
             dest.rmdir()  # checked empty above
@@ -380,7 +423,14 @@ def ingest(
 
 
 def _check_arguments(
-    src: Path, dest: Path, valid_fraction: float, test_fraction: float, reencode: str | None, quality: int
+    src: Path,
+    dest: Path,
+    valid_fraction: float,
+    test_fraction: float,
+    reencode: str | None,
+    quality: int,
+    faces: FaceSettings | None = None,
+    face_size: int | None = None,
 ) -> str | None:
     """Refuse bad arguments and an unusable ``dest``; return the re-encoding format (or None)."""
     if not src.is_dir():
@@ -396,6 +446,12 @@ def _check_arguments(
             raise ValueError(f"reencode must be None, 'jpeg' or 'png', not {reencode!r}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, not {quality}")
+    if faces is not None:
+        if fmt not in (None, "png"):
+            raise ValueError(f"face crops are written as PNG: reencode={reencode!r} does not apply with faces")
+        if face_size is None or int(face_size) < 1:
+            raise ValueError(f"faces needs face_size, the crops' side in pixels (a positive int), not {face_size!r}")
+        fmt = None  # the crops are PNG anyway; the report's options keep reencode None
     _check_dest(src, dest)
     return fmt
 
@@ -446,6 +502,27 @@ def _assign(
                 warnings.append(f"only {n} good {label} image(s): none went to {split}")
 
 
+def _find_faces(items: list[_Item], settings: FaceSettings, progress: bool) -> None:
+    """Faces mode: decode every good item upright and find its faces; keep the largest
+    (``item.face``). An item with no face becomes a skipped one (reason :data:`NO_FACE_REASON`),
+    before the split is drawn."""
+    for item in tqdm(items, desc="faces", unit="img", disable=not progress):
+        if not item.info.ok:
+            continue
+        try:
+            rgb = load_rgb(item.source)
+        except ImageError as err:  # changed on disk since it was inspected
+            item.info = ImageInfo(ok=False, reason=err.reason, detail=err.detail)
+            continue
+        found = detect_faces(rgb, settings)
+        item.faces_found = len(found)
+        item.upright_size = (rgb.shape[1], rgb.shape[0])
+        if found:
+            item.face = found[0]
+        else:
+            item.info = dataclasses.replace(item.info, ok=False, reason=NO_FACE_REASON, detail=NO_FACE)
+
+
 @dataclass
 class _Written:
     counts: dict[str, dict[str, int]]
@@ -454,17 +531,27 @@ class _Written:
     converted_files: list[dict] = field(default_factory=list)
     skipped_files: list[dict] = field(default_factory=list)
     dest_of: dict[int, str] = field(default_factory=dict)  # id(item) -> its dest path
+    face_rows: list[dict] = field(default_factory=list)  # faces mode: the rows of faces.csv
 
 
-def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: int, progress: bool) -> _Written:
-    """Copy or convert every good item into ``work/<split>/<label>/``; record what happened to
-    each item (written, converted, skipped with its reason)."""
+def _write(
+    items: list[_Item],
+    work: Path,
+    src: Path,
+    fmt: str | None,
+    quality: int,
+    progress: bool,
+    face_size: int | None = None,
+) -> _Written:
+    """Copy or convert every good item into ``work/<split>/<label>/``, or with ``face_size``
+    write its face crop; record what happened to each item (written, converted, cropped,
+    skipped with its reason)."""
     for split in SPLITS:
         for label in LABELS:
             (work / split / label).mkdir(parents=True)
     out = _Written(
         {split: {label: 0 for label in LABELS} for split in SPLITS},
-        Counter({"copied": 0, "converted": 0, "reencoded": 0}),
+        Counter({"copied": 0, "converted": 0, "reencoded": 0, **({"cropped": 0} if face_size else {})}),
     )
     used: dict[tuple[str, str], set[str]] = defaultdict(set)
 
@@ -486,13 +573,18 @@ def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: 
             continue
         label = item.folder.label
         why = _conversion_reasons(info)
-        if fmt is None and not why:
+        if face_size:
+            method, suffix = "cropped", ".png"
+        elif fmt is None and not why:
             method, suffix = "copied", EXTENSIONS[info.format]
         else:
             method = "converted" if fmt is None else "reencoded"
             suffix = ".png" if fmt in (None, "png") else ".jpg"
         try:
-            data = None if method == "copied" else _converted_bytes(item.source, fmt or "png", quality)
+            if method == "cropped":
+                data = encode(cut(load_rgb(item.source), item.face, face_size), "png")
+            else:
+                data = None if method == "copied" else _converted_bytes(item.source, fmt or "png", quality)
         except ImageError as err:  # changed on disk since it was inspected
             skip(item, err.reason, err.detail)
             continue
@@ -507,6 +599,18 @@ def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: 
         out.counts[item.split][label] += 1
         out.methods[method] += 1
         out.written_files.append({"source": _rel(item.source, src), "dest": rel_dest, "method": method})
+        if method == "cropped":
+            width, height = item.upright_size
+            out.face_rows.append(
+                {
+                    "path": rel_dest,
+                    "source": _rel(item.source, src),
+                    **item.face.as_dict(),
+                    "source_width": width,
+                    "source_height": height,
+                    "faces_found": item.faces_found,
+                }
+            )
         if method == "converted":
             out.converted_files.append(
                 {
@@ -518,6 +622,31 @@ def _write(items: list[_Item], work: Path, src: Path, fmt: str | None, quality: 
                 }
             )
     return out
+
+
+def _write_faces_csv(rows: list[dict], path: Path) -> None:
+    """``faces.csv``: one row per written crop (:data:`FACES_COLUMNS`), in the order written."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=FACES_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _with_faces(report: dict, written: _Written, settings: FaceSettings, size: int) -> dict:
+    """The report with what faces mode did: ``no_face`` among the skip reasons, and ``faces``."""
+    report["skipped_by_reason"][NO_FACE_REASON] = sum(s["reason"] == NO_FACE_REASON for s in written.skipped_files)
+    report["faces"] = {
+        "cropped": True,
+        "size": int(size),
+        "settings": settings.as_dict(),
+        "detector": "mtcnn",
+        "kept": "largest face",
+        "csv": FACES_CSV,
+        "found": len(written.face_rows),
+        "no_face": report["skipped_by_reason"][NO_FACE_REASON],
+        "several_faces": sum(r["faces_found"] > 1 for r in written.face_rows),
+    }
+    return report
 
 
 def _duplicates(items: list[_Item], dest_of: dict[int, str], src: Path, warnings: list[str]) -> list[dict]:

@@ -2,11 +2,18 @@
 
 The manifest (one row per image: path, label, split, md5, width, height, subgroup) is what the
 input pipeline streams from and what every later stage refers to.
+
+A dataset written by ``ingest --faces`` holds ``faces.csv`` (:data:`FACES_CSV`) beside the
+split folders: each crop's source, face box and crop box. :func:`build_manifest` merges its
+columns into the manifest (left join on the image's path below the data folder); without it
+the manifest has only the columns above. :func:`face_cropped` says whether every image of a
+manifest is a face crop.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from pathlib import Path, PureWindowsPath
 
@@ -19,6 +26,14 @@ from .. import LABELS, SPLITS
 from .images import inspect_image
 
 MANIFEST_COLUMNS = ["path", "label", "split", "md5", "width", "height", "subgroup"]
+FACES_CSV = "faces.csv"
+"""The sidecar of ``ingest --faces`` in the data folder: one row per face crop, keyed by
+``path`` (below the data folder)."""
+CROP_BOX_COLUMNS = ["crop_left", "crop_top", "crop_right", "crop_bottom"]
+"""The crop box of a face crop, in its upright source image's pixels (data/faces.py)."""
+_SIDECARS = frozenset({"ingest_report.json", FACES_CSV})  # files of ingest beside the split folders
+
+logger = logging.getLogger(__name__)
 _SUBGROUP = re.compile(r"^(easy|mid|hard)_", re.IGNORECASE)
 
 
@@ -47,7 +62,7 @@ def list_layout(data_dir: Path) -> tuple[list[tuple[Path, str, str]], list[str]]
         return [], [f"{data_dir} does not exist: run `dvc pull data.dvc` or `deepfake-detect ingest SRC {data_dir}`"]
     expected = {s: set(LABELS) for s in SPLITS}
     for entry in sorted(data_dir.iterdir()):
-        if entry.name.startswith(".") or entry.name == "ingest_report.json":
+        if entry.name.startswith(".") or (entry.name in _SIDECARS and entry.is_file()):
             continue
         if entry.name not in expected:
             problems.append(f"unexpected entry {entry} (expected only {', '.join(SPLITS)})")
@@ -118,7 +133,63 @@ def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{data_dir} is not a valid dataset ({len(problems)} problems):\n  {shown}{more}")
-    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    faces_csv = Path(data_dir) / FACES_CSV
+    if faces_csv.is_file():
+        rel = [Path(p).relative_to(data_dir).as_posix() for p in manifest.path]
+        manifest = merge_faces(manifest, rel, faces_csv)
+    return manifest
+
+
+def merge_faces(manifest: pd.DataFrame, rel_paths: list[str], faces_csv: Path) -> pd.DataFrame:
+    """``manifest`` with the columns of ``faces_csv`` (all but ``path``, and none that would
+    overwrite a manifest column) joined on ``rel_paths`` (each row's path below the data
+    folder). A row that faces.csv does not list gets empty cells (logged); a faces.csv row for
+    a file no longer there is dropped (logged). Raises ValueError for a faces.csv without
+    ``path`` and the crop box, or that lists a path twice."""
+    faces = pd.read_csv(faces_csv, dtype={"path": str, "source": str}, keep_default_na=False)
+    missing = sorted({"path", *CROP_BOX_COLUMNS} - set(faces.columns))
+    if missing:
+        raise ValueError(f"{faces_csv} lacks columns {missing}: re-run `deepfake-detect ingest --faces`")
+    twice = faces.path[faces.path.duplicated()].tolist()
+    if twice:
+        raise ValueError(f"{faces_csv} lists {len(twice)} path(s) more than once, e.g. {twice[0]!r}")
+    faces = faces.drop(columns=[c for c in faces.columns if c in MANIFEST_COLUMNS and c != "path"])
+    key = "_faces_key"
+    merged = (
+        manifest.assign(**{key: list(rel_paths)})
+        .merge(faces.rename(columns={"path": key}), on=key, how="left", validate="one_to_one")
+        .drop(columns=key)
+    )
+    for column in faces.columns.drop("path"):
+        if pd.api.types.is_integer_dtype(faces[column]):
+            merged[column] = merged[column].astype("Int64")  # empty where faces.csv has no row
+    stale = len(set(faces.path) - set(rel_paths))
+    if stale:
+        logger.warning("%s lists %d file(s) that are not in the dataset: ignored", faces_csv, stale)
+    uncropped = int((~_has_crop_box(merged)).sum())
+    if uncropped:
+        logger.warning(
+            "%d of %d images are not in %s (added after `ingest --faces`?): they are not face crops",
+            uncropped,
+            len(merged),
+            faces_csv,
+        )
+    return merged
+
+
+def _has_crop_box(manifest: pd.DataFrame) -> pd.Series:
+    if not set(CROP_BOX_COLUMNS) <= set(manifest.columns):
+        return pd.Series(False, index=manifest.index)
+    box = manifest[CROP_BOX_COLUMNS]
+    return (box.notna() & (box.astype(str) != "")).all(axis=1)
+
+
+def face_cropped(manifest: pd.DataFrame) -> bool:
+    """True when the manifest has rows and every row has a crop box (``ingest --faces`` wrote
+    every image): the data a model trained on were face crops. Works on a manifest built by
+    :func:`build_manifest` or read back by :func:`load_manifest`."""
+    return bool(len(manifest)) and bool(_has_crop_box(manifest).all())
 
 
 def statistics(manifest: pd.DataFrame) -> dict:
