@@ -133,7 +133,7 @@ def cli():
     """Train, compare, tune, register and serve deepfake image detectors.
 
     Pipeline stages (run them all with `dvc repro`): prepare, train, finetune, threshold,
-    evaluate, ensemble, summary, register. Each logs to MLflow (`mlflow ui`).
+    evaluate, ensemble, summary, register, external. Each logs to MLflow (`mlflow ui`).
     """
     _configure_logging()
 
@@ -295,6 +295,22 @@ def register(force, params_path):
     """Register the best model or ensemble (by register.metric on validation) with its threshold;
     move the champion alias to it if it beats the current champion."""
     _run_stage("register", _params(params_path), force)
+
+
+@cli.command()
+@params_option
+def external(params_path):
+    """Cross-dataset evaluation: score every final model and ensemble on each labelled folder of
+    evaluate.external (name: folder, {real,fake}/ or train|valid|test/{real,fake}/ taken whole)
+    at its validation-tuned threshold: AUC, average precision, EER, accuracy.
+
+    Writes metrics/external.json, reports/external.md and artifacts/external/ (files.csv names
+    every file not scored and why); logs one MLflow run per model, external-<model>, with the
+    metrics external/<set>/auc, .../ap, .../eer, .../accuracy beside in_domain/auc. With
+    evaluate.external empty it writes empty outputs. Under DVC, after changing the files of a
+    folder, run `dvc repro -f external` (DVC tracks the setting, not the folder's contents).
+    """
+    _run_stage("external", _params(params_path))
 
 
 # ----------------------------------------------------------------------------- inference

@@ -161,6 +161,21 @@ class ThresholdParams(_Section):
 class EvaluateParams(_Section):
     n_bins: int = Field(10, ge=2)
     gradcam_examples: int = Field(4, ge=0)
+    # The `external` stage: labelled folders outside the training data, name -> folder
+    # ({real,fake}/ or train|valid|test/{real,fake}/, taken whole); relative paths are taken
+    # from the project root. Every final model and ensemble is scored on each (data/external.py).
+    external: dict[str, Path] = Field(default_factory=dict)
+
+    @field_validator("external", mode="before")
+    @classmethod
+    def _external_names(cls, v):
+        from .data.external import check_name
+
+        for name, folder in (v or {}).items() if isinstance(v, dict) else ():
+            check_name(name)
+            if folder is None or not str(folder).strip():
+                raise ValueError(f"{name}: give the folder of its labelled images ({{real,fake}}/ inside)")
+        return {} if v is None else v
 
 
 class EnsembleParams(_Section):

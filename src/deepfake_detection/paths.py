@@ -59,6 +59,9 @@ SUMMARY_MD = REPORTS / "summary.md"
 ROC_ALL = REPORTS / "roc_all.png"
 REGISTER_METRICS = METRICS / "register.json"
 REGISTERED = METRICS / "registered.json"  # its compact DVC metrics: the registered model's headline numbers
+EXTERNAL = ARTIFACTS / "external"  # the external stage: files.csv, report.json, <set>/<model>.csv predictions
+EXTERNAL_METRICS = METRICS / "external.json"  # {set: {model: {auc, ap, eer, accuracy, n}}}
+EXTERNAL_REPORT = REPORTS / "external.md"
 
 
 @contextlib.contextmanager

@@ -87,6 +87,66 @@ def _score_patches(model, image_paths, params: Params) -> np.ndarray:
     return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data) for p in image_paths])
 
 
+def _read_bytes(path) -> tuple[bytes | None, str | None]:
+    from .data.images import MAX_IMAGE_BYTES
+
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            return None, f"file too large: {size:,} bytes > {MAX_IMAGE_BYTES:,}"
+        return Path(path).read_bytes(), None
+    except OSError as err:
+        return None, f"unreadable: {type(err).__name__}: {err.strerror or err}"
+
+
+def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[dict[str, np.ndarray], list]:
+    """P(fake) of every model of ``models`` (``{name: Keras model}``) for image files outside the
+    manifest, decoded as :func:`predict_split` decodes a split: the training pipeline's
+    ``decode_resize`` (``data/decode.py``), or under ``data.view: patches`` the mean crop logit
+    over each image's grid (``views.score_image``). Each file is read and decoded once, whatever
+    the number of models, ``chunk`` files at a time.
+
+    Returns ``{name: probabilities}`` (NaN where a file was not scored) and one reason per file
+    (``None`` where it was scored): unreadable, not an image, a format the decoder cannot read,
+    too large or too small (the header checks of serving, ``data.images.check_encoded``)."""
+    import tensorflow as tf
+
+    from .data.decode import check_images, decode_images
+    from .data.pipeline import decode_image
+    from .data.views import score_image
+
+    files = [str(f) for f in files]
+    scores = {name: np.full(len(files), np.nan) for name in models}
+    errors: list[str | None] = [None] * len(files)
+    for start in range(0, len(files), chunk):
+        idx = np.arange(start, min(start + chunk, len(files)))
+        read = [_read_bytes(files[i]) for i in idx]
+        contents = [data for data, _ in read]
+        if params.data.view == "patches":
+            header_errors, _ = check_images(contents)
+            for j, i in enumerate(idx):
+                errors[i] = read[j][1] or header_errors[j]
+                if errors[i]:
+                    continue
+                try:
+                    image = decode_image(tf.constant(contents[j]))
+                except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
+                    errors[i] = f"not a decodable image: {type(err).__name__}"
+                    continue
+                for name, model in models.items():
+                    scores[name][i] = score_image(model.predict_on_batch, image, params.data)
+            continue
+        pixels, decode_errors = decode_images(contents, params.data.image_size)
+        for j, i in enumerate(idx):
+            errors[i] = read[j][1] or decode_errors[j]
+        ok = np.array([errors[i] is None for i in idx], dtype=bool)
+        if ok.any():
+            for name, model in models.items():
+                p = model.predict(pixels[ok], batch_size=params.data.batch_size, verbose=0)
+                scores[name][idx[ok]] = np.asarray(p, dtype=float).reshape(-1)
+    return scores, errors
+
+
 def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
     """Pick the decision threshold on validation predictions only; log it and its ROC figure
     to the active run. Returns ``{threshold, method, target, val: {metrics at it}}``."""

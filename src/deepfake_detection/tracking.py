@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from .config import Params, flatten  # noqa: E402
 
-STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register")
+STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register", "external")
 DATA_DVC = Path("data.dvc")
 # The splits of the manifest each stage reads: logged as the run's dataset inputs.
 STAGE_SPLITS = {
@@ -40,6 +40,7 @@ STAGE_SPLITS = {
     "ensemble": ("valid", "test"),
     "summary": ("test",),
     "register": ("valid",),
+    "external": (),  # folders outside the manifest: logged by log_external_dataset
 }
 # The MLflow UI opens an experiment in its GenAI view unless told otherwise. MLflow 3.17's UI takes
 # the view from the URL (``?workflowType=machine_learning``) or the user's last choice; UIs without
@@ -211,6 +212,22 @@ def log_datasets(
                 rows[rows.split == split].reset_index(drop=True), source=source, targets="label", name=name
             )
         mlflow.log_input(dataset, context=split)
+
+
+def log_external_dataset(name: str, rows, source: str | Path, digest: str) -> None:
+    """Log an outside evaluation set (``evaluate.external``: a DataFrame of its files, path and
+    label) as a dataset input of the active run, named ``<name>@<digest, 8 characters>``, source
+    its folder, context ``external``."""
+    import warnings
+
+    import mlflow.data
+
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": it is a local folder
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            rows.reset_index(drop=True), source=str(source), targets="label", name=f"{name}@{digest[:8]}"
+        )
+    mlflow.log_input(dataset, context="external")
 
 
 def log_params(settings: dict[str, object]) -> None:

@@ -30,6 +30,7 @@ from deepfake_detection.evaluation.metrics import (
     dvc_roc_points,
     equal_error_rate,
     expected_calibration_error,
+    external_metrics,
     plot_confusion,
     plot_pr,
     plot_roc,
@@ -129,6 +130,24 @@ def test_eer_of_perfect_random_and_inverted_classifiers():
     rng = np.random.default_rng(0)
     y_big = rng.integers(0, 2, 20_000)
     assert equal_error_rate(y_big, rng.random(20_000)) == pytest.approx(0.5, abs=0.02)
+
+
+def test_external_metrics_on_hand_made_scores():
+    # ranked by score: fake .9, real .8, fake .7, real .4, fake .35, real .2
+    y = [1, 0, 1, 0, 1, 0]
+    p = [0.9, 0.8, 0.7, 0.4, 0.35, 0.2]
+    m = external_metrics(y, p, threshold=0.5)
+    assert set(m) == {"auc", "ap", "eer", "accuracy", "n"} and m["n"] == 6
+    # AUC: fake .9 outranks 3 reals, .7 two, .35 one: 6 of the 9 (fake, real) pairs
+    assert m["auc"] == pytest.approx(6 / 9)
+    # AP: precision at each fake, in rank order: 1/1, 2/3, 3/5
+    assert m["ap"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # at 0.5: fake .9 and .7 caught, real .8 called fake, the rest right: 4 of 6
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    # ROC (0,1/3) (1/3,1/3) (1/3,2/3) (2/3,2/3) (2/3,1) (1,1): fnr = fpr = 1/3 at (1/3, 2/3)
+    assert m["eer"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="both classes"):
+        external_metrics([1, 1], [0.2, 0.9], 0.5)
 
 
 def test_eer_hand_made_and_interpolated():

@@ -130,6 +130,23 @@ def binary_metrics(y, p, threshold: float = 0.5, n_bins: int = 10) -> dict[str, 
     }
 
 
+EXTERNAL_KEYS = ("auc", "ap", "eer", "accuracy", "n")
+
+
+def external_metrics(y, p, threshold: float) -> dict[str, float]:
+    """The cross-dataset figures (:data:`EXTERNAL_KEYS`): ROC ``auc``, ``ap`` (average precision,
+    fake = positive), ``eer`` and ``accuracy`` at ``threshold`` (the one tuned on the training
+    data's validation split), and the image count ``n``. Both classes must be present."""
+    y, p = validate_scores(y, p)
+    return {
+        "auc": float(roc_auc_score(y, p)),
+        "ap": float(average_precision_score(y, p)),
+        "eer": equal_error_rate(y, p),
+        "accuracy": float(accuracy_score(y, predict_labels(p, threshold))),
+        "n": int(len(y)),
+    }
+
+
 def auc_interval(y, p, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
     """A stratified bootstrap ``confidence`` interval of the ROC AUC: fakes and reals are resampled
     separately (each resample keeps the split's class counts), percentile bounds. Seeded, so the

@@ -33,7 +33,7 @@ def run(model_name: str, params: Params) -> dict:
         log = {
             "threshold": chosen["threshold"],
             "threshold_method": chosen["method"],
-            **flatten(params.evaluate, "evaluate."),
+            **{k: v for k, v in flatten(params.evaluate, "evaluate.").items() if k != "evaluate.external"},
         }
         with tracking.stage_run("evaluate", params, model=model_name, log=log):
             result = evaluate_scores(model_name, "single", "evaluate", test, chosen, params)
