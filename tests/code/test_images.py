@@ -333,3 +333,24 @@ def test_check_encoded_small_and_elongated_images():
     assert both.error is None and "small image" in both.warning and "elongated image" in both.warning
     assert images.check_encoded(encoded((32, 128))).warning is None  # 4:1 and 32 px: still fine
     assert images.check_encoded(encoded((31, 124))).warning.startswith("small image")
+
+
+def test_decode_rgb_reads_bytes_as_load_rgb_reads_the_file(tmp_path):
+    """The face path decodes the photo from bytes exactly as ``ingest --faces`` decodes a file:
+    EXIF orientation applied, alpha over white; bad bytes raise ImageError."""
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "turned.jpg", quality=95, exif=exif)
+    Image.fromarray(rng.integers(0, 256, (12, 16, 4), dtype=np.uint8), "RGBA").save(tmp_path / "alpha.png")
+    for name in ("turned.jpg", "alpha.png"):
+        data = (tmp_path / name).read_bytes()
+        np.testing.assert_array_equal(images.decode_rgb(data), images.load_rgb(tmp_path / name))
+    assert images.decode_rgb((tmp_path / "turned.jpg").read_bytes()).shape == (30, 20, 3)  # upright
+    with pytest.raises(images.ImageError) as err:
+        images.decode_rgb(b"not an image")
+    assert err.value.reason == "not_an_image" and err.value.path is None
+    with pytest.raises(images.ImageError) as err:
+        images.decode_rgb(png_declaring(9000, 9000))
+    assert err.value.reason == "too_large"

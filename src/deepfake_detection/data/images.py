@@ -9,7 +9,8 @@ One place decides what counts as a readable image:
   raising :class:`ImageError` (``.reason`` is one of :data:`REASONS`).
 * :func:`to_rgb` turns every mode in :data:`SUPPORTED_MODES` into 8-bit RGB.
 * :func:`load_rgb` = :func:`open_image` + EXIF orientation + :func:`to_rgb` as a ``uint8``
-  ``H x W x 3`` array; :func:`encode` writes an image as JPEG or PNG bytes.
+  ``H x W x 3`` array (:func:`decode_rgb`: the same from encoded bytes); :func:`encode` writes
+  an image as JPEG or PNG bytes.
 * :func:`check_encoded` checks encoded bytes from their header for inference (format,
   :data:`MAX_PIXELS`, :data:`MIN_SIDE`; a warning under :data:`SMALL_SIDE` or beyond
   :data:`MAX_ASPECT_RATIO`); :data:`MAX_IMAGE_BYTES` caps what inference reads.
@@ -141,17 +142,22 @@ def _decode_error(err: BaseException) -> tuple[str, str]:
     return "unreadable", text
 
 
-def _open(path: Path, max_pixels: int) -> tuple[Image.Image, int]:
-    """Checked, fully decoded image and its EXIF orientation, or :class:`ImageError`."""
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise ImageError("unreadable", f"{type(err).__name__}: {err}", path) from None
+def _open(path: Path | bytes, max_pixels: int) -> tuple[Image.Image, int]:
+    """Checked, fully decoded image and its EXIF orientation, or :class:`ImageError`; ``path``
+    may also be the encoded bytes themselves (then errors name no path)."""
+    if isinstance(path, bytes):
+        size, source, path = len(path), io.BytesIO(path), None
+    else:
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise ImageError("unreadable", f"{type(err).__name__}: {err}", path) from None
+        source = path
     if size == 0:
         raise ImageError("zero_bytes", "the file is empty", path)
     with _strict_decoding():
         try:
-            img = Image.open(path)
+            img = Image.open(source)
         except UnidentifiedImageError:
             raise ImageError("not_an_image", "no image format recognises this file", path) from None
         except Image.DecompressionBombError as err:
@@ -269,6 +275,16 @@ def load_rgb(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, exif_tran
     Applies the EXIF orientation tag (as a photo viewer would) unless ``exif_transpose`` is
     false. Raises :class:`ImageError` for a file :func:`inspect_image` would refuse."""
     img = open_image(path, max_pixels=max_pixels)
+    with img:
+        if exif_transpose:
+            img = ImageOps.exif_transpose(img)
+        return np.asarray(to_rgb(img), dtype=np.uint8).copy()
+
+
+def decode_rgb(data: bytes, *, max_pixels: int = MAX_PIXELS, exif_transpose: bool = True) -> np.ndarray:
+    """:func:`load_rgb` for encoded bytes (inference's face path: the photo in which faces are
+    found, decoded as ``ingest --faces`` decodes a file). Raises :class:`ImageError`."""
+    img, _ = _open(bytes(data), max_pixels)
     with img:
         if exif_transpose:
             img = ImageOps.exif_transpose(img)
