@@ -352,18 +352,27 @@ def _tracking():
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per prediction batch."
 )
-def predict(model_uri, inputs, output, threshold, runtime, batch_size):
+@click.option(
+    "--faces/--no-faces",
+    default=None,
+    help="Score every face of each photo (MTCNN, the model's face settings): one row per face with its box "
+    "(input, face, face_x, face_y, face_w, face_h, face_confidence), or one row saying no face was found "
+    "[default: the model's own flag, on when it was trained on face crops].",
+)
+def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
     """Classify image files and folders (searched recursively): one row per file, in the
     order given, with probability_fake, label (at the model's tuned threshold), and the error
     (not an image, unsupported format, too large, dangling link, ...) or warning (small or
-    elongated image) of that file."""
+    elongated image) of that file. With faces on: one row per face of each file."""
     from .serving.predict import predict_files
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
     _tracking()
     try:
-        rows = predict_files(model_uri, list(inputs), threshold=threshold, runtime=runtime, batch_size=batch_size)
+        rows = predict_files(
+            model_uri, list(inputs), threshold=threshold, runtime=runtime, batch_size=batch_size, faces=faces
+        )
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     if output is None:
@@ -374,6 +383,15 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size):
         rows.to_json(output, orient="records", indent=2)
     n_err = int(rows["error"].notna().sum())
     n_warn = int(rows["warning"].notna().sum())
+    if "face" in rows.columns:
+        n_files = rows["input"].nunique()
+        click.echo(
+            f"{n_files} files: {len(rows) - n_err} faces scored ({int((rows.label == 'fake').sum())} fake, "
+            f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
+            f"{n_err} rows without a score (no face, or the error)" + (f"; written to {output}" if output else ""),
+            err=True,
+        )
+        return
     click.echo(
         f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
         f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
@@ -409,19 +427,27 @@ def export(model_uri, fmt, out):
     required=True,
     help="Folder for the heat-map overlays (PNG).",
 )
-def explain(model_uri, images, out_dir):
+@click.option(
+    "--faces/--no-faces",
+    default=None,
+    help="Explain every face of each photo: each face crop's Grad-CAM pasted back onto the whole photo, "
+    "face boxes drawn, one PNG per photo [default: the model's own flag; off for a .keras file].",
+)
+def explain(model_uri, images, out_dir, faces):
     """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
     from .explain import explain_files
 
     _tracking()
     try:
-        written = explain_files(model_uri, list(images), out_dir)
+        written = explain_files(model_uri, list(images), out_dir, faces=faces)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     for path in written:
         click.echo(path)
     if len(written) < len(images):
-        click.echo(f"{len(images) - len(written)} image(s) could not be decoded (see the warnings)", err=True)
+        click.echo(
+            f"{len(images) - len(written)} image(s) could not be decoded or held no face (see the warnings)", err=True
+        )
 
 
 def main():  # pragma: no cover - console entry for `python -m`

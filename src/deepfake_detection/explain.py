@@ -12,6 +12,10 @@ output itself. ``target="predicted"`` (default) explains the model's decision fo
 class for all images. A map of 1 x 1 (EfficientNetB0 at 32 px: the backbone divides by 32)
 can only give a constant heatmap; use 64 px or more, or name an earlier layer.
 
+``explain_files(..., faces=True)`` (``explain --faces``) explains each face of a photo: the
+crop the detector scores (:mod:`deepfake_detection.serving.faces`) is explained and its heatmap
+blended back into the whole photo, face boxes drawn (:func:`faces_overlay`).
+
 Images are float32 RGB pixels in [0, 255], ``(n, S, S, 3)``, as the models take them. Plots are
 plain ``matplotlib.figure.Figure`` objects (no pyplot state), for ``mlflow.log_figure`` or
 ``savefig``.
@@ -165,12 +169,53 @@ def overlay_grid(
 
 def _load_model(model_uri_or_path: str | Path):
     """A Keras model (the first member of a logged detector), the threshold and the pixel limit
-    it carries (``max_pixels`` in its metadata; ``images.MAX_PIXELS`` for a bare ``.keras``)."""
+    it carries (``max_pixels`` in its metadata; ``images.MAX_PIXELS`` for a bare ``.keras``),
+    and its metadata (``{}`` for a bare ``.keras``)."""
     from deepfake_detection.data.images import MAX_PIXELS
     from deepfake_detection.serving.pyfunc import load_keras_members
 
     models, metadata = load_keras_members(model_uri_or_path)
-    return models[0], float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
+    threshold, max_pixels = float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
+    return models[0], threshold, max_pixels, metadata
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, k = f"{stem}_gradcam.png", 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}_gradcam.png"
+    used.add(name)
+    return name
+
+
+FAKE_COLOUR, REAL_COLOUR = (255, 40, 40), (40, 220, 40)
+"""The colour of a face box on a ``--faces`` overlay: labelled fake, labelled real."""
+
+
+def faces_overlay(rgb: np.ndarray, faces, heatmaps, probabilities, threshold: float, alpha: float = 0.4) -> np.ndarray:
+    """The whole photo ``rgb`` with each face's Grad-CAM (computed on its crop) blended back
+    into the face's crop box at the photo's resolution, and each face box drawn (red: fake,
+    green: real) with its number and P(fake). Faces come largest first; later (smaller) ones
+    are drawn over earlier ones. uint8 RGB, the photo's size."""
+    from PIL import Image, ImageDraw
+
+    canvas = _to_uint8(rgb).copy()
+    for face, heat in zip(faces, heatmaps):
+        left, top, right, bottom = face.crop_box
+        canvas[top:bottom, left:right] = overlay(canvas[top:bottom, left:right], heat, alpha)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(min(image.size) / 250))
+    for k, (face, p) in enumerate(zip(faces, probabilities)):
+        x, y, w, h = face.box
+        colour = FAKE_COLOUR if p >= threshold else REAL_COLOUR
+        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=colour, width=width)
+        text = f"{k}: P(fake) {p:.2f} {'fake' if p >= threshold else 'real'}"
+        left, top, right, bottom = draw.textbbox((x, 0), text)
+        top_y = max(0, y - (bottom - top) - 2 * width)  # above the box, or at the photo's top
+        draw.rectangle([x, top_y, x + right - left + 4, top_y + bottom - top + 4], fill=(0, 0, 0))
+        draw.text((x + 2, top_y + 2 - top), text, fill=colour)
+    return np.asarray(image)
 
 
 def explain_files(
@@ -180,6 +225,7 @@ def explain_files(
     *,
     layer_name: str | None = None,
     alpha: float = 0.4,
+    faces: bool | None = None,
 ) -> list[Path]:
     """Write one PNG per image (the model's input | its Grad-CAM overlay, P(fake) in the title)
     into ``out_dir``; return their paths (undecodable images are skipped with a warning).
@@ -187,6 +233,12 @@ def explain_files(
     ``model_uri_or_path``: a ``.keras`` file or a logged detector (``models:/...``, ``runs:/...``,
     a model folder), of which the first member is explained. Images are decoded and resized
     exactly as for prediction.
+
+    ``faces`` (default: the detector's ``faces`` flag; off for a ``.keras`` file): every face of
+    each photo is found and cropped as for prediction (the detector's ``face_settings``), each
+    crop explained, and the PNG is the WHOLE photo (its size, upright) with each crop's Grad-CAM
+    blended back into its crop box and the face boxes drawn (:func:`faces_overlay`). A photo
+    without a face is skipped with a warning, as an undecodable one.
     """
     import pandas as pd
     from matplotlib.figure import Figure
@@ -195,10 +247,16 @@ def explain_files(
     from deepfake_detection.serving.io import read_inputs
     from deepfake_detection.serving.pyfunc import input_size
 
-    model, threshold, max_pixels = _load_model(model_uri_or_path)
+    model, threshold, max_pixels, metadata = _load_model(model_uri_or_path)
     size = input_size(model)
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
+    if faces is None:
+        faces = bool(metadata.get("faces", False))
+    if faces:
+        return _explain_faces(
+            model, paths, contents, errors, Path(out_dir), metadata, threshold, max_pixels, layer_name, alpha
+        )
     pixels, decode_errors = decode_images(contents, size, max_pixels=max_pixels)
     errors = [e or d for e, d in zip(errors, decode_errors)]
     for p, e in zip(paths, errors):
@@ -213,12 +271,7 @@ def explain_files(
     written: list[Path] = []
     used: set[str] = set()
     for j, i in enumerate(keep):
-        stem = paths[i].stem
-        name, k = f"{stem}_gradcam.png", 1
-        while name in used:
-            k += 1
-            name = f"{stem}_{k}_gradcam.png"
-        used.add(name)
+        name = _unique_name(paths[i].stem, used)
         image = _to_uint8(pixels[i])
         label = "fake" if probs[j] >= threshold else "real"
         fig = Figure(figsize=(6.4, 3.5))
@@ -233,5 +286,39 @@ def explain_files(
         fig.tight_layout()
         target = out_dir / name
         fig.savefig(target, dpi=100)
+        written.append(target)
+    return written
+
+
+def _explain_faces(model, paths, contents, errors, out_dir, metadata, threshold, max_pixels, layer_name, alpha):
+    """:func:`explain_files` with faces on: one whole-photo PNG per photo with a face."""
+    from PIL import Image
+
+    from deepfake_detection.data.decode import check_images, decode_checked
+    from deepfake_detection.serving.faces import face_settings, find_faces
+    from deepfake_detection.serving.pyfunc import input_size
+
+    size = input_size(model)
+    settings = face_settings(metadata.get("face_settings"))
+    header_errors, _ = check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    used: set[str] = set()
+    for path, data, error in zip(paths, contents, [e or h for e, h in zip(errors, header_errors)]):
+        if error is None:
+            try:
+                found, crops, rgb = find_faces(data, [size], settings, max_pixels)
+            except ValueError as err:
+                error = str(err)
+        if error is None:
+            pixels, crop_errors = decode_checked(crops[size], size)
+            error = next((e for e in crop_errors if e is not None), None)
+        if error is not None:
+            _logger.warning("skipping %s: %s", path, error)
+            continue
+        heatmaps, probs = gradcam_with_scores(model, pixels, layer_name, threshold=threshold)
+        image = faces_overlay(rgb, found, heatmaps, probs, threshold, alpha)
+        target = out_dir / _unique_name(path.stem, used)
+        Image.fromarray(image).save(target, "PNG")
         written.append(target)
     return written

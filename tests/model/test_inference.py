@@ -195,7 +195,7 @@ def test_the_signature_accepts_path_or_image(detector):
     columns = {c.name: c for c in signature.inputs.inputs}
     assert set(columns) == {"path", "image"}
     assert not columns["path"].required and not columns["image"].required
-    assert {p.name for p in signature.params.params} == {"threshold", "batch_size"}
+    assert {p.name for p in signature.params.params} == {"threshold", "batch_size", "faces"}
     assert [c.name for c in signature.outputs.inputs] == list(pyfunc.OUTPUT_COLUMNS)
 
 

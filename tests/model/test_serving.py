@@ -334,3 +334,47 @@ def test_a_path_opt_in_server_reads_only_regular_files_inside_its_folder(served,
     )
     for row, want in zip(rows[len(inside) + len(escapes) :], special.values()):
         assert row["error"].startswith(want) and _unscored(row)
+
+
+def test_served_model_scores_every_face_when_the_request_asks(served):
+    """The ``faces`` request param on the served champion (logged with faces off): one row per
+    face with its box, one row saying why for a photo without a face and for each bad input."""
+    from skimage import data as skdata
+    from sklearn.datasets import load_sample_image
+
+    from deepfake_detection.data.faces import NO_FACE
+    from deepfake_detection.serving.faces import FACE_OUTPUT_COLUMNS
+
+    canvas = np.full((360, 480, 3), 90, np.uint8)
+    for top, left, side in ((20, 10, 200), (190, 300, 150)):
+        canvas[top : top + side, left : left + side] = np.asarray(
+            Image.fromarray(skdata.astronaut()).resize((side, side))
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "PNG")
+    china = io.BytesIO()
+    Image.fromarray(load_sample_image("china.jpg")).save(china, "JPEG", quality=90)
+    images = [buffer.getvalue(), china.getvalue(), b"not an image", _png((1, 1)), _png_declaring(9000, 9000)]
+    payload = {
+        "dataframe_split": {"columns": ["image"], "data": [[_b64(x)] for x in images]},
+        "params": {"faces": True},
+    }
+    status, text = _post(f"{served['base']}/invocations", json.dumps(payload).encode())
+    assert status == 200, text
+    rows = json.loads(text)["predictions"]
+    assert list(rows[0]) == list(FACE_OUTPUT_COLUMNS)
+    assert [(r["input"], r["face"]) for r in rows] == [(0, 0), (0, 1), (1, None), (2, None), (3, None), (4, None)]
+    for row, (top, left, side) in zip(rows[:2], ((20, 10, 200), (190, 300, 150))):
+        assert left <= row["face_x"] and row["face_x"] + row["face_w"] <= left + side
+        assert top <= row["face_y"] and row["face_y"] + row["face_h"] <= top + side
+        assert row["error"] is None and row["label"] in ("real", "fake")
+    errors = [r["error"] for r in rows[2:]]
+    assert errors[0] == NO_FACE and errors[1].startswith("not a decodable image")
+    assert errors[2].startswith("image too small: 1x1") and errors[3].startswith("image too large: 9000x9000")
+    assert all(_unscored(r) for r in rows[2:])
+    expected = served["model"].predict(pd.DataFrame({"image": [_b64(images[0])]}), params={"faces": True})
+    np.testing.assert_allclose([r["probability_fake"] for r in rows[:2]], expected["probability_fake"], atol=1e-6)
+
+    # without the param the same champion answers one row per image, as before
+    plain = _invoke(served["base"], "image", [_b64(images[0])])
+    assert list(plain[0]) == list(pyfunc.OUTPUT_COLUMNS)

@@ -30,7 +30,8 @@ def export_model(
     endpoint takes float32 pixels ``(n, S, S, 3)`` in [0, 255]). ``onnx``: ``tf2onnx`` at opset
     17, one input (float32 ``(n, S, S, 3)`` pixels) and one output ``(n, 1)`` P(fake). Either way
     a sidecar ``<out>.json`` records ``threshold`` (the detector's, ``threshold=`` overrides,
-    ``null`` for a bare ``.keras`` file), ``image_size``, ``input_name`` and the source.
+    ``null`` for a bare ``.keras`` file), ``image_size``, ``input_name``, the source, and the
+    detector's ``faces`` flag and ``face_settings`` (false and null for a ``.keras`` file).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
@@ -61,6 +62,8 @@ def export_model(
         "source": str(model_uri_or_keras_path),
         "threshold_method": metadata.get("threshold_method"),
         "max_pixels": int(metadata.get("max_pixels") or MAX_PIXELS),
+        "faces": bool(metadata.get("faces", False)),
+        "face_settings": metadata.get("face_settings"),
     }
     from deepfake_detection import tracking
 

@@ -4,6 +4,8 @@ or an exported ONNX file (:class:`OnnxDetector`, onnxruntime).
 Every file found gets a row (:func:`expand_inputs`), scored or with the reason it is not; the
 rows are those of :class:`~deepfake_detection.serving.pyfunc.DeepfakeDetector`. The caller names
 its own files, so they are read in process (:func:`~deepfake_detection.serving.io.local_files`).
+With faces on (``faces=True``, or the model's own flag), every face of a file gets a row, with
+its box (:mod:`deepfake_detection.serving.faces`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 
 from deepfake_detection.data.images import MAX_PIXELS
 from deepfake_detection.serving.export import onnx_sidecar
+from deepfake_detection.serving.faces import face_settings, score_faces
 from deepfake_detection.serving.io import PathAccess, local_files, max_bytes_setting
 from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD, result_frame, score_rows
 
@@ -91,6 +94,8 @@ class OnnxDetector:
             raise ValueError(f"{self.path}: no image size in {sidecar.name} nor in the input shape {inp.shape}")
         self.image_size = int(size)
         self.max_pixels = int(info.get("max_pixels") or MAX_PIXELS)
+        self.faces = bool(info.get("faces", False))
+        self.face_settings = info.get("face_settings")
         if threshold is not None:
             self.threshold = float(threshold)
         elif info.get("threshold") is not None:
@@ -106,16 +111,26 @@ class OnnxDetector:
         out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
         return np.clip(np.asarray(out, dtype=np.float64).reshape(-1), 0.0, 1.0)
 
-    def predict(self, model_input: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
-        """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only)."""
+    def predict(
+        self, model_input: pd.DataFrame, threshold: float | None = None, faces: bool | None = None
+    ) -> pd.DataFrame:
+        """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only). ``faces``
+        (default: the sidecar's flag): one row per face, as the pyfunc detector's."""
+        threshold = self.threshold if threshold is None else threshold
+        access = PathAccess(True, None, max_bytes_setting())
+
+        def score(pixels):
+            return self.predict_pixels(pixels[self.image_size])
+
+        if self.faces if faces is None else faces:
+            settings = face_settings(self.face_settings)
+            return score_faces(
+                model_input, [self.image_size], score, threshold, settings, access=access, max_pixels=self.max_pixels
+            )
         probabilities, errors, warnings_ = score_rows(
-            model_input,
-            [self.image_size],
-            lambda pixels: self.predict_pixels(pixels[self.image_size]),
-            access=PathAccess(True, None, max_bytes_setting()),
-            max_pixels=self.max_pixels,
+            model_input, [self.image_size], score, access=access, max_pixels=self.max_pixels
         )
-        return result_frame(probabilities, errors, self.threshold if threshold is None else threshold, warnings_)
+        return result_frame(probabilities, errors, threshold, warnings_)
 
 
 def predict_files(
@@ -126,9 +141,12 @@ def predict_files(
     runtime: str = "keras",
     batch_size: int = 64,
     progress: bool = True,
+    faces: bool | None = None,
 ) -> pd.DataFrame:
     """One row per file: ``path``, ``probability_fake``, ``label``, ``threshold``, ``error``,
-    ``warning``.
+    ``warning``; with faces on, one row per face: ``path``, then the columns of
+    :data:`~deepfake_detection.serving.faces.FACE_OUTPUT_COLUMNS` (``input`` is the file's
+    index in the list of files), and one row for a file without a face (its ``error`` says so).
 
     ``inputs``: files and folders (every file in them, recursively, sorted: see
     :func:`expand_inputs`; one that is no usable image gets its error), in the given order.
@@ -136,7 +154,8 @@ def predict_files(
     ``runs:/...`` or a local model folder) and the threshold defaults to the one it carries.
     ``runtime="onnx"``: ``model_uri`` is an ``.onnx`` file from :func:`export_model`, the
     threshold defaults to its sidecar JSON's (0.5 with a warning without one). ``threshold``
-    overrides either.
+    overrides either. ``faces``: True/False overrides the model's own flag (its metadata, or
+    the ONNX sidecar's ``faces``), None keeps it.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {RUNTIMES}")
@@ -147,12 +166,14 @@ def predict_files(
         detector = OnnxDetector(model_uri, threshold)
 
         def run(frame):
-            return detector.predict(frame)
+            return detector.predict(frame, faces=faces)
     else:
         model = mlflow.pyfunc.load_model(model_uri)
         if threshold is None:
             threshold = model_threshold(model_uri)
         params = {"threshold": float(threshold), "batch_size": int(batch_size)}
+        if faces is not None:
+            params["faces"] = bool(faces)
 
         def run(frame):
             with local_files():  # our own files, named by the caller: read them in process
@@ -162,8 +183,12 @@ def predict_files(
     with _progress(len(files), progress, f"predict ({runtime})") as bar:
         for start in range(0, len(files), batch_size):
             chunk = [str(f) for f in files[start : start + batch_size]]
-            frames.append(run(pd.DataFrame({"path": chunk})))
+            frame = run(pd.DataFrame({"path": chunk}))
+            if "input" in frame.columns:  # faces: rows per face, each naming its input row
+                frame["input"] = frame["input"] + start
+            frames.append(frame)
             bar.update(len(chunk))
     result = pd.concat(frames, ignore_index=True)
-    result.insert(0, "path", [str(f) for f in files])
+    rows = result["input"].tolist() if "input" in result.columns else range(len(files))
+    result.insert(0, "path", [str(files[i]) for i in rows])
     return result

@@ -18,6 +18,11 @@ fails the batch. Rows are read by :mod:`deepfake_detection.serving.io` (which ``
 read: :func:`~deepfake_detection.serving.io.path_access`), checked from their header and decoded
 by :mod:`deepfake_detection.data.decode` (the training pipeline's ``decode_resize``).
 
+With faces on (the ``faces`` flag of the model's config and metadata, set at logging time; a
+request's ``faces`` param overrides it), each photo gives one row per face found instead, with
+the face's box in front of these columns, or one row whose ``error`` says no face was found:
+see :mod:`deepfake_detection.serving.faces`.
+
 The logged model folder carries this package (``code/deepfake_detection``), so it loads where
 the package is not installed (``mlflow models serve --env-manager local`` included). Its pickle
 names the class ``deepfake_detection.serving.pyfunc.DeepfakeDetector``; models logged before
@@ -147,8 +152,10 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     Artifacts: ``member_0``, ``member_1``, ... (``.keras`` files) and, optionally,
     ``ensemble`` (JSON). ``model_config``: ``threshold``, ``image_size``, ``ensemble`` (the
     ensemble's ``to_dict()`` or None), ``batch_size`` and ``max_pixels`` (the pixel limit
-    checked from each image's header). Each member gets images at its own input size (read
-    from the model). ``path`` rows are read only as :func:`path_access` allows.
+    checked from each image's header), ``faces`` (score every face of a photo, see
+    :mod:`~deepfake_detection.serving.faces`) and ``face_settings``. Each member gets images
+    at its own input size (read from the model), face crops included. ``path`` rows are read
+    only as :func:`path_access` allows.
     """
 
     def load_context(self, context) -> None:
@@ -167,6 +174,8 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.batch_size = int(config.get("batch_size") or 64)
         self.image_size = int(config.get("image_size") or self.sizes[0])
         self.max_pixels = int(config.get("max_pixels") or MAX_PIXELS)
+        self.faces = bool(config.get("faces", False))
+        self.face_settings = config.get("face_settings")  # a FaceSettings.as_dict(), or None
         access = path_access()  # a wrong DEEPFAKE_SERVE_PATH_ROOT stops a server from starting
         if access.root is not None:
             _logger.info("path rows may name files inside %s (at most %s bytes)", access.root, access.max_bytes)
@@ -201,22 +210,46 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
         threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
+        faces = getattr(self, "faces", False) if params.get("faces") is None else faces_param(params["faces"])
+
+        def score(pixels):
+            return self.predict_pixels(pixels, params.get("batch_size"))
+
+        max_pixels = getattr(self, "max_pixels", MAX_PIXELS)
+        if faces:
+            from deepfake_detection.serving.faces import face_settings, score_faces
+
+            settings = face_settings(getattr(self, "face_settings", None))
+            return score_faces(
+                model_input, self.sizes, score, threshold, settings, access=path_access(), max_pixels=max_pixels
+            )
         probabilities, errors, warnings_ = score_rows(
-            model_input,
-            self.sizes,
-            lambda pixels: self.predict_pixels(pixels, params.get("batch_size")),
-            access=path_access(),
-            max_pixels=getattr(self, "max_pixels", MAX_PIXELS),
+            model_input, self.sizes, score, access=path_access(), max_pixels=max_pixels
         )
         return result_frame(probabilities, errors, threshold, warnings_)
+
+
+def faces_param(value) -> bool:
+    """A request's ``faces`` param as a bool (MLflow gives a bool; JSON text too is taken)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    from deepfake_detection.serving.io import InvalidInputError
+
+    raise InvalidInputError(f"the 'faces' param must be true or false, got {value!r}")
 
 
 # --------------------------------------------------------------------------- logging
 
 
-def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64):
-    """Input: optional string columns ``path`` and ``image`` (give either); params ``threshold``
-    and ``batch_size`` (defaults: the logged ones); output: the four result columns."""
+def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64, faces: bool = False):
+    """Input: optional string columns ``path`` and ``image`` (give either); params ``threshold``,
+    ``batch_size`` and ``faces`` (defaults: the logged ones); output: the five result columns
+    (with faces on, the face columns come first: not in the schema, which MLflow does not
+    enforce on outputs)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
@@ -236,6 +269,7 @@ def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 6
         [
             ParamSpec("threshold", DataType.double, float(threshold)),
             ParamSpec("batch_size", DataType.long, int(batch_size)),
+            ParamSpec("faces", DataType.boolean, bool(faces)),
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
@@ -253,6 +287,8 @@ def log_detector(
     input_example_image: Path | None = None,
     batch_size: int = 64,
     max_pixels: int = MAX_PIXELS,
+    faces: bool = False,
+    face_settings=None,
 ):
     """Log a :class:`DeepfakeDetector` to the active run; return MLflow's ``ModelInfo``.
 
@@ -262,7 +298,11 @@ def log_detector(
     ``image_size``, to the model's metadata. ``input_example_image`` (an image file) is stored
     base64-encoded as the input example (MLflow then also checks that it serves).
     ``max_pixels``: the largest image (width x height) the detector decodes; in the model
-    config and the metadata.
+    config and the metadata. ``faces`` (on when the model was trained on face crops): score
+    every face of a photo by default (the ``faces`` request param overrides it);
+    ``face_settings`` (a :class:`~deepfake_detection.data.faces.FaceSettings`, its
+    ``as_dict()``, or None for the defaults): how faces are found and cut. Both go to the model
+    config and the metadata (``faces``, ``face_settings``).
     """
     from deepfake_detection import tracking
 
@@ -294,18 +334,26 @@ def log_detector(
     artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
     if int(max_pixels) < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
+    from deepfake_detection.serving.faces import face_settings as _face_settings
+
+    settings = _face_settings(face_settings).as_dict()
+    faces = bool(faces)
     model_config = {
         "threshold": threshold,
         "image_size": int(image_size),
         "ensemble": ensemble,
         "batch_size": int(batch_size),
         "max_pixels": int(max_pixels),
+        "faces": faces,
+        "face_settings": settings,
     }
     metadata = {
         "threshold": threshold,
         "threshold_method": str(threshold_method),
         "image_size": int(image_size),
         "max_pixels": int(max_pixels),
+        "faces": faces,
+        "face_settings": settings,
     }
     if ensemble is not None:
         metadata["ensemble_kind"] = ensemble["kind"]
@@ -327,7 +375,7 @@ def log_detector(
             model_config=model_config,
             metadata=metadata,
             code_paths=[str(code)],
-            signature=detector_signature(threshold, batch_size),
+            signature=detector_signature(threshold, batch_size, faces),
             input_example=input_example,
             registered_model_name=registered_model_name,
         )
