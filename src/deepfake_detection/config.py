@@ -38,6 +38,34 @@ class SplitParams(_Section):
         return self
 
 
+def _ordered_pair(v, low: float, high: float):
+    if v is not None and not (low <= v[0] <= v[1] <= high):
+        raise ValueError(f"must be [low, high] with {low:g} <= low <= high <= {high:g}")
+    return v
+
+
+class DegradeParams(_Section):
+    """CNNDetection's degradation augmentation (Wang et al., CVPR 2020): with probability
+    ``blur_prob`` a training image is blurred with a Gaussian of sigma ~ U(``blur_sigma``) pixels,
+    then with probability ``jpeg_prob`` re-compressed as JPEG at a quality ~ U(``jpeg_quality``);
+    at native resolution, before the resize or crop. Both probabilities 0 (the default): off."""
+
+    blur_prob: float = Field(0.0, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_prob: float = Field(0.0, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = (30, 100)
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _sigma_range(cls, v):
+        return _ordered_pair(v, 0, 10)
+
+    @field_validator("jpeg_quality")
+    @classmethod
+    def _quality_range(cls, v):
+        return _ordered_pair(v, 1, 100)
+
+
 class AugmentParams(_Section):
     flip: bool = True
     rotation: float = Field(0.03, ge=0, le=0.5)
@@ -49,6 +77,9 @@ class AugmentParams(_Section):
     # image becomes a fake one, blended with a colour- and geometry-jittered copy of itself
     # through a soft elliptical mask over its centre. Training only; 0 turns it off.
     self_blend: float = Field(0.0, ge=0, le=1)
+    # Probabilistic blur and JPEG re-compression at native resolution (DegradeParams); the
+    # jpeg_quality above re-encodes every image, after the resize.
+    degrade: DegradeParams = DegradeParams()
 
     @field_validator("jpeg_quality")
     @classmethod
@@ -178,6 +209,52 @@ class EvaluateParams(_Section):
         return {} if v is None else v
 
 
+class PerturbationParams(_Section):
+    """One named test-time perturbation (data/perturb.py): the operations set here, applied in
+    the order downscale, blur, noise, jpeg."""
+
+    downscale: float | None = Field(None, gt=0, lt=1)  # to this fraction of the size and back up
+    blur: float | None = Field(None, gt=0, le=10)  # Gaussian sigma, pixels
+    noise: float | None = Field(None, gt=0, le=128)  # Gaussian noise std, 0..255 levels (seeded)
+    jpeg: int | None = Field(None, ge=1, le=100)  # re-encoded as JPEG at this quality
+
+    @model_validator(mode="after")
+    def _something_to_do(self):
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("set at least one of downscale, blur, noise, jpeg")
+        return self
+
+
+def _default_perturbations() -> dict[str, PerturbationParams]:
+    return {
+        "jpeg_90": PerturbationParams(jpeg=90),
+        "jpeg_75": PerturbationParams(jpeg=75),
+        "jpeg_50": PerturbationParams(jpeg=50),
+        "blur_1": PerturbationParams(blur=1.0),
+        "blur_2": PerturbationParams(blur=2.0),
+        "downscale_50": PerturbationParams(downscale=0.5),
+        "combined": PerturbationParams(downscale=0.5, blur=1.0, jpeg=75),
+    }
+
+
+class RobustnessParams(_Section):
+    """The ``robustness`` stages: the test split re-scored under each named perturbation (and
+    ``clean``, always). ``seed`` seeds the random operations (noise), per image."""
+
+    seed: int = 42
+    perturbations: dict[str, PerturbationParams] = Field(default_factory=_default_perturbations, min_length=1)
+
+    @field_validator("perturbations")
+    @classmethod
+    def _names(cls, v):
+        import re
+
+        for name in v:
+            if name == "clean" or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ValueError(f"{name!r}: a name is letters, digits, '_' or '-', and not 'clean' (always scored)")
+        return v
+
+
 class EnsembleParams(_Section):
     members: list[str] = Field(default_factory=lambda: ModelsParams().names(), min_length=2)
 
@@ -218,6 +295,7 @@ with warnings.catch_warnings():  # the `register` section shadows ABCMeta.regist
         finetune: FinetuneParams = FinetuneParams()
         threshold: ThresholdParams = ThresholdParams()
         evaluate: EvaluateParams = EvaluateParams()
+        robustness: RobustnessParams = RobustnessParams()
         ensemble: EnsembleParams = EnsembleParams()
         register: RegisterParams = RegisterParams()
         mlflow: MlflowParams = MlflowParams()

@@ -26,7 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from deepfake_detection import LABELS, SPLITS
-from deepfake_detection.config import AugmentParams
+from deepfake_detection.config import AugmentParams, DegradeParams
 from deepfake_detection.data import views
 from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
 
@@ -212,15 +212,69 @@ def maybe_self_blend(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, probab
     return image, tf.where(blend, tf.constant(1.0, label.dtype), label)
 
 
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor | float, radius: int) -> tf.Tensor:
+    """Gaussian blur of one float32 ``(h, w, 3)`` image, standard deviation ``sigma`` pixels (a
+    tensor is fine), kernel truncated at ``radius`` pixels (a Python int, >= 3 sigma). Separable;
+    at the borders the kernel is renormalised over the pixels inside the image, so any image
+    size works and a flat image stays flat. ``sigma`` near 0 leaves the image as it is."""
+    sigma = tf.maximum(tf.cast(sigma, tf.float32), 1e-3)
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(x / sigma))
+    kernel = kernel / tf.reduce_sum(kernel)
+    rows = tf.tile(kernel[:, tf.newaxis, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
+    cols = tf.tile(kernel[tf.newaxis, :, tf.newaxis, tf.newaxis], [1, 1, 3, 1])
+
+    def conv(x):
+        x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "SAME")
+        return tf.nn.depthwise_conv2d(x, cols, [1, 1, 1, 1], "SAME")
+
+    batch = image[tf.newaxis]
+    return (conv(batch) / conv(tf.ones_like(batch)))[0]
+
+
+def _jpeg_recompress(image: tf.Tensor, seed: tf.Tensor, low: int, high: int) -> tf.Tensor:
+    """Re-encode a float32 [0, 255] image as JPEG at a quality ~ U{low..high} (seeded)."""
+    quality = tf.random.stateless_uniform([], seed=seed, minval=low, maxval=high + 1, dtype=tf.int32)
+    encoded = tf.image.adjust_jpeg_quality(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8), quality)
+    return tf.cast(encoded, tf.float32)
+
+
+def degrade(image: tf.Tensor, seed: tf.Tensor, params: DegradeParams) -> tf.Tensor:
+    """CNNDetection's degradation (Wang et al., CVPR 2020) of one float32 ``(h, w, 3)`` image in
+    [0, 255]: with probability ``blur_prob`` a Gaussian blur of sigma ~ U(``blur_sigma``), then with
+    probability ``jpeg_prob`` a JPEG re-compression at quality ~ U{``jpeg_quality``}. Seeded: the
+    same seed, the same result."""
+    seeds = tf.random.split(seed, 4)
+    if params.blur_prob > 0:
+        low, high = params.blur_sigma
+        sigma = tf.random.stateless_uniform([], seed=seeds[1], minval=low, maxval=high)
+        radius = max(1, math.ceil(3 * high))
+        image = tf.cond(
+            tf.random.stateless_uniform([], seed=seeds[0]) < params.blur_prob,
+            lambda: tf.clip_by_value(gaussian_blur(image, sigma, radius), 0.0, 255.0),
+            lambda: image,
+        )
+    if params.jpeg_prob > 0:
+        low, high = params.jpeg_quality
+        image = tf.cond(
+            tf.random.stateless_uniform([], seed=seeds[2]) < params.jpeg_prob,
+            lambda: _jpeg_recompress(image, seeds[3], low, high),
+            lambda: image,
+        )
+    return image
+
+
 def _train_element(
     path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int, augment: AugmentParams, patch_size: int | None
 ):
-    """One training element: decode at native size, maybe self-blend, bring to the view (resize,
-    or a random patch), augment."""
+    """One training element: decode at native size, maybe self-blend, maybe degrade (blur, JPEG),
+    bring to the view (resize, or a random patch), augment."""
     seeds = tf.random.split(seed, 3)
     image = decode_image(tf.io.read_file(path))
     if augment.self_blend > 0:
         image, label = maybe_self_blend(image, label, seeds[0], augment.self_blend)
+    if augment.degrade.blur_prob > 0 or augment.degrade.jpeg_prob > 0:  # its own seed: the others stay as they were
+        image = degrade(image, tf.random.experimental.stateless_fold_in(seed, 3), augment.degrade)
     image = resize(image, image_size) if patch_size is None else views.random_crop(image, patch_size, seeds[1])
     return augment_image(image, seeds[2], augment), label
 
@@ -238,11 +292,8 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, params: AugmentParams) -> t
     if params.contrast > 0:
         image = tf.image.stateless_random_contrast(image, 1.0 - params.contrast, 1.0 + params.contrast, seeds[3])
     image = tf.clip_by_value(image, 0.0, 255.0)
-    if params.jpeg_quality is not None:
-        low, high = params.jpeg_quality
-        quality = tf.random.stateless_uniform([], seed=seeds[4], minval=low, maxval=high + 1, dtype=tf.int32)
-        encoded = tf.image.adjust_jpeg_quality(tf.cast(tf.round(image), tf.uint8), quality)
-        image = tf.cast(encoded, tf.float32)
+    if params.jpeg_quality is not None:  # every image; augment.degrade's JPEG is the probabilistic one
+        image = _jpeg_recompress(image, seeds[4], *params.jpeg_quality)
     return image
 
 
