@@ -317,3 +317,42 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     assert "label 1 = fake" in MlflowClient().get_model_version("det", str(out["version"])).description
     compact = json.loads(paths.REGISTERED.read_text())  # the register stage's DVC metrics file
     assert compact == {"val_auc": 0.88, "test_auc": 0.5, "test_auc_low": 0.4, "test_auc_high": 0.6, "threshold": 0.5}
+
+
+def test_register_turns_the_faces_flag_on_for_face_crops_and_rescores_them_as_crops(gate_store):
+    """Trained on face crops (every manifest row has a crop box): the registered detector's
+    metadata says faces (with data.faces' settings). The gate scores the champion on the
+    validation images, which are crops already, with the face path off: 32 px gray squares hold
+    no face, so with it on every image would fail and the gate would fall back to the tag."""
+    import pandas as pd
+
+    from deepfake_detection import paths
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.data.manifest import CROP_BOX_COLUMNS, load_manifest
+    from deepfake_detection.stages import register
+
+    params = parse_params(
+        {
+            "data": {"image_size": 32, "faces": {"margin": 0.1}},
+            "register": {"model_name": "det"},
+            "mlflow": {"experiment": "registry-gate-test"},
+        }
+    )
+    scores = [0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9]
+    _stage_inputs(gate_store, fakes_bright=False, challenger_auc_scores=scores)
+    manifest = load_manifest(paths.MANIFEST)
+    pd.concat([manifest, pd.DataFrame(0, index=manifest.index, columns=CROP_BOX_COLUMNS)], axis=1).to_csv(
+        paths.MANIFEST, index=False
+    )
+    first = register.run(params)
+    info = mlflow.models.get_model_info(first["model_uri"])
+    assert info.metadata["faces"] is True
+    assert info.metadata["face_settings"] == params.data.faces.settings().as_dict()
+    assert info.metadata["face_settings"]["margin"] == pytest.approx(0.1)
+
+    second = register.run(params)  # the first is champion now, and is rescored on the crops
+    assert second["gate_champion_val_auc"] == pytest.approx(1.0), second["reason"]  # dark fakes: P(fake) high
+    assert "both on the current validation split" in second["reason"]
+
+    manifest.to_csv(paths.MANIFEST, index=False)  # whole images: the flag stays off
+    assert mlflow.models.get_model_info(register.run(params)["model_uri"]).metadata["faces"] is False

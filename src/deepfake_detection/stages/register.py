@@ -30,7 +30,10 @@ MODEL_DESCRIPTION = (
     "JPEG/PNG/GIF/BMP/WebP) or a 'path' column (files, when reading files is allowed). Output per row: "
     "probability_fake, label ('real'/'fake'), threshold, error, warning. Decision rule: label 1 = fake; "
     "fake if probability_fake >= the version's threshold (its 'threshold' tag, tuned on validation). "
-    "The alias 'champion' names the version to use."
+    "The alias 'champion' names the version to use. With faces on (the version's metadata 'faces': true when it "
+    "was trained on face crops; the request param 'faces' overrides it), each photo gives one row per face found "
+    "(input, face, face_x, face_y, face_w, face_h, face_confidence, then the columns above), or one row whose "
+    "error says no face was found."
 )
 MODEL_TAGS = {
     "task": "binary image classification: real (0) vs fake (1)",
@@ -65,6 +68,14 @@ def _example_image() -> Path:
     return Path(manifest[manifest.split == "valid"].path.iloc[0])
 
 
+def trained_on_faces() -> bool:
+    """Whether the training data were face crops (``ingest --faces``): then the registered
+    model's ``faces`` flag is on, and it scores every face of a photo by default."""
+    from ..data.manifest import face_cropped, load_manifest
+
+    return face_cropped(load_manifest(paths.MANIFEST))
+
+
 def selection_value(y, p, threshold: float, metric: str, n_bins: int = 10) -> float:
     """``metric`` (``val_auc`` -> ``auc``) of scores ``p`` at ``threshold``, by the metric code
     every stage uses."""
@@ -92,7 +103,9 @@ def validation_predictions(best: dict) -> pd.DataFrame:
 def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10) -> float:
     """Load a registered detector (pyfunc) and score ``val``'s images (``path`` column; labels
     ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
-    this does not depend on whether the detector may read paths. Raises if any image fails."""
+    this does not depend on whether the detector may read paths. The images are the model's own
+    kind of input (face crops when it was trained on them), so the face path is off. Raises if any
+    image fails."""
     import mlflow
 
     from ..serving.io import encode_image_file
@@ -101,7 +114,10 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     files = val.path.astype(str).tolist()
     out = pd.concat(
         [
-            model.predict(pd.DataFrame({"image": [encode_image_file(f) for f in files[i : i + SCORE_CHUNK]]}))
+            model.predict(
+                pd.DataFrame({"image": [encode_image_file(f) for f in files[i : i + SCORE_CHUNK]]}),
+                params={"faces": False},
+            )
             for i in range(0, len(files), SCORE_CHUNK)
         ],
         ignore_index=True,
@@ -165,6 +181,7 @@ def run(params: Params, force: bool = False) -> dict:
         )
     best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
+    faces = trained_on_faces()
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = version_tags_of(best, reg.metric)
     ci = best["test_auc_ci95"]
@@ -183,6 +200,7 @@ def run(params: Params, force: bool = False) -> dict:
         "force": force,
         "source_model": best["model"],
         "threshold": best["threshold"],
+        "faces": faces,
     }
     with tracking.stage_run("register", params, model=best["model"], log=log):
         info = log_detector(
@@ -193,6 +211,8 @@ def run(params: Params, force: bool = False) -> dict:
             threshold_method=best["threshold_method"],
             registered_model_name=reg.model_name,
             input_example_image=_example_image(),
+            faces=faces,
+            face_settings=params.data.faces.settings(),
         )
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)
