@@ -192,8 +192,15 @@ def sample_data(out, per_class, size, seed, params_path):
     help="Write each image's largest face (MTCNN, data.faces settings) cropped to data.image_size as PNG; "
     "images without a face are skipped (no_face). Crop boxes go to DEST/faces.csv.",
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(1, 99999),
+    default=None,
+    help="Write the images as N TFRecord shards per split (DEST/shards/<split>-NNNNN-of-NNNNN.tfrecord) "
+    "instead of one file each: faster to copy, hash and push with many small images.",
+)
 @params_option
-def ingest(src, dest, reencode, quality, faces, params_path):
+def ingest(src, dest, reencode, quality, faces, shards, params_path):
     """Bring a dataset at SRC into DEST as train|valid|test/{real,fake}.
 
     SRC may already be split (train|valid|validation|test / real|fake, any case) or be flat
@@ -214,6 +221,7 @@ def ingest(src, dest, reencode, quality, faces, params_path):
             seed=p.seed,
             reencode=reencode,
             quality=quality,
+            shards=shards,
             faces=p.data.faces.settings() if faces else None,
             face_size=p.data.image_size if faces else None,
         )

@@ -79,12 +79,14 @@ def _score_patches(model, image_paths, params: Params) -> np.ndarray:
     import tensorflow as tf
 
     from .data.pipeline import decode_image
+    from .data.shards import iter_contents
     from .data.views import score_image
 
     def predict(x):
         return model.predict_on_batch(x)
 
-    return np.array([score_image(predict, decode_image(tf.io.read_file(p)), params.data) for p in image_paths])
+    images = (decode_image(tf.constant(c)) for c in iter_contents(image_paths))  # files or shard records
+    return np.array([score_image(predict, image, params.data) for image in images])
 
 
 def _read_bytes(path) -> tuple[bytes | None, str | None]:

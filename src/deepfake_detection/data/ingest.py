@@ -49,6 +49,11 @@ Output names keep the source stem, prefixed by any sub-folders below the class f
 (``real/easy/12.jpg`` -> ``easy__12.jpg``); the suffix is the written format's (``.jpg`` or
 ``.png``); a clash (also one differing only in case) gets ``-2``, ``-3``...
 
+With ``shards=N`` (``ingest --shards N``) the images written to ``<split>/<label>/`` are then
+packed into ``N`` TFRecord shards per split, ``dest/shards/<split>-NNNNN-of-NNNNN.tfrecord``
+(:mod:`~deepfake_detection.data.shards`), and the split folders removed: the same bytes under
+the same names (``train/real/12.jpg``), in a few large files instead of many small ones.
+
 The work is done in a hidden sibling folder that is renamed to ``dest`` at the end, so
 ``dest`` is never left half-written.
 """
@@ -353,6 +358,7 @@ def ingest(
     faces: FaceSettings | None = None,
     face_size: int | None = None,
     progress: bool = True,
+    shards: int | None = None,
 ) -> dict:
     """Copy (or convert) a dataset from ``src`` into ``dest/{train,valid,test}/{real,fake}/``.
 
@@ -380,9 +386,18 @@ def ingest(
     ``no_face`` and ``several_faces`` (images with more than one face; the largest was kept).
     Without ``faces`` none of these appear.
 
+    With ``shards`` (an int) the images end up in that many TFRecord shards per split (see the
+    module docstring) and the report has a ``shards`` entry: ``count``, ``dir``, ``files``
+    (``{split: [shard file names]}``) and ``records`` (``{split: n}``); dest paths in the
+    report are then the records' names.
+
     Raises ``ValueError`` for a missing source, an unrecognised or ambiguous layout, a
     non-empty ``dest``, or bad arguments.
     """
+    from deepfake_detection.data.shards import MAX_SHARDS, pack
+
+    if shards is not None and (isinstance(shards, bool) or not 1 <= int(shards) <= MAX_SHARDS):
+        raise ValueError(f"shards must be an integer in 1..{MAX_SHARDS} (or None for files), not {shards!r}")
     src, dest = Path(src), Path(dest)
     fmt = _check_arguments(src, dest, valid_fraction, test_fraction, reencode, quality, faces, face_size)
     started = time.perf_counter()
@@ -409,6 +424,8 @@ def ingest(
         report = _report(src, dest, layout, items, written, duplicates, warnings, options, started)
         if faces is not None:
             report = _with_faces(report, written, faces, face_size)
+        if shards is not None:  # the written files become TFRecord shards
+            report["shards"] = pack(work, shards, progress)
         (work / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
         if dest.exists():
             dest.rmdir()  # checked empty above

@@ -111,6 +111,10 @@ def load_manifest(path: Path) -> pd.DataFrame:
 
 def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
     """Decode every image under data_dir; raise ValueError listing every problem found."""
+    from . import shards
+
+    if shards.has_shards(data_dir):  # `ingest --shards`: one row per record, path <shard>#<name>
+        return shards.build_manifest(data_dir, progress)
     files, problems = list_layout(data_dir)
     rows = []
     for path, split, label in tqdm(files, desc="prepare: checking images", unit="img", disable=not progress):

@@ -3,6 +3,9 @@
 Images stream from disk (only the list of paths is held in memory): read, decode to RGB,
 resize to ``image_size`` x ``image_size`` (bilinear, antialiased) and hand over float32
 pixels in [0, 255]; the models rescale inside themselves. Labels are float32, 1.0 = fake.
+A dataset written by ``ingest --shards`` streams from its TFRecord shards instead (data/shards.py:
+the manifest's paths name records, ``<shard>#<name>``), through the same decode, resize and
+augmentation; shuffling then interleaves the shards and shuffles a bounded buffer of records.
 
 Decoding accepts what the project accepts: JPEG, and PNG in any mode (RGB, grayscale, RGBA,
 palette, 8 or 16 bits per channel). Grayscale becomes three equal channels, alpha is dropped,
@@ -27,7 +30,7 @@ import tensorflow as tf
 
 from deepfake_detection import LABELS, SPLITS
 from deepfake_detection.config import AugmentParams, DegradeParams
-from deepfake_detection.data import views
+from deepfake_detection.data import shards, views
 from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -126,11 +129,12 @@ def _load(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return decode_resize(tf.io.read_file(path), image_size)
 
 
-def _load_view(path: tf.Tensor, image_size: int, patch_size: int | None) -> tf.Tensor:
-    """Resized to ``image_size``, or (patch view) the central ``patch_size`` crop at native size."""
+def _view(contents: tf.Tensor, image_size: int, patch_size: int | None) -> tf.Tensor:
+    """Encoded bytes resized to ``image_size``, or (patch view) their central ``patch_size`` crop
+    at native size."""
     if patch_size is None:
-        return _load(path, image_size)
-    return views.center_crop(decode_image(tf.io.read_file(path)), patch_size)
+        return decode_resize(contents, image_size)
+    return views.center_crop(decode_image(contents), patch_size)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -265,12 +269,12 @@ def degrade(image: tf.Tensor, seed: tf.Tensor, params: DegradeParams) -> tf.Tens
 
 
 def _train_element(
-    path: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int, augment: AugmentParams, patch_size: int | None
+    data: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int, augment: AugmentParams, patch_size: int | None
 ):
     """One training element: decode at native size, maybe self-blend, maybe degrade (blur, JPEG),
     bring to the view (resize, or a random patch), augment."""
     seeds = tf.random.split(seed, 3)
-    image = decode_image(tf.io.read_file(path))
+    image = decode_image(data)
     if augment.self_blend > 0:
         image, label = maybe_self_blend(image, label, seeds[0], augment.self_blend)
     if augment.degrade.blur_prob > 0 or augment.degrade.jpeg_prob > 0:  # its own seed: the others stay as they were
@@ -322,6 +326,8 @@ def make_dataset(
     data/views.py): no resize; training elements are random ``patch_size`` crops at native
     resolution, the others their central crop (scoring a whole image is views.score_image's).
     ``augment.self_blend`` turns some real training images into fakes (label 1).
+    Manifest paths that name shard records (``ingest --shards``) are read from the shards
+    (:func:`~deepfake_detection.data.shards.records_dataset`), in manifest order unless ``shuffle``.
     """
     _check_positive(image_size=image_size, batch_size=batch_size)
     if augment is not None and not isinstance(augment, AugmentParams):
@@ -329,27 +335,29 @@ def make_dataset(
     if augment is not None and split != "train":  # self-blending relabels images: never outside training
         raise ValueError(f"augmentation is for the training split only, not {split!r}: pass augment=None")
     paths = paths_of(manifest, split, root)
-    _check_files_exist(
-        paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare"
-    )
     labels = labels_of(manifest, split).astype(np.float32)
-
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels))
-    if shuffle:  # shuffle paths, not pixels: a full-size buffer costs only the strings
-        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if shards.split_ref(paths[0]) is not None:  # `ingest --shards`: (encoded bytes, label) from the shards
+        ds, read = shards.records_dataset(paths, labels, shuffle=shuffle, seed=seed), tf.identity
+    else:
+        _check_files_exist(
+            paths, f"manifest paths are relative to root={str(root)!r}: run from the project root or re-run prepare"
+        )
+        ds, read = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels)), tf.io.read_file
+        if shuffle:  # shuffle paths, not pixels: a full-size buffer costs only the strings
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
 
     if augment is None:
         ds = ds.map(
-            lambda p, y: (_load_view(p, image_size, patch_size), y), num_parallel_calls=AUTOTUNE, deterministic=True
+            lambda p, y: (_view(read(p), image_size, patch_size), y), num_parallel_calls=AUTOTUNE, deterministic=True
         )
     else:
         # one [2] seed per element, new ones on each pass over the dataset
         element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, element_seeds)
         ds = ds.map(
-            lambda py, s: _train_element(py[0], py[1], s, image_size, augment, patch_size),
+            lambda py, s: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )

@@ -7,7 +7,6 @@ score, ECE; confusion matrices, ROC and precision-recall curves; per-subgroup br
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +52,7 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
 
     from ..data.decode import decode_images
     from ..data.pipeline import decode_image
+    from ..data.shards import iter_contents
     from ..data.views import grid_crops, stitch_crops
     from ..explain import gradcam_with_scores, overlay_grid
 
@@ -63,7 +63,7 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
         for i in np.flatnonzero(mask)[: params.evaluate.gradcam_examples]:
             picks.append(i)
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
-    contents = [Path(test.path.iloc[i]).read_bytes() for i in picks]
+    contents = list(iter_contents(test.path.iloc[i] for i in picks))  # files or shard records
     if params.data.view == "patches":  # heat maps of the grid crops, stitched over each whole image
         images, heatmaps = [], []
         for data in contents:

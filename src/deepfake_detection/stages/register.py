@@ -61,11 +61,24 @@ def _members(best: dict) -> tuple[list[Path], dict | None]:
 
 
 def _example_image() -> Path:
-    """The logged model's input example: a validation image (this stage never reads test)."""
+    """The logged model's input example: a validation image (this stage never reads test); a
+    shard record (`ingest --shards`) is copied to a temporary file first."""
+    import atexit
+    import shutil
+    import tempfile
+
     from ..data.manifest import load_manifest
+    from ..data.shards import iter_contents, split_ref
 
     manifest = load_manifest(paths.MANIFEST)
-    return Path(manifest[manifest.split == "valid"].path.iloc[0])
+    path = str(manifest[manifest.split == "valid"].path.iloc[0])
+    if split_ref(path) is None:
+        return Path(path)
+    folder = Path(tempfile.mkdtemp(prefix="deepfake-example-"))
+    atexit.register(shutil.rmtree, folder, True)
+    example = folder / Path(split_ref(path)[1]).name
+    example.write_bytes(next(iter_contents([path])))
+    return example
 
 
 def trained_on_faces() -> bool:
@@ -106,18 +119,21 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     this does not depend on whether the detector may read paths. The images are the model's own
     kind of input (face crops when it was trained on them), so the face path is off. Raises if any
     image fails."""
+    import base64
+
     import mlflow
 
-    from ..serving.io import encode_image_file
+    from ..data.shards import iter_contents
 
     model = mlflow.pyfunc.load_model(model_uri)
-    files = val.path.astype(str).tolist()
+    files = val.path.astype(str).tolist()  # files, or records of TFRecord shards (`ingest --shards`)
+
+    def encoded(chunk: list[str]) -> list[str]:
+        return [base64.b64encode(c).decode("ascii") for c in iter_contents(chunk)]
+
     out = pd.concat(
         [
-            model.predict(
-                pd.DataFrame({"image": [encode_image_file(f) for f in files[i : i + SCORE_CHUNK]]}),
-                params={"faces": False},
-            )
+            model.predict(pd.DataFrame({"image": encoded(files[i : i + SCORE_CHUNK])}), params={"faces": False})
             for i in range(0, len(files), SCORE_CHUNK)
         ],
         ignore_index=True,
