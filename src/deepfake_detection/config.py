@@ -112,7 +112,7 @@ class FacesParams(_Section):
 class DataParams(_Section):
     dir: Path = Path("data")
     image_size: int = Field(64, ge=32, le=1024)
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1)  # the GLOBAL batch: train.distribute splits it across the replicas
     # resize: the whole image resized to image_size. patches: no resampling; training sees random
     # patch_size crops at native resolution, and an image's score averages the crop logits over
     # a fixed grid of crops that covers it (data/views.py).
@@ -158,6 +158,10 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.0, ge=0, lt=1)  # > 0: AdamW with this decoupled weight decay
     class_weighting: bool = True
     jit_compile: bool = False
+    # tf.distribute (training.distribution_strategy): none = one device; mirrored = every local GPU
+    # (MirroredStrategy; on a CPU-only machine, the CPU); multi_worker = MultiWorkerMirroredStrategy
+    # over the cluster in TF_CONFIG. data.batch_size stays the GLOBAL batch, split across replicas.
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
 
 
 class FinetuneParams(_Section):

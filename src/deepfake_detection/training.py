@@ -1,9 +1,19 @@
-"""Training shared by the `train` and `finetune` stages: compile, fit, save, log."""
+"""Training shared by the `train` and `finetune` stages: compile, fit, save, log.
+
+``train.distribute`` picks the ``tf.distribute`` strategy (:func:`distribution_strategy`); the
+stages build or load the model, compile and fit it inside :func:`distributed`'s scope.
+``data.batch_size`` is the GLOBAL batch: the input pipeline batches it whole and the strategy
+splits each batch evenly across its replicas (32 on 4 GPUs: 8 per GPU), so the loss, the
+gradient step and the learning rate mean the same on one device and on several.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,6 +34,37 @@ def set_determinism(seed: int) -> None:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def distribution_strategy(params: Params):
+    """The ``tf.distribute`` strategy of ``train.distribute``: ``none``, TensorFlow's default
+    strategy (one device); ``mirrored``, ``MirroredStrategy`` over every local GPU (the CPU when
+    there is none); ``multi_worker``, ``MultiWorkerMirroredStrategy``, which reads the cluster
+    and this worker's task from the ``TF_CONFIG`` environment variable (without it: one local
+    worker). Create it before any other TensorFlow op: the multi-worker strategy must configure
+    the runtime first. One strategy per kind and process: a second MirroredStrategy in the same
+    process would reuse the first one's collective-op keys (two stages in one session)."""
+    import tensorflow as tf
+
+    kind = params.train.distribute
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    return _strategy(kind)
+
+
+@functools.cache
+def _strategy(kind: str):
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if kind == "mirrored" else tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@contextlib.contextmanager
+def distributed(params: Params) -> Iterator[object]:
+    """``with distributed(params) as strategy:`` build or load, compile and fit the model inside."""
+    strategy = distribution_strategy(params)
+    with strategy.scope():
+        yield strategy
 
 
 def learning_rate(lr: float, params: Params, decay_steps: int | None = None):
@@ -109,8 +150,10 @@ def _datasets(params: Params):
 def fit(
     model, stage: str, model_name: str, params: Params, *, lr: float, epochs: int, patience: int, settings: dict
 ) -> dict:
-    """Compile, fit with early stopping + LR reduction, save, and log one stage's run."""
+    """Compile, fit with early stopping + LR reduction, save, and log one stage's run. Under
+    :func:`distributed` the model must have been built or loaded in the same scope."""
     import keras
+    import tensorflow as tf
 
     train_ds, val_ds, train_labels = _datasets(params)
     weights = class_weights(train_labels) if params.train.class_weighting else None
@@ -134,6 +177,9 @@ def fit(
         "reduce_lr_patience": t.reduce_lr_patience,
         "class_weighting": params.train.class_weighting,
         "jit_compile": params.train.jit_compile,
+        "distribute": t.distribute,
+        "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
+        "global_batch_size": params.data.batch_size,
         **flatten(params.loss, "loss."),
         **{f"class_weight_{LABELS[k]}": v for k, v in (weights or {}).items()},
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),

@@ -13,31 +13,32 @@ from __future__ import annotations
 
 from ..config import Params, flatten
 from ..data.views import model_input_size
-from ..training import fit, set_determinism
+from ..training import distributed, fit, set_determinism
 
 
 def run(model_name: str, params: Params) -> dict:
     from ..models.zoo import build_model
 
-    set_determinism(params.seed)
     section = getattr(params.models, model_name)
     backbone_trainable = getattr(section, "weights", "none") == "none"
-    model = build_model(
-        model_name,
-        model_input_size(params.data),
-        params.models,
-        seed=params.seed,
-        backbone_trainable=backbone_trainable,
-    )
     t = params.train
     epochs = section.epochs or t.epochs
-    return fit(
-        model,
-        "train",
-        model_name,
-        params,
-        lr=t.lr,
-        epochs=epochs,
-        patience=t.patience,
-        settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable},
-    )
+    with distributed(params):  # train.distribute: built, compiled and trained in the strategy's scope
+        set_determinism(params.seed)
+        model = build_model(
+            model_name,
+            model_input_size(params.data),
+            params.models,
+            seed=params.seed,
+            backbone_trainable=backbone_trainable,
+        )
+        return fit(
+            model,
+            "train",
+            model_name,
+            params,
+            lr=t.lr,
+            epochs=epochs,
+            patience=t.patience,
+            settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable},
+        )
