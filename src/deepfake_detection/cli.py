@@ -70,12 +70,13 @@ def _params(path: Path):
         raise click.ClickException(str(err)) from None
 
 
-def _run_stage(module: str, *args):
-    """Import a stage module and run it; missing inputs become a clear CLI error."""
+def _run_stage(module: str, *args, function: str = "run"):
+    """Import a stage module and run it (its ``run``, or ``function``); missing inputs become a
+    clear CLI error."""
     import importlib
 
     try:
-        return importlib.import_module(f".stages.{module}", __package__).run(*args)
+        return getattr(importlib.import_module(f".stages.{module}", __package__), function)(*args)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
 
@@ -133,7 +134,8 @@ def cli():
     """Train, compare, tune, register and serve deepfake image detectors.
 
     Pipeline stages (run them all with `dvc repro`): prepare, train, finetune, threshold,
-    evaluate, ensemble, summary, register, external. Each logs to MLflow (`mlflow ui`).
+    evaluate, ensemble, summary, register, external, robustness, robustness-ensemble,
+    robustness-report. Each logs to MLflow (`mlflow ui`).
     """
     _configure_logging()
 
@@ -319,6 +321,42 @@ def external(params_path):
     folder, run `dvc repro -f external` (DVC tracks the setting, not the folder's contents).
     """
     _run_stage("external", _params(params_path))
+
+
+@cli.command()
+@model_argument
+@params_option
+def robustness(model, params_path):
+    """Re-score MODEL's test split under each perturbation of robustness.perturbations (JPEG
+    re-compression, Gaussian blur, down-scaling and back, combinations; seeded) and under none
+    (clean): AUC, accuracy at the tuned threshold (metrics/threshold/MODEL.json) and their drop
+    from clean.
+
+    Needs the threshold stage's output and the model's final .keras file. Writes
+    metrics/robustness/MODEL.json, plots/robustness/MODEL.csv and artifacts/robustness/MODEL.csv
+    (every image's score under every perturbation); logs the MLflow run robustness-MODEL with the
+    metrics robustness/<perturbation>/auc, .../accuracy, .../auc_drop and a bar chart.
+    """
+    _run_stage("robustness", model, _params(params_path))
+
+
+@cli.command("robustness-ensemble")
+@params_option
+def robustness_ensemble(params_path):
+    """The ensembles' robustness: each ensemble the ensemble stage stored (artifacts/ensembles/)
+    combines its members' perturbed test scores (artifacts/robustness/<member>.csv, written by
+    `robustness MODEL`) with its own weights or stacker, at its own tuned threshold. No model runs.
+    Writes metrics/robustness/ensemble_<kind>.json and plots/robustness/ensemble_<kind>.csv; one
+    MLflow run per ensemble, robustness-ensemble_<kind>."""
+    _run_stage("robustness", _params(params_path), function="run_ensembles")
+
+
+@cli.command("robustness-report")
+@params_option
+def robustness_report(params_path):
+    """Join every model's and ensemble's robustness (metrics/robustness/) into
+    reports/robustness.md and reports/robustness.csv, and print the tables."""
+    _run_stage("robustness", _params(params_path), function="run_report")
 
 
 # ----------------------------------------------------------------------------- inference

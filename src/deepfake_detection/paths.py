@@ -54,6 +54,20 @@ def ensemble_file(name: str) -> Path:
     return ARTIFACTS / "ensembles" / name / "ensemble.json"
 
 
+def robustness_scores(model: str) -> Path:
+    """``path,label,y,subgroup,clean,<perturbation>...``: a model's P(fake) for every test image
+    under each perturbation (the robustness stage; the ensembles' robustness combines them)."""
+    return ARTIFACTS / "robustness" / f"{model}.csv"
+
+
+def robustness_plot(name: str) -> Path:
+    """``perturbation,auc,accuracy,auc_drop,accuracy_drop`` of a model or ensemble, a DVC plot."""
+    return PLOTS / "robustness" / f"{name}.csv"
+
+
+ROBUSTNESS_CSV = REPORTS / "robustness.csv"
+ROBUSTNESS_MD = REPORTS / "robustness.md"
+
 SUMMARY_CSV = REPORTS / "summary.csv"
 SUMMARY_MD = REPORTS / "summary.md"
 ROC_ALL = REPORTS / "roc_all.png"

@@ -28,7 +28,19 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from .config import Params, flatten  # noqa: E402
 
-STAGES = ("prepare", "train", "finetune", "threshold", "evaluate", "ensemble", "summary", "register", "external")
+STAGES = (
+    "prepare",
+    "train",
+    "finetune",
+    "threshold",
+    "evaluate",
+    "ensemble",
+    "summary",
+    "register",
+    "external",
+    "robustness",
+    "robustness-report",
+)
 DATA_DVC = Path("data.dvc")
 # The splits of the manifest each stage reads: logged as the run's dataset inputs.
 STAGE_SPLITS = {
@@ -40,6 +52,8 @@ STAGE_SPLITS = {
     "ensemble": ("valid", "test"),
     "summary": ("test",),
     "register": ("valid",),
+    "robustness": ("test",),  # per model and per ensemble: the test split under perturbations
+    "robustness-report": ("test",),
     "external": (),  # folders outside the manifest: logged by log_external_dataset
 }
 # The MLflow UI opens an experiment in its GenAI view unless told otherwise. MLflow 3.17's UI takes

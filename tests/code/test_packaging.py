@@ -60,7 +60,7 @@ def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = dvc["stages"]
     # the per-model stages loop over params.yaml, which config.py checks against the registered networks
-    assert {stages[s]["foreach"] for s in ("train", "threshold", "evaluate")} == {"${models}"}
+    assert {stages[s]["foreach"] for s in ("train", "threshold", "evaluate", "robustness")} == {"${models}"}
     assert stages["finetune"]["foreach"] == "${finetune.models}"
     for params_file in ("params.yaml", "params-real.yaml"):
         params = yaml.safe_load((ROOT / params_file).read_text())
@@ -73,7 +73,7 @@ def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
         text=True,
         check=True,
     ).stdout.split()
-    expected = {f"{stage}@{m}" for stage in ("train", "threshold", "evaluate") for m in MODEL_NAMES}
+    expected = {f"{stage}@{m}" for stage in ("train", "threshold", "evaluate", "robustness") for m in MODEL_NAMES}
     expected |= {f"finetune@{m}" for m in TRANSFER_MODELS}
     assert {s for s in listed if "@" in s} == expected
 

@@ -1,0 +1,207 @@
+"""Stages `robustness@<model>`, `robustness-ensemble` and `robustness-report`: how much a model's
+test AUC and accuracy drop when the test images are JPEG re-compressed, blurred, down-scaled or
+all of these (params.yaml ``robustness.perturbations``, data/perturb.py).
+
+Each test image is read once per chunk, perturbed in memory (encoded bytes in, encoded bytes
+out) and scored through the path every prediction takes: ``data/decode.py``'s ``decode_checked``
+(the training pipeline's decode and resize), or under ``data.view: patches`` the image's grid of
+crops (``views.score_image``). Accuracy is at the threshold tuned on validation
+(``metrics/threshold/<model>.json``). The ensembles combine their members' perturbed scores with
+the weights, thresholds or stacker the ensemble stage stored (``artifacts/ensembles/``): no model
+is run again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .. import paths, tracking
+from ..config import Params
+from ..data.perturb import image_seed, perturb
+from ..evaluation.ensemble import KINDS, Ensemble
+from ..evaluation.report import read_json
+from ..evaluation.robustness import (
+    CLEAN,
+    metrics_json,
+    perturbation_columns,
+    plot_robustness,
+    robustness_table,
+    write_report,
+)
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 64  # test images read, perturbed and scored at a time: memory stays bounded by this
+
+
+def score_encoded(model, contents: list[bytes], params: Params) -> np.ndarray:
+    """P(fake) of encoded images exactly as :func:`deepfake_detection.reporting.predict_split`
+    scores files: ``decode_checked`` to ``data.image_size``, or (patch view) each image's grid of
+    crops at native resolution, scored by ``views.score_image``."""
+    if params.data.view == "patches":
+        import tensorflow as tf
+
+        from ..data.pipeline import decode_image
+        from ..data.views import score_image
+
+        return np.array(
+            [score_image(model.predict_on_batch, decode_image(tf.constant(c)), params.data) for c in contents]
+        )
+    from ..data.decode import decode_checked
+
+    pixels, errors = decode_checked(contents, params.data.image_size)
+    bad = [e for e in errors if e]
+    if bad:
+        raise ValueError(f"{len(bad)} perturbed image(s) could not be decoded: {bad[0]}")
+    size = params.data.batch_size  # predict_on_batch: model.predict costs ~0.1 s of set-up a call
+    batches = [np.asarray(model.predict_on_batch(pixels[i : i + size])) for i in range(0, len(pixels), size)]
+    return np.concatenate(batches).astype(float).reshape(-1) if batches else np.array([], dtype=float)
+
+
+def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = CHUNK) -> pd.DataFrame:
+    """``rows`` (manifest rows: path, label, subgroup) with ``y`` and one P(fake) column per
+    perturbation, ``clean`` first. Images (files or shard records) are read in order, and
+    perturbed and scored ``chunk`` at a time."""
+    from .. import LABELS
+    from ..data.shards import iter_contents
+
+    r = params.robustness
+    operations = {name: spec.model_dump() for name, spec in r.perturbations.items()}
+    files = rows.path.astype(str).tolist()
+    stream = iter_contents(files)  # files or shard records (`ingest --shards`), read in order
+    columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in operations}}
+    for start in range(0, len(files), chunk):
+        names = files[start : start + chunk]
+        contents = list(itertools.islice(stream, len(names)))
+        columns[CLEAN].append(score_encoded(model, contents, params))
+        for name, ops in operations.items():
+            changed = [perturb(c, ops, seed=image_seed(r.seed, f)) for c, f in zip(contents, names)]
+            columns[name].append(score_encoded(model, changed, params))
+    out = pd.DataFrame(
+        {
+            "path": files,
+            "label": rows.label.to_numpy(),
+            "y": rows.label.astype(str).map(LABELS.index).to_numpy(),
+            "subgroup": rows.subgroup.to_numpy() if "subgroup" in rows else "",
+        }
+    )
+    for name, parts in columns.items():
+        out[name] = np.concatenate(parts) if parts else np.array([], dtype=float)
+    return out
+
+
+def _settings(params: Params) -> dict[str, object]:
+    return {"robustness.seed": params.robustness.seed} | {
+        f"robustness.{name}": ",".join(f"{k}={v}" for k, v in spec.model_dump().items() if v is not None)
+        for name, spec in params.robustness.perturbations.items()
+    }
+
+
+def report(name: str, kind: str, scores: pd.DataFrame, threshold: float, params: Params) -> dict:
+    """Table, metrics JSON, DVC plot CSV and figure of one model or ensemble; logged to its own
+    MLflow run (``robustness-<name>``)."""
+    columns = perturbation_columns(scores)
+    table = robustness_table(scores.y.to_numpy(), {c: scores[c].to_numpy() for c in columns}, threshold)
+    result = metrics_json(threshold, table, len(scores))
+    tracking.write_json(result, paths.stage_metrics("robustness", name))
+    plot = paths.robustness_plot(name)
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(plot, index=False)
+    fig = plot_robustness(table, f"{name}: test AUC under perturbations")
+    log = {"threshold": threshold, "kind": kind, **_settings(params)}
+    with tracking.stage_run("robustness", params, model=name, log=log):
+        for row in table.itertuples():
+            values = {"auc": row.auc, "accuracy": row.accuracy}
+            if row.perturbation != CLEAN:
+                values |= {"auc_drop": row.auc_drop, "accuracy_drop": row.accuracy_drop}
+            tracking.log_metrics(values, prefix=f"robustness/{row.perturbation}/")
+        tracking.log_figure(fig, "robustness/auc.png")
+        tracking.log_artifact(plot, "robustness")
+        tracking.log_dict(result, "robustness/metrics.json")
+    plt.close(fig)
+    worst = table.iloc[1:].sort_values("auc").iloc[0]
+    logger.info(
+        "robustness %s: clean AUC %.4f; worst %s %.4f (drop %.4f)",
+        name,
+        table.auc.iloc[0],
+        worst.perturbation,
+        worst.auc,
+        worst.auc_drop,
+    )
+    return result
+
+
+def run(model_name: str, params: Params) -> dict:
+    """``robustness@<model>``: the model's test split under every perturbation."""
+    from ..data.manifest import load_manifest
+    from ..reporting import load_final_model
+
+    chosen = read_json(paths.stage_metrics("threshold", model_name))
+    model = load_final_model(model_name)
+    manifest = load_manifest(paths.MANIFEST)
+    rows = manifest[manifest.split == "test"]
+    if rows.empty:
+        raise ValueError("the manifest has no test images: re-run prepare")
+    outputs = (
+        paths.robustness_scores(model_name),
+        paths.stage_metrics("robustness", model_name),
+        paths.robustness_plot(model_name),
+    )
+    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+        scores = perturbed_scores(model, rows, params)
+        paths.robustness_scores(model_name).parent.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(paths.robustness_scores(model_name), index=False)
+        return report(model_name, "single", scores, float(chosen["threshold"]), params)
+
+
+def run_ensembles(params: Params) -> list[dict]:
+    """``robustness-ensemble``: every ensemble the ensemble stage fit, on its members' perturbed
+    scores (``artifacts/robustness/<member>.csv``), at its own tuned threshold."""
+    ensembles = [Ensemble.from_dict(read_json(paths.ensemble_file(f"ensemble_{kind}"))) for kind in KINDS]
+    members = list(dict.fromkeys(m for e in ensembles for m in e.members))
+    frames = {}
+    for m in members:
+        path = paths.robustness_scores(m)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run `dvc repro robustness@{m}` first")
+        frames[m] = pd.read_csv(path, dtype={"subgroup": str}, keep_default_na=False)
+    first = frames[members[0]]
+    for m, df in frames.items():
+        if list(df.path) != list(first.path) or perturbation_columns(df) != perturbation_columns(first):
+            raise ValueError(
+                f"robustness scores of {m} and {members[0]} cover different images or perturbations: "
+                "re-run their robustness stages with the same manifest and params"
+            )
+    columns = perturbation_columns(first)
+    names = [f"ensemble_{kind}" for kind in KINDS]
+    outputs = [p for n in names for p in (paths.stage_metrics("robustness", n), paths.robustness_plot(n))]
+    results = []
+    with paths.removed_on_failure(*outputs):
+        for name, ens in zip(names, ensembles):
+            if ens.threshold is None:
+                raise ValueError(f"{paths.ensemble_file(name)} holds no threshold: re-run the ensemble stage")
+            scores = first[["path", "label", "y", "subgroup"]].copy()
+            for c in columns:
+                scores[c] = ens.predict(np.column_stack([frames[m][c].to_numpy() for m in ens.members]))
+            results.append(report(name, "ensemble", scores, ens.threshold, params))
+    return results
+
+
+def run_report(params: Params) -> pd.DataFrame:
+    """``robustness-report``: every model's and ensemble's table in reports/robustness.md (and .csv)."""
+    names = [*params.models.names(), *(f"ensemble_{k}" for k in KINDS)]
+    results = {n: read_json(paths.stage_metrics("robustness", n)) for n in names}
+    with paths.removed_on_failure(paths.ROBUSTNESS_CSV, paths.ROBUSTNESS_MD):
+        table = write_report(
+            results, paths.ROBUSTNESS_CSV, paths.ROBUSTNESS_MD, order=list(params.robustness.perturbations)
+        )
+        with tracking.stage_run("robustness-report", params, log=_settings(params)):
+            tracking.log_artifact(paths.ROBUSTNESS_CSV)
+            tracking.log_artifact(paths.ROBUSTNESS_MD)
+    logger.info("%s", paths.ROBUSTNESS_MD.read_text())
+    return table
