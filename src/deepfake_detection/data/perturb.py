@@ -25,14 +25,14 @@ operation the bytes are returned unchanged.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Mapping
 
 import numpy as np
 from PIL import Image
 
-from deepfake_detection.data.images import encode, to_rgb
+from deepfake_detection.data import images
+from deepfake_detection.data.images import encode
 
 OPERATIONS = ("downscale", "blur", "noise", "jpeg")
 """The operations a perturbation may combine, in the order they are applied."""
@@ -45,10 +45,9 @@ def image_seed(seed: int, key: str) -> int:
 
 
 def decode_rgb(contents: bytes) -> np.ndarray:
-    """Encoded bytes -> ``uint8`` ``(h, w, 3)`` RGB (first frame; no EXIF rotation)."""
-    with Image.open(io.BytesIO(contents)) as img:
-        img.load()
-        return np.asarray(to_rgb(img), dtype=np.uint8).copy()
+    """Encoded bytes -> ``uint8`` ``(h, w, 3)`` RGB (:func:`deepfake_detection.data.images.decode_rgb`:
+    its checks and colour conversion), without EXIF rotation: the TensorFlow decoder applies none."""
+    return images.decode_rgb(contents, exif_transpose=False)
 
 
 def downscale(pixels: np.ndarray, factor: float) -> np.ndarray:
