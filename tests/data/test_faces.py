@@ -81,3 +81,16 @@ def test_settings_refuse_bad_values():
 def test_rejects_non_rgb_arrays():
     with pytest.raises(ValueError, match="uint8 RGB"):
         detect_faces(np.zeros((64, 64), np.uint8))
+
+
+def test_a_large_photo_is_searched_downscaled_and_boxes_map_back():
+    big = np.full((3000, 2400, 3), 90, np.uint8)
+    big[1000:1900, 1200:2100] = _portrait(900)
+    (face,) = detect_faces(big)
+    small = np.full((1000, 800, 3), 90, np.uint8)
+    small[333:633, 400:700] = _portrait(300)
+    (reference,) = detect_faces(small)
+    # the same face, found at a third of the size: its box is about three times the reference's
+    assert np.allclose(face.box, [3 * v for v in reference.box], atol=12)
+    x, y, w, h = face.box
+    assert 1200 <= x and x + w <= 2100 and 1000 <= y and y + h <= 1900

@@ -27,6 +27,11 @@ NO_FACE = "no face found"
 MIN_DETECTABLE_SIDE = 12
 """MTCNN's smallest pyramid level: an image whose shorter side is below this has no face to find."""
 
+DETECT_MAX_SIDE = 1024
+"""A larger photo is searched at this longer side (the boxes mapped back, the crop cut from the
+full-resolution photo): MTCNN's time grows with the pixel count, and a face too small to find at
+1024 px is too small to judge."""
+
 
 @dataclass(frozen=True)
 class FaceSettings:
@@ -108,13 +113,21 @@ def detect_faces(rgb: np.ndarray, settings: FaceSettings = FaceSettings()) -> li
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_DETECTABLE_SIDE:
         return []
+    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    searched = rgb
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        searched = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+        if min(searched.shape[:2]) < MIN_DETECTABLE_SIDE:
+            return []
+    min_face = max(MIN_DETECTABLE_SIDE, round(settings.min_face_size * scale))
     with _LOCK:
-        found = _detector().detect_faces(rgb, min_face_size=settings.min_face_size)
+        found = _detector().detect_faces(searched, min_face_size=min_face)
     faces = []
     for item in found:
         if item["confidence"] < settings.min_confidence:
             continue
-        x, y, w, h = (int(round(v)) for v in item["box"])
+        x, y, w, h = (int(round(v / scale)) for v in item["box"])
         x, y = max(x, 0), max(y, 0)
         w, h = min(w, width - x), min(h, height - y)
         if w <= 0 or h <= 0:
