@@ -345,7 +345,7 @@ def records_dataset(paths: list[str], labels, *, shuffle: bool, seed: int):
         )
     else:
         records = tf.data.TFRecordDataset(files)
-    ds = records.map(parse).filter(lambda contents, i: i >= 0)
+    ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(lambda c, i: i >= 0)
     if shuffle:
         ds = ds.shuffle(min(SHUFFLE_BUFFER, len(names)), seed=seed, reshuffle_each_iteration=True)
     else:
