@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv ui bench plots-template clean help
+.PHONY: demo test lint format venv ui mlflow-server bench plots-template clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,15 @@ ui: $(STAMP)  ## the MLflow UI on the runs of this folder; prints the URL of the
 	@$(BIN)/python -c 'from deepfake_detection import tracking; from deepfake_detection.config import load_params; \
 	  print("Open the runs:", tracking.experiment_url("http://127.0.0.1:$(UI_PORT)", load_params().mlflow.experiment))'
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(UI_PORT)
+
+# A shared tracking server for a team (README: Working as a team). Give the database and where
+# artifacts go, e.g. make mlflow-server MLFLOW_BACKEND_STORE_URI=postgresql://mlflow@db:5432/mlflow
+# MLFLOW_ARTIFACTS_DESTINATION=/srv/mlflow-artifacts (password: PGPASSWORD or ~/.pgpass).
+MLFLOW_SERVER_HOST ?= 127.0.0.1
+MLFLOW_SERVER_PORT ?= 5000
+MLFLOW_SERVER_ARGS ?=
+mlflow-server: $(STAMP)  ## shared MLflow server: MLFLOW_BACKEND_STORE_URI=postgresql://... MLFLOW_ARTIFACTS_DESTINATION=DIR|s3://...
+	$(BIN)/deepfake-detect mlflow-server --host $(MLFLOW_SERVER_HOST) --port $(MLFLOW_SERVER_PORT) $(MLFLOW_SERVER_ARGS)
 
 bench: $(STAMP)  ## print the quick benchmarks' figures (on the sample data in data/)
 	$(BIN)/python benchmarks/input_pipeline.py --data data

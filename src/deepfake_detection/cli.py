@@ -496,6 +496,52 @@ def explain(model_uri, images, out_dir, faces):
         )
 
 
+# ----------------------------------------------------------------------------- team
+@cli.command("mlflow-server")
+@click.option(
+    "--backend-store-uri",
+    envvar="MLFLOW_BACKEND_STORE_URI",
+    required=True,
+    help="The database of runs and registry: postgresql://USER@HOST:5432/DB (password in PGPASSWORD "
+    "or ~/.pgpass) [env: MLFLOW_BACKEND_STORE_URI].",
+)
+@click.option(
+    "--artifacts-destination",
+    envvar="MLFLOW_ARTIFACTS_DESTINATION",
+    required=True,
+    help="Where the server keeps artifacts: a folder on this machine, or s3://..., gs://... "
+    "(the server's credentials; clients need none) [env: MLFLOW_ARTIFACTS_DESTINATION].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Server worker processes [MLflow's: 4].")
+@click.option(
+    "--allowed-hosts",
+    default=None,
+    help="Host names clients may use (e.g. mlflow.team.example:5000) when bound beyond localhost.",
+)
+@click.option("--cors-allowed-origins", default=None, help="Web origins allowed to call the server.")
+@click.option("--dry-run", is_flag=True, help="Print the mlflow server command line and exit.")
+def mlflow_server(
+    backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, cors_allowed_origins, dry_run
+):
+    """Start a shared MLflow tracking server: runs and registry in a database (PostgreSQL),
+    artifacts served through the server. Clients set MLFLOW_TRACKING_URI=http://HOST:PORT."""
+    from . import server
+
+    try:
+        cmd = server.server_command(
+            backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, cors_allowed_origins
+        )
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(server.shown(cmd))
+    if dry_run:
+        return
+    click.echo(f"clients: export MLFLOW_TRACKING_URI={server.client_uri(host, port)}")
+    server.exec_server(cmd)
+
+
 def main():  # pragma: no cover - console entry for `python -m`
     cli(prog_name="deepfake-detect")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # it would call an outside host
 
 import mlflow  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from .config import Params, flatten  # noqa: E402
@@ -114,10 +115,16 @@ def setup(experiment: str, root: Path | None = None) -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        location = None
+        location = None  # a tracking server's default: artifacts through the server (mlflow-artifacts:/)
         if uri.startswith("sqlite:"):
             location = (root / "mlartifacts").as_uri()
-        exp_id = client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_KIND)
+        try:
+            exp_id = client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_KIND)
+        except MlflowException as err:
+            # A teammate's stage on a shared server created it a moment ago: use theirs.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(experiment) is None:
+                raise
+            return setup(experiment, root)
     else:
         exp_id = exp.experiment_id
         for key, value in EXPERIMENT_KIND.items():  # a store made before the tag existed
