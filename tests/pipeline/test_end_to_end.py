@@ -77,11 +77,7 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    dest = copy_project(tmp_path_factory.mktemp("project"))
-    repro = sh("dvc", "repro", cwd=dest)
-    return dest, repro.stdout
+# `project`, the tiny project after `dvc repro`: tests/pipeline/conftest.py (one run per session)
 
 
 @pytest.fixture
