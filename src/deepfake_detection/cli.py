@@ -497,7 +497,7 @@ def explain(model_uri, images, out_dir, faces):
 
 
 # ----------------------------------------------------------------------------- team
-@cli.command("mlflow-server")
+@cli.command("mlflow-server", context_settings={"ignore_unknown_options": True})
 @click.option(
     "--backend-store-uri",
     envvar="MLFLOW_BACKEND_STORE_URI",
@@ -522,17 +522,28 @@ def explain(model_uri, images, out_dir, faces):
 )
 @click.option("--cors-allowed-origins", default=None, help="Web origins allowed to call the server.")
 @click.option("--dry-run", is_flag=True, help="Print the mlflow server command line and exit.")
+@click.argument("mlflow_args", nargs=-1, type=click.UNPROCESSED)
 def mlflow_server(
-    backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, cors_allowed_origins, dry_run
+    backend_store_uri,
+    artifacts_destination,
+    host,
+    port,
+    workers,
+    allowed_hosts,
+    cors_allowed_origins,
+    dry_run,
+    mlflow_args,
 ):
     """Start a shared MLflow tracking server: runs and registry in a database (PostgreSQL),
-    artifacts served through the server. Clients set MLFLOW_TRACKING_URI=http://HOST:PORT."""
+    artifacts served through the server. Clients set MLFLOW_TRACKING_URI=http://HOST:PORT.
+    Anything after `--` goes to `mlflow server` as it is (e.g. -- --app-name basic-auth)."""
     from . import server
 
     try:
         cmd = server.server_command(
             backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, cors_allowed_origins
         )
+        cmd += list(mlflow_args)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     click.echo(server.shown(cmd))

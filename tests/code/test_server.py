@@ -83,3 +83,10 @@ def test_a_missing_postgresql_driver_is_named():
     assert server.check_backend("postgresql+psycopg2://m@db/m") == "postgresql+psycopg2://m@db/m"
     with pytest.raises(ValueError, match="'nosuchdriver' is not installed"):
         server.check_backend("postgresql+nosuchdriver://m@db/m")
+
+
+def test_cli_passes_what_follows_the_double_dash_to_mlflow_server(tmp_path):
+    args = ["mlflow-server", "--backend-store-uri", "postgresql://m@db/m", "--artifacts-destination", str(tmp_path)]
+    result = CliRunner().invoke(cli, [*args, "--dry-run", "--", "--app-name", "basic-auth"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith("--port 5000 --app-name basic-auth")
