@@ -90,3 +90,21 @@ def test_cli_passes_what_follows_the_double_dash_to_mlflow_server(tmp_path):
     result = CliRunner().invoke(cli, [*args, "--dry-run", "--", "--app-name", "basic-auth"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].endswith("--port 5000 --app-name basic-auth")
+
+
+def test_a_teammate_creating_the_experiment_first_is_no_error(in_tmp, monkeypatch):
+    """Two stages on a shared server both find no experiment and both create it: the second's
+    RESOURCE_ALREADY_EXISTS is answered by using the first's."""
+    from mlflow import MlflowClient
+
+    first = tracking.setup("shared")  # the teammate's
+    real = MlflowClient.get_experiment_by_name
+    calls = []
+
+    def not_yet(self, name):  # our first look happened before the teammate created it
+        calls.append(name)
+        return None if len(calls) == 1 else real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", not_yet)
+    assert tracking.setup("shared") == first
+    assert len(calls) >= 2
