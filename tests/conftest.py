@@ -24,6 +24,15 @@ def _no_store_left_behind(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_store_left_behind_by_another_module():
+    """The same for module-scoped fixtures (a tiny project trained once per module), which run
+    before the function-scoped guard above: each module starts with no store inherited."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run the test inside an empty folder (its own MLflow store, artifacts and metrics)."""
