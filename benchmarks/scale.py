@@ -9,7 +9,10 @@ flat folder that ``ingest`` splits 70/15/15), then, once with files and once wit
 each step in its own Python process inside a project folder (``params.yaml`` is the repository's
 with ``data.image_size`` = ``--size``, one epoch of the light CNN, one Grad-CAM example):
 ``ingest``, ``prepare``, ``train`` (one epoch of ``light_se_cnn``, validation included),
-``threshold`` (validation predictions) and ``evaluate`` (test predictions and report). Each
+``threshold`` (validation predictions), ``evaluate`` (test predictions and report) and
+``ensemble`` (the four combiners fit on validation, scored on test; its members are the light CNN
+twice, as only one network is trained: the stage's cost is reading and combining the members'
+predictions, which is what grows with the images). Each
 process reports its wall time and its peak resident memory (``ru_maxrss``): the memory a step
 needs should not grow with the number of images beyond O(n) bookkeeping (paths, scores), i.e. no
 step may hold the images of a split at once. For the largest count, the data folder of each
@@ -17,8 +20,7 @@ layout is then ``dvc add``-ed, ``dvc push``-ed to a local folder remote, deleted
 ``dvc pull``-ed back (``dvc`` as its own process, its peak memory too). Prints one table per
 count and the DVC table, Markdown.
 
-The images are noise: the AUCs mean nothing, the timings and memory do. The ensemble stage reads
-only the members' prediction files (O(n) floats) and is not run.
+The images are noise: the AUCs mean nothing, the timings and memory do.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("ingest", "prepare", "train", "threshold", "evaluate")
+STEPS = ("ingest", "prepare", "train", "threshold", "evaluate", "ensemble")
 MODEL = "light_se_cnn"
 
 
@@ -64,6 +66,7 @@ def write_params(project: Path, size: int) -> None:
     raw["train"]["epochs"] = 1
     raw["models"][MODEL]["epochs"] = 1
     raw["evaluate"]["gradcam_examples"] = 1
+    raw["ensemble"]["members"] = [MODEL, MODEL]  # one trained network: the light CNN as both members
     raw["mlflow"]["experiment"] = "scale-benchmark"
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
@@ -85,6 +88,10 @@ def step(name: str, project: Path, source: Path, shards: int) -> None:
             from deepfake_detection.stages import prepare
 
             prepare.run(params, progress=False)
+        elif name == "ensemble":
+            from deepfake_detection.stages import ensemble
+
+            ensemble.run(params)
         else:
             from deepfake_detection.stages import evaluate, threshold, train
 
