@@ -6,23 +6,20 @@ A real `deepfake-detect train` subprocess on a tiny project, a real SIGTERM, the
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from project_commands import BIN, command_env
 
 from deepfake_detection import paths
 from deepfake_detection.config import parse_params
 from deepfake_detection.data.sample import generate
 from deepfake_detection.stages import prepare
 
-BIN = Path(sys.executable).parent
 MODEL = "light_se_cnn"
 # Many epochs and no early stop: the stage is surely still training when the signal arrives.
 TINY = {
@@ -46,14 +43,7 @@ def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_
     prepare.run(parse_params(TINY), progress=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
 
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = command_env()
     proc = subprocess.Popen(
         [str(BIN / "deepfake-detect"), "train", MODEL, "--params", "params.yaml"],
         cwd=in_tmp,

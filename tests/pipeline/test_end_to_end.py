@@ -8,10 +8,8 @@ the data is generated and tracked there with real `dvc add`, the pipeline runs t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -19,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from project_commands import command_env
 
 from deepfake_detection.serving.io import local_files
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 MODELS = ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
 TRANSFER = ["resnet50", "efficientnet_b0", "efficientnet_b0_dual_attention"]
 
@@ -31,15 +29,7 @@ pytestmark = pytest.mark.slow
 
 
 def sh(*args, cwd, check=True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(list(args), cwd=cwd, env=command_env(), capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

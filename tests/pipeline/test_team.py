@@ -36,33 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from project_commands import BIN, command_env
 from test_end_to_end import MODELS
 
-BIN = Path(sys.executable).parent
 REQUIRE = os.environ.get("DEEPFAKE_REQUIRE_POSTGRES") == "1"  # CI: a missing PostgreSQL fails, not skips
 MODEL = "deepfake-detector"
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _env(tracking_uri: str | None = None, **extra) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        **extra,
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
-    if tracking_uri:
-        env["MLFLOW_TRACKING_URI"] = tracking_uri
-    return env
-
-
 def run(*args, cwd, env=None, check=True, timeout=900) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=timeout
+        [str(a) for a in args], cwd=cwd, env=env or command_env(), capture_output=True, text=True, timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -133,7 +118,7 @@ def postgres():
     data, port = home / "data", free_port()
 
     def pg(*args, check=True):
-        return run(*as_user, *args, cwd=home, env=_env(LC_ALL="C.UTF-8"), check=check, timeout=120)
+        return run(*as_user, *args, cwd=home, env=command_env(LC_ALL="C.UTF-8"), check=check, timeout=120)
 
     pg(
         bindir / "initdb",
@@ -207,7 +192,7 @@ def mlflow_server(postgres, tmp_path_factory):
         proc = subprocess.Popen(
             [str(c) for c in cmd],
             cwd=home,
-            env=_env(PGPASSWORD=postgres.password),
+            env=command_env(PGPASSWORD=postgres.password),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -306,7 +291,13 @@ def bob_over_http(team, mlflow_server):
     """Bob re-runs the light CNN's branch (train, threshold, evaluate, then ensemble, summary,
     register) with nothing but MLFLOW_TRACKING_URI pointing at the shared server."""
     out = run(
-        "dvc", "repro", "--force", "--downstream", "train@light_se_cnn", cwd=team.bob, env=_env(mlflow_server.uri)
+        "dvc",
+        "repro",
+        "--force",
+        "--downstream",
+        "train@light_se_cnn",
+        cwd=team.bob,
+        env=command_env(mlflow_server.uri),
     ).stdout
     return out
 
@@ -425,7 +416,7 @@ def test_two_loggers_at_once_both_land_completely(mlflow_server, tmp_path):
         procs[who] = subprocess.Popen(
             [sys.executable, str(tmp_path / "logger.py"), who, experiment, str(runs), str(steps)],
             cwd=tmp_path / who,
-            env=_env(mlflow_server.uri),
+            env=command_env(mlflow_server.uri),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

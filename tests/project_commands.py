@@ -1,0 +1,27 @@
+"""The environment in which tests run the project's commands (`deepfake-detect`, `dvc`, `mlflow`)
+as subprocesses: the venv's executables first, telemetry and analytics off, and no MLflow store
+inherited from the test process (each command finds its project's own, unless one is given).
+Importable from every test folder: pytest puts tests/ on the path for its conftest.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def command_env(tracking_uri: str | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **extra,
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return env
