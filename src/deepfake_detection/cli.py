@@ -5,17 +5,15 @@ Heavy imports (TensorFlow, MLflow) happen inside the commands, so `--help` is in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
 
+from . import signals
 from .config import DEFAULT_PARAMS, ConfigError, load_params
 from .models import MODEL_NAMES, TRANSFER_MODELS
 
@@ -81,32 +79,6 @@ def _run_stage(module: str, *args, function: str = "run"):
         raise click.ClickException(str(err)) from None
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived. A ``KeyboardInterrupt``, so everything that handles Ctrl-C handles it:
-    the stage's MLflow run ends KILLED (``tracking.stage_run``) and a training stage removes its
-    partial outputs (``paths.removed_on_failure``)."""
-
-    exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
-
-
-def _on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated()
-
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class _InOrder(click.Group):
     """List the subcommands in pipeline order, not alphabetically; SIGTERM ends a command
     cleanly: one line on stderr and exit status 143."""
@@ -116,16 +88,22 @@ class _InOrder(click.Group):
 
     def invoke(self, ctx):
         try:
-            with _sigterm_raises():
+            with signals.sigterm_raises():
                 return super().invoke(ctx)
-        except Terminated:
+        except (KeyboardInterrupt, Exception) as err:
+            # Ctrl-C and other errors go on as before; SIGTERM (also when C code turned its
+            # exception into another error) ends with one line and 143
+            if isinstance(err, click.exceptions.Exit) or not signals.interrupted(err):
+                raise
+            if isinstance(err, KeyboardInterrupt) and not isinstance(err, signals.Terminated):
+                raise
             name = " ".join(filter(None, (ctx.info_name, ctx.invoked_subcommand)))
             click.echo(
                 f"{name}: terminated by SIGTERM; its MLflow run (if any) is marked KILLED and the "
                 f"stage's partial outputs are removed",
                 err=True,
             )
-            ctx.exit(Terminated.exit_code)
+            ctx.exit(signals.Terminated.exit_code)
 
 
 @click.group(cls=_InOrder, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

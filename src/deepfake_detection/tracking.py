@@ -27,6 +27,7 @@ import mlflow  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from . import signals  # noqa: E402
 from .config import Params, flatten  # noqa: E402
 
 STAGES = (
@@ -204,8 +205,9 @@ def stage_run(
         log_datasets(params.data.dir, STAGE_SPLITS[stage])
         try:
             yield run
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI's handler: KILLED, not FAILED
-            mlflow.end_run("KILLED")
+        except BaseException as err:  # Ctrl-C or SIGTERM (signals.py): KILLED, not FAILED
+            if signals.interrupted(err):
+                mlflow.end_run("KILLED")
             raise
 
 

@@ -1,0 +1,51 @@
+"""SIGTERM ends a command like Ctrl-C: the one place that turns the signal into an exception.
+
+While a command runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so what
+handles Ctrl-C handles it: the stage's MLflow run ends KILLED (``tracking.stage_run``), a stage's
+partial outputs are removed (``paths.removed_on_failure``) and the CLI exits 143.
+
+The handler also records that the signal came (:func:`interrupted`). Raised between two bytecodes
+that sit inside C code (TensorFlow, a list operation calling back into Python), the exception can
+come back as another error, e.g. ``SystemError: bad argument to internal function``; whatever
+error ends the work after a SIGTERM is still taken as the termination it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+_received = threading.Event()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived."""
+
+    exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    _received.set()
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Turn SIGTERM into :class:`Terminated` while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(err: BaseException) -> bool:
+    """Whether ``err`` ends the work as an interruption: Ctrl-C, SIGTERM, or any error raised
+    after a SIGTERM arrived (the signal's exception, mangled by C code on its way up)."""
+    return isinstance(err, KeyboardInterrupt) or _received.is_set()
