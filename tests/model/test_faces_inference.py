@@ -22,10 +22,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 from PIL import Image
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
+from test_inference import use_store
 
 from deepfake_detection.config import ModelsParams
 from deepfake_detection.data.faces import NO_FACE, FaceSettings, cut, detect_faces
@@ -78,20 +78,12 @@ def _tiny_model():
     return model
 
 
-def _use_store(root: Path) -> None:
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Two detectors of the same Keras model, one with faces on (``SETTINGS``), one off; the photos."""
     root = tmp_path_factory.mktemp("faces")
     previous = mlflow.get_tracking_uri()
-    _use_store(root)
-    client = MlflowClient()
-    mlflow.set_experiment(experiment_id=client.create_experiment("test-faces", (root / "mlartifacts").as_uri()))
+    use_store(root, "test-faces")
     keras_path = root / "light.keras"
     _tiny_model().save(keras_path)
 
@@ -115,7 +107,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _store_of_module(request):
     if "setup" in request.fixturenames:
-        _use_store(request.getfixturevalue("setup")["root"])
+        use_store(request.getfixturevalue("setup")["root"], "test-faces")
 
 
 @pytest.fixture(scope="module")

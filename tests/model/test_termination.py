@@ -6,16 +6,20 @@ A real `deepfake-detect train` subprocess on a tiny project, a real SIGTERM, the
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 
+import click
 import pytest
 import yaml
+from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from project_commands import BIN, command_env
 
-from deepfake_detection import paths
+from deepfake_detection import paths, signals, tracking
+from deepfake_detection.cli import _InOrder
 from deepfake_detection.config import parse_params
 from deepfake_detection.data.sample import generate
 from deepfake_detection.stages import prepare
@@ -158,17 +162,9 @@ def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkey
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
 
 
-def _mangled_sigterm_command(in_tmp, then_raise):
-    """A CLI group of the project's kind with one command that opens a stage's MLflow run, sends
-    itself SIGTERM, and lets the signal's exception come back as ``then_raise`` (what C code
-    does with an exception raised inside it: ``SystemError: bad argument to internal function``)."""
-    import os
-
-    import click
-
-    from deepfake_detection import signals, tracking
-    from deepfake_detection.cli import _InOrder
-    from deepfake_detection.config import parse_params
+def _stage_command(experiment: str, body):
+    """A CLI group of the project's kind (``cli._InOrder``, which turns SIGTERM into exit 143)
+    whose one command, ``work``, runs ``body`` inside a stage's MLflow run."""
 
     @click.group(cls=_InOrder)
     def group():
@@ -176,48 +172,41 @@ def _mangled_sigterm_command(in_tmp, then_raise):
 
     @group.command()
     def work():
-        with tracking.stage_run("prepare", parse_params({"mlflow": {"experiment": "mangled"}})):
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                for _ in range(10_000_000):  # the handler runs between two bytecodes
-                    pass
-            except signals.Terminated:
-                raise then_raise from None
+        with tracking.stage_run("prepare", parse_params({"mlflow": {"experiment": experiment}})):
+            body()
 
     return group
 
 
+def _only_run_status(root, experiment: str) -> str:
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return run.info.status
+
+
 @pytest.mark.parametrize("mangled", [SystemError("bad argument to internal function"), RuntimeError("in C")])
 def test_sigterm_mangled_into_another_error_still_ends_killed_with_143(in_tmp, mangled):
-    from click.testing import CliRunner
+    """The signal's exception comes back as another error, as C code does with an exception
+    raised inside it (``SystemError: bad argument to internal function``)."""
 
-    result = CliRunner().invoke(_mangled_sigterm_command(in_tmp, mangled), ["work"])
+    def sigterm_then_mangle():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000_000):  # the handler runs between two bytecodes
+                pass
+        except signals.Terminated:
+            raise mangled from None
+
+    result = CliRunner().invoke(_stage_command("mangled", sigterm_then_mangle), ["work"])
     assert result.exit_code == 143, (result.exit_code, result.output, result.exception)
     assert "terminated by SIGTERM" in result.stderr
-    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("mangled").experiment_id])
-    assert run.info.status == "KILLED"
+    assert _only_run_status(in_tmp, "mangled") == "KILLED"
 
 
 def test_an_error_without_sigterm_still_fails_the_run_and_the_command(in_tmp):
-    import click
-    from click.testing import CliRunner
+    def bug():
+        raise SystemError("a real bug")
 
-    from deepfake_detection import tracking
-    from deepfake_detection.cli import _InOrder
-    from deepfake_detection.config import parse_params
-
-    @click.group(cls=_InOrder)
-    def group():
-        pass
-
-    @group.command()
-    def work():
-        with tracking.stage_run("prepare", parse_params({"mlflow": {"experiment": "plain"}})):
-            raise SystemError("a real bug")
-
-    result = CliRunner().invoke(group, ["work"])
+    result = CliRunner().invoke(_stage_command("plain", bug), ["work"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemError)
-    client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("plain").experiment_id])
-    assert run.info.status == "FAILED"
+    assert _only_run_status(in_tmp, "plain") == "FAILED"
