@@ -93,9 +93,7 @@ class _InOrder(click.Group):
         except (KeyboardInterrupt, Exception) as err:
             # Ctrl-C and other errors go on as before; SIGTERM (also when C code turned its
             # exception into another error) ends with one line and 143
-            if isinstance(err, click.exceptions.Exit) or not signals.interrupted(err):
-                raise
-            if isinstance(err, KeyboardInterrupt) and not isinstance(err, signals.Terminated):
+            if isinstance(err, click.exceptions.Exit) or not signals.terminated(err):
                 raise
             name = " ".join(filter(None, (ctx.info_name, ctx.invoked_subcommand)))
             click.echo(

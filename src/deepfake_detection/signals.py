@@ -45,7 +45,13 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+def terminated(err: BaseException) -> bool:
+    """Whether ``err`` is the way a SIGTERM ended the work: :class:`Terminated`, or any error
+    raised after the signal came (its exception, mangled by C code on its way up)."""
+    return isinstance(err, Terminated) or _received.is_set()
+
+
 def interrupted(err: BaseException) -> bool:
     """Whether ``err`` ends the work as an interruption: Ctrl-C, SIGTERM, or any error raised
     after a SIGTERM arrived (the signal's exception, mangled by C code on its way up)."""
-    return isinstance(err, KeyboardInterrupt) or _received.is_set()
+    return isinstance(err, KeyboardInterrupt) or terminated(err)
