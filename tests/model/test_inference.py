@@ -190,6 +190,25 @@ def test_threshold_comes_from_the_metadata_and_labels_follow_it(detector, pyfunc
     assert set(strict["label"]) == {"real"}
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"threshold": 1.01},
+        {"threshold": -0.5},
+        {"threshold": float("nan")},
+        {"batch_size": 0},
+        {"batch_size": -3},
+        {"batch_size": pyfunc.MAX_BATCH_SIZE + 1},
+    ],
+)
+def test_request_params_out_of_range_are_refused_with_the_name_to_fix(detector, pyfunc_model, params):
+    from deepfake_detection.serving.io import InvalidInputError
+
+    (name,) = params
+    with pytest.raises(InvalidInputError, match=f"'{name}' param must be"):
+        predict_paths(pyfunc_model, detector["files"][:1], params=params)
+
+
 def test_the_signature_accepts_path_or_image(detector):
     signature = mlflow.models.get_model_info(detector["info"].model_uri).signature
     columns = {c.name: c for c in signature.inputs.inputs}

@@ -199,6 +199,23 @@ def test_served_model_answers_garbage_with_a_4xx_and_a_message(served):
     assert "'path' column" in message and "'image' column" in message
 
 
+def test_served_model_refuses_out_of_range_params_with_a_4xx_that_names_them(served):
+    """A threshold of 5 once labelled every row real, a batch_size of 0 failed deep inside Keras."""
+    encoded = _b64(served["image"].read_bytes())
+    for params, name in (
+        ({"threshold": 1.5}, "'threshold'"),
+        ({"threshold": -0.1}, "'threshold'"),
+        ({"batch_size": 0}, "'batch_size'"),
+        ({"batch_size": 10**6}, "'batch_size'"),
+    ):
+        payload = {"dataframe_split": {"columns": ["image"], "data": [[encoded]]}, "params": params}
+        status, text = _post(f"{served['base']}/invocations", json.dumps(payload).encode())
+        assert 400 <= status < 500, (params, status, text)
+        assert name in json.loads(text)["message"], text
+    (row,) = _invoke(served["base"], "image", [encoded], {"threshold": 0.0, "batch_size": 1})
+    assert row["label"] == "fake" and row["threshold"] == 0.0
+
+
 # --------------------------------------------------------------------------- hardening
 
 

@@ -24,7 +24,7 @@ from deepfake_detection.data.images import MAX_PIXELS
 from deepfake_detection.serving.export import onnx_sidecar
 from deepfake_detection.serving.faces import face_settings, score_faces
 from deepfake_detection.serving.io import PathAccess, local_files, max_bytes_setting
-from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD, result_frame, score_rows
+from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD, MAX_BATCH_SIZE, result_frame, score_rows
 
 RUNTIMES = ("keras", "onnx")
 
@@ -171,7 +171,8 @@ def predict_files(
         model = mlflow.pyfunc.load_model(model_uri)
         if threshold is None:
             threshold = model_threshold(model_uri)
-        params = {"threshold": float(threshold), "batch_size": int(batch_size)}
+        # the pyfunc caps one forward batch (a request's memory); larger CLI chunks still work
+        params = {"threshold": float(threshold), "batch_size": min(int(batch_size), MAX_BATCH_SIZE)}
         if faces is not None:
             params["faces"] = bool(faces)
 

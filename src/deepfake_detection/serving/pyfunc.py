@@ -209,11 +209,12 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
-        threshold = self.threshold if params.get("threshold") is None else float(params["threshold"])
+        threshold = self.threshold if params.get("threshold") is None else threshold_param(params["threshold"])
         faces = getattr(self, "faces", False) if params.get("faces") is None else faces_param(params["faces"])
+        batch_size = None if params.get("batch_size") is None else batch_size_param(params["batch_size"])
 
         def score(pixels):
-            return self.predict_pixels(pixels, params.get("batch_size"))
+            return self.predict_pixels(pixels, batch_size)
 
         max_pixels = getattr(self, "max_pixels", MAX_PIXELS)
         if faces:
@@ -227,6 +228,38 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             model_input, self.sizes, score, access=path_access(), max_pixels=max_pixels
         )
         return result_frame(probabilities, errors, threshold, warnings_)
+
+
+MAX_BATCH_SIZE = 1024
+"""The largest ``batch_size`` a request may ask for (a bound on the memory one request can take)."""
+
+
+def threshold_param(value) -> float:
+    """A request's ``threshold`` param: a number from 0 to 1 (a probability of fake)."""
+    from deepfake_detection.serving.io import InvalidInputError
+
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise InvalidInputError(
+            f"the 'threshold' param must be a number from 0 to 1 (the P(fake) at and above which a row "
+            f"is labelled fake), got {value!r}"
+        )
+    return threshold
+
+
+def batch_size_param(value) -> int:
+    """A request's ``batch_size`` param: a whole number from 1 to :data:`MAX_BATCH_SIZE`."""
+    from deepfake_detection.serving.io import InvalidInputError
+
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not 1 <= int(value) <= MAX_BATCH_SIZE:
+        raise InvalidInputError(
+            f"the 'batch_size' param must be a whole number from 1 to {MAX_BATCH_SIZE}, got {value!r}"
+        )
+    return int(value)
 
 
 def faces_param(value) -> bool:
