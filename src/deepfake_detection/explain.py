@@ -47,18 +47,25 @@ def _score_model(model, layer_name: str):
 
 
 def gradcam_with_scores(
-    model, images: np.ndarray, layer_name: str | None = None, *, target: str = "predicted", threshold: float = 0.5
+    model, images: np.ndarray, layer_name: str | None = None, *, target="predicted", threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps ``(n, S, S)`` in [0, 1] and P(fake) ``(n,)`` of ``images`` (see :func:`gradcam`)."""
+    """Heatmaps ``(n, S, S)`` in [0, 1] and P(fake) ``(n,)`` of ``images`` (see :func:`gradcam`).
+    ``target`` may also be one bool per image: True explains fake, False real (how an
+    ensemble's members are made to explain the ensemble's decision)."""
     import tensorflow as tf
 
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"images must be (n, S, S, 3) RGB pixels, got shape {x.shape}")
+    if isinstance(target, str):
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+    else:
+        explain_fake = np.asarray(target, dtype=bool).reshape(-1)
+        if explain_fake.shape != (len(x),):
+            raise ValueError(f"a per-image target needs one bool per image ({len(x)}), got {explain_fake.shape}")
     if layer_name is None:
         from deepfake_detection.models.zoo import last_conv_layer_name
 
@@ -80,7 +87,9 @@ def gradcam_with_scores(
         else:
             prob = tf.reshape(tf.cast(head, tf.float32), [-1])
             logit = prob
-        if target == "fake":
+        if not isinstance(target, str):
+            sign = tf.constant(np.where(explain_fake, 1.0, -1.0), dtype=tf.float32)
+        elif target == "fake":
             sign = tf.ones_like(logit)
         elif target == "real":
             sign = -tf.ones_like(logit)
@@ -109,6 +118,63 @@ def gradcam(
     ``"real"``. An image whose map is all negative gets an all-zero heatmap.
     """
     return gradcam_with_scores(model, images, layer_name, target=target, threshold=threshold)[0]
+
+
+def member_influence(ensemble, P: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """How much each member moves the ensemble's P(fake) for each image: ``|d ensemble / d p_m|``
+    by central differences, normalised to sum to 1 per image ``(n, k)``. Soft voting gives
+    ``1/k``, a weighted mean its weights, stacking its local slopes. Where the ensemble is flat
+    in every member (a majority vote away from every member's threshold) the members count
+    alike."""
+    P = np.asarray(P, dtype=np.float64)
+    W = np.zeros_like(P)
+    for m in range(P.shape[1]):
+        up, down = P.copy(), P.copy()
+        up[:, m] = np.clip(P[:, m] + eps, 0.0, 1.0)
+        down[:, m] = np.clip(P[:, m] - eps, 0.0, 1.0)
+        W[:, m] = np.abs(ensemble.predict(up) - ensemble.predict(down)) / (up[:, m] - down[:, m])
+    W[W.sum(axis=1) <= 0] = 1.0
+    return W / W.sum(axis=1, keepdims=True)
+
+
+def ensemble_gradcam(models, ensemble, images, *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grad-CAM of an ensemble's decision: heatmaps ``(n, D, D)`` at the largest member input
+    size ``D``, the ensemble's P(fake) ``(n,)`` and the members' ``(n, k)``.
+
+    Every member explains the ENSEMBLE's decision at ``threshold`` (evidence for fake where the
+    ensemble says fake, for real where it says real) at its own last feature map; the maps are
+    averaged with each member's :func:`member_influence` on that image and scaled to peak 1.
+    ``ensemble``: an :class:`~deepfake_detection.evaluation.ensemble.Ensemble` or its
+    ``to_dict()``. ``images``: ``{input size: (n, S, S, 3) pixels}``, or one array when every
+    member takes the same size."""
+    import tensorflow as tf
+
+    from deepfake_detection.evaluation.ensemble import Ensemble
+    from deepfake_detection.serving.pyfunc import input_size
+
+    ensemble = ensemble if isinstance(ensemble, Ensemble) else Ensemble.from_dict(ensemble)
+    if len(models) != len(ensemble.members):
+        raise ValueError(f"the ensemble has {len(ensemble.members)} members but {len(models)} models were given")
+    sizes = [input_size(m) for m in models]
+    if not isinstance(images, dict):
+        if len(set(sizes)) > 1:
+            raise ValueError(f"the members take different sizes {sorted(set(sizes))}: give {{size: pixels}}")
+        images = {sizes[0]: images}
+    x = {size: np.asarray(images[size], dtype=np.float32) for size in set(sizes)}
+    P = np.stack([np.asarray(m(x[s], training=False)).reshape(-1) for m, s in zip(models, sizes)], axis=1)
+    P = np.clip(P.astype(np.float64), 0.0, 1.0)
+    p = np.asarray(ensemble.predict(P), dtype=np.float64)
+    display = max(sizes)
+    W = member_influence(ensemble, P)
+    heat = np.zeros((len(p), display, display), dtype=np.float64)
+    for m, (model, size) in enumerate(zip(models, sizes)):
+        h = gradcam_with_scores(model, x[size], target=p >= threshold)[0]
+        if size != display:
+            h = tf.image.resize(h[..., None], (display, display), method="bilinear")[..., 0].numpy()
+        heat += W[:, m, None, None] * h
+    peak = heat.reshape(len(heat), -1).max(axis=1)
+    heat = np.divide(heat, peak[:, None, None], out=np.zeros_like(heat), where=peak[:, None, None] > 0)
+    return np.clip(heat, 0.0, 1.0).astype(np.float32), p, P
 
 
 def _to_uint8(image) -> np.ndarray:
@@ -167,16 +233,41 @@ def overlay_grid(
     return fig
 
 
-def _load_model(model_uri_or_path: str | Path):
-    """A Keras model (the first member of a logged detector), the threshold and the pixel limit
-    it carries (``max_pixels`` in its metadata; ``images.MAX_PIXELS`` for a bare ``.keras``),
-    and its metadata (``{}`` for a bare ``.keras``)."""
-    from deepfake_detection.data.images import MAX_PIXELS
-    from deepfake_detection.serving.pyfunc import load_keras_members
+class _Detector:
+    """What ``explain`` needs of a model: its Keras member(s), the ensemble combining them (or
+    None), the threshold, pixel limit and metadata it carries, and each member's input size."""
 
-    models, metadata = load_keras_members(model_uri_or_path)
-    threshold, max_pixels = float(metadata.get("threshold", 0.5)), int(metadata.get("max_pixels") or MAX_PIXELS)
-    return models[0], threshold, max_pixels, metadata
+    def __init__(self, model_uri_or_path: str | Path):
+        from deepfake_detection.data.images import MAX_PIXELS
+        from deepfake_detection.evaluation.ensemble import Ensemble
+        from deepfake_detection.serving.pyfunc import input_size, load_keras_detector
+
+        self.models, description, self.metadata = load_keras_detector(model_uri_or_path)
+        self.ensemble = Ensemble.from_dict(description) if description else None
+        self.threshold = float(self.metadata.get("threshold", 0.5))
+        self.max_pixels = int(self.metadata.get("max_pixels") or MAX_PIXELS)
+        self.sizes = sorted({input_size(m) for m in self.models})
+
+    def explain(self, pixels: dict[int, np.ndarray], layer_name: str | None):
+        """Heatmaps at the largest input size, P(fake) and the members' P(fake) (``None`` for
+        one model) of pixels decoded at every input size."""
+        if self.ensemble is None:
+            heat, probs = gradcam_with_scores(
+                self.models[0], pixels[self.sizes[0]], layer_name, threshold=self.threshold
+            )
+            return heat, probs, None
+        if layer_name is not None:
+            raise ValueError(
+                "layer_name names a layer of one network; an ensemble's members are explained at their own"
+            )
+        return ensemble_gradcam(self.models, self.ensemble, pixels, threshold=self.threshold)
+
+    def caption(self, member_probs) -> str:
+        """'soft_vote of 4: resnet50 0.51, light_se_cnn 0.93, ...' (empty for one model)."""
+        if self.ensemble is None:
+            return ""
+        members = ", ".join(f"{n} {q:.2f}" for n, q in zip(self.ensemble.members, member_probs))
+        return f"{self.ensemble.kind} of {len(self.ensemble.members)}: {members}"
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -231,8 +322,9 @@ def explain_files(
     into ``out_dir``; return their paths (undecodable images are skipped with a warning).
 
     ``model_uri_or_path``: a ``.keras`` file or a logged detector (``models:/...``, ``runs:/...``,
-    a model folder), of which the first member is explained. Images are decoded and resized
-    exactly as for prediction.
+    a model folder). An ensemble is explained as a whole (:func:`ensemble_gradcam`: every
+    member's map of the ensemble's decision, weighted by its influence), the members' P(fake)
+    under the title. Images are decoded and resized exactly as for prediction.
 
     ``faces`` (default: the detector's ``faces`` flag; off for a ``.keras`` file): every face of
     each photo is found and cropped as for prediction (the detector's ``face_settings``), each
@@ -245,20 +337,18 @@ def explain_files(
 
     from deepfake_detection.data.decode import decode_images
     from deepfake_detection.serving.io import read_inputs
-    from deepfake_detection.serving.pyfunc import input_size
 
-    model, threshold, max_pixels, metadata = _load_model(model_uri_or_path)
-    size = input_size(model)
+    detector = _Detector(model_uri_or_path)
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
     if faces is None:
-        faces = bool(metadata.get("faces", False))
+        faces = bool(detector.metadata.get("faces", False))
     if faces:
-        return _explain_faces(
-            model, paths, contents, errors, Path(out_dir), metadata, threshold, max_pixels, layer_name, alpha
-        )
-    pixels, decode_errors = decode_images(contents, size, max_pixels=max_pixels)
-    errors = [e or d for e, d in zip(errors, decode_errors)]
+        return _explain_faces(detector, paths, contents, errors, Path(out_dir), layer_name, alpha)
+    pixels = {}
+    for size in detector.sizes:
+        pixels[size], decode_errors = decode_images(contents, size, max_pixels=detector.max_pixels)
+        errors = [e or d for e, d in zip(errors, decode_errors)]
     for p, e in zip(paths, errors):
         if e is not None:
             _logger.warning("skipping %s: %s", p, e)
@@ -267,12 +357,13 @@ def explain_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not keep:
         return []
-    heatmaps, probs = gradcam_with_scores(model, pixels[keep], layer_name, threshold=threshold)
+    heatmaps, probs, member_probs = detector.explain({s: x[keep] for s, x in pixels.items()}, layer_name)
+    threshold = detector.threshold
     written: list[Path] = []
     used: set[str] = set()
     for j, i in enumerate(keep):
         name = _unique_name(paths[i].stem, used)
-        image = _to_uint8(pixels[i])
+        image = _to_uint8(pixels[detector.sizes[-1]][i])
         label = "fake" if probs[j] >= threshold else "real"
         fig = Figure(figsize=(6.4, 3.5))
         left, right = fig.subplots(1, 2)
@@ -282,7 +373,10 @@ def explain_files(
         right.set_title("Grad-CAM")
         for ax in (left, right):
             ax.axis("off")
-        fig.suptitle(f"{paths[i].name}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})", fontsize=10)
+        title = f"{paths[i].name}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})"
+        if member_probs is not None:
+            title += "\n" + detector.caption(member_probs[j])
+        fig.suptitle(title, fontsize=10 if member_probs is None else 8)
         fig.tight_layout()
         target = out_dir / name
         fig.savefig(target, dpi=100)
@@ -290,34 +384,35 @@ def explain_files(
     return written
 
 
-def _explain_faces(model, paths, contents, errors, out_dir, metadata, threshold, max_pixels, layer_name, alpha):
+def _explain_faces(detector: _Detector, paths, contents, errors, out_dir, layer_name, alpha):
     """:func:`explain_files` with faces on: one whole-photo PNG per photo with a face."""
     from PIL import Image
 
     from deepfake_detection.data.decode import check_images, decode_checked
     from deepfake_detection.serving.faces import face_settings, find_faces
-    from deepfake_detection.serving.pyfunc import input_size
 
-    size = input_size(model)
-    settings = face_settings(metadata.get("face_settings"))
-    header_errors, _ = check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    settings = face_settings(detector.metadata.get("face_settings"))
+    header_errors, _ = check_images([c if e is None else None for c, e in zip(contents, errors)], detector.max_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     used: set[str] = set()
     for path, data, error in zip(paths, contents, [e or h for e, h in zip(errors, header_errors)]):
+        pixels = {}
         if error is None:
             try:
-                found, crops, rgb = find_faces(data, [size], settings, max_pixels)
+                found, crops, rgb = find_faces(data, detector.sizes, settings, detector.max_pixels)
             except ValueError as err:
                 error = str(err)
-        if error is None:
-            pixels, crop_errors = decode_checked(crops[size], size)
+        for size in detector.sizes if error is None else ():
+            pixels[size], crop_errors = decode_checked(crops[size], size)
             error = next((e for e in crop_errors if e is not None), None)
+            if error is not None:
+                break
         if error is not None:
             _logger.warning("skipping %s: %s", path, error)
             continue
-        heatmaps, probs = gradcam_with_scores(model, pixels, layer_name, threshold=threshold)
-        image = faces_overlay(rgb, found, heatmaps, probs, threshold, alpha)
+        heatmaps, probs, _ = detector.explain(pixels, layer_name)
+        image = faces_overlay(rgb, found, heatmaps, probs, detector.threshold, alpha)
         target = out_dir / _unique_name(path.stem, used)
         Image.fromarray(image).save(target, "PNG")
         written.append(target)

@@ -107,3 +107,64 @@ def test_explain_files_writes_one_png_per_decodable_image(in_tmp):
         info = log_detector([in_tmp / "light.keras"], 0.3, 32, input_example_image=files[0])
     written = explain_files(info.model_uri, files, in_tmp / "out_logged")
     assert len(written) == 2 and all(p.is_file() for p in written)
+
+
+def test_an_ensemble_is_explained_by_its_members_weighted_by_their_influence():
+    from deepfake_detection.evaluation.ensemble import Ensemble
+    from deepfake_detection.explain import ensemble_gradcam, member_influence
+
+    a, b = _build("light_se_cnn", 32, seed=0), _build("light_se_cnn", 32, seed=3)
+    x = _images(3, 32, seed=2)
+    pa, pb = (m.predict(x, verbose=0).ravel() for m in (a, b))
+    weighted = Ensemble("weighted", ["a", "b"], weights=[0.25, 0.75])
+    heat, p, P = ensemble_gradcam([a, b], weighted, x, threshold=0.5)
+    np.testing.assert_allclose(P, np.stack([pa, pb], 1), atol=1e-5)
+    np.testing.assert_allclose(p, 0.25 * pa + 0.75 * pb, atol=1e-5)
+    # each member explains the ENSEMBLE's decision; the maps are mixed by the members' weights
+    decision = p >= 0.5
+    ha, hb = (gradcam_with_scores(m, x, target=decision)[0] for m in (a, b))
+    mixed = 0.25 * ha + 0.75 * hb
+    expected = mixed / mixed.reshape(3, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(heat, expected, atol=1e-4)
+    assert heat.shape == (3, 32, 32) and heat.max() <= 1.0
+
+    only_a = Ensemble("weighted", ["a", "b"], weights=[1.0, 0.0])
+    np.testing.assert_allclose(
+        ensemble_gradcam([a, b], only_a, x)[0], gradcam_with_scores(a, x, target=pa >= 0.5)[0], atol=1e-4
+    )
+    np.testing.assert_allclose(member_influence(Ensemble("soft_vote", ["a", "b"]), P), 0.5)
+    flat = Ensemble("majority", ["a", "b"], member_thresholds=[2.0, 2.0])  # never moved by a member
+    np.testing.assert_allclose(member_influence(flat, P), 0.5)
+    with pytest.raises(ValueError, match="one bool per image"):
+        gradcam_with_scores(a, x, target=[True])
+
+
+def test_explain_files_explains_a_logged_ensemble_as_a_whole(in_tmp):
+    from deepfake_detection.explain import ensemble_gradcam
+    from deepfake_detection.serving.pyfunc import log_detector
+
+    a, b = _build("light_se_cnn", 32, seed=0), _build("light_se_cnn", 32, seed=3)
+    a.save(in_tmp / "a.keras")
+    b.save(in_tmp / "b.keras")
+    files = []
+    for i, pixels in enumerate(_images(2, 32).astype(np.uint8)):
+        files.append(in_tmp / "in" / f"face{i}.png")
+        files[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(files[-1])
+    ensemble = {"kind": "weighted", "members": ["a", "b"], "weights": [0.0, 1.0]}
+    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (in_tmp / "mlartifacts").as_uri()))
+    with mlflow.start_run():
+        info = log_detector([in_tmp / "a.keras", in_tmp / "b.keras"], 0.5, 32, ensemble=ensemble)
+    written = explain_files(info.model_uri, files, in_tmp / "out")
+    assert [p.name for p in written] == ["face0_gradcam.png", "face1_gradcam.png"]
+    # the overlay is b's map of b's decision (all the weight on b), not the first member's
+    x = np.stack([np.asarray(Image.open(f), dtype=np.float32) for f in files])
+    heat = ensemble_gradcam([a, b], ensemble, x)[0]
+    pb = b.predict(x, verbose=0).ravel()
+    np.testing.assert_allclose(heat, gradcam_with_scores(b, x, target=pb >= 0.5)[0], atol=1e-4)
+    assert not np.allclose(heat, gradcam_with_scores(a, x, target=pb >= 0.5)[0], atol=1e-2)
+    with pytest.raises(ValueError, match="explained at their own"):
+        from deepfake_detection.explain import _Detector
+
+        _Detector(info.model_uri).explain({32: x}, "block1_se_scale")

@@ -419,13 +419,20 @@ def log_detector(
 
 def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]:
     """The Keras model(s) of a logged detector (or of a ``.keras`` file) and its metadata."""
+    models, _, metadata = load_keras_detector(model_uri_or_keras_path)
+    return models, metadata
+
+
+def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict | None, dict]:
+    """The Keras model(s) of a logged detector (or of a ``.keras`` file), the description of the
+    ensemble that combines them (``Ensemble.to_dict()``; ``None`` for one model) and its metadata."""
     import keras
 
     source = str(model_uri_or_keras_path)
     if source.endswith(".keras"):
         if not Path(source).is_file():
             raise FileNotFoundError(f"Keras model file not found: {source}")
-        return [keras.models.load_model(source, compile=False)], {}
+        return [keras.models.load_model(source, compile=False)], None, {}
     from mlflow.models import Model
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
@@ -436,4 +443,9 @@ def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]
     if not keys:
         raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
     models = [keras.models.load_model(str(local / artifacts[k]["path"]), compile=False) for k in keys]
-    return models, dict(meta.metadata or {})
+    description = (flavor.get("model_config") or {}).get("ensemble")
+    if description is None and ENSEMBLE_ARTIFACT in artifacts:
+        description = json.loads((local / artifacts[ENSEMBLE_ARTIFACT]["path"]).read_text())
+    if len(models) > 1 and not description:
+        raise ValueError(f"{source} holds {len(models)} models but no ensemble description to combine them")
+    return models, (description or None), dict(meta.metadata or {})
