@@ -268,7 +268,7 @@ def test_upper_case_split_layout_and_val_alias(tmp_path):
     src = tmp_path / "src"
     for seed, rel in enumerate(("TRAIN/REAL", "TRAIN/FAKE", "Val/Real", "Val/Fake", "Test/real", "Test/fake")):
         (src / rel).mkdir(parents=True)
-        _noise(seed).save(src / rel / "x.jpg")
+        _noise(seed, (40, 32)).save(src / rel / "x.jpg")
     report = ingest(src, tmp_path / "out", progress=False)
     assert report["counts"] == {s: {"real": 1, "fake": 1} for s in SPLITS}
     assert report["warnings"] == []
@@ -387,3 +387,24 @@ def test_bad_arguments_are_refused(corpus, tmp_path):
         ingest(corpus, tmp_path / "out", reencode="gif", progress=False)
     with pytest.raises(ValueError, match="inside the source"):
         ingest(corpus, corpus / "out", progress=False)
+
+
+def test_images_inference_would_flag_are_kept_listed_and_warned_about(tmp_path):
+    """The same size rules as inference's row warnings: small (upscaled) and elongated (squashed)."""
+    src = tmp_path / "src"
+    for label in ("real", "fake"):
+        (src / label).mkdir(parents=True)
+        for i in range(6):
+            _noise(zlib.crc32(f"{label}{i}".encode()), (48, 40)).save(src / label / f"{i}.png")
+    _noise(1, size=(20, 40)).save(src / "real" / "tiny.png")
+    _noise(2, size=(200, 40)).save(src / "fake" / "banner.png")
+    report = ingest(src, tmp_path / "out", progress=False)
+    assert report["written"] == 14  # kept: the model should see what it will be asked about
+    (small,) = report["odd_sizes"]["small"]
+    (elongated,) = report["odd_sizes"]["elongated"]
+    assert small.endswith("tiny.png") and elongated.endswith("banner.png")
+    assert (tmp_path / "out" / small).is_file() and (tmp_path / "out" / elongated).is_file()
+    warnings = "\n".join(report["warnings"])
+    assert "1 written image(s) under 32 px a side" in warnings and "beyond 4:1" in warnings
+    saved = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+    assert saved["odd_sizes"] == report["odd_sizes"]

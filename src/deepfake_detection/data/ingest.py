@@ -79,7 +79,9 @@ from deepfake_detection import LABELS, SPLITS, __version__
 from deepfake_detection.data.faces import NO_FACE, Face, FaceSettings, cut, detect_faces
 from deepfake_detection.data.images import (
     EXTENSIONS,
+    MAX_ASPECT_RATIO,
     REASONS,
+    SMALL_SIDE,
     ImageError,
     ImageInfo,
     encode,
@@ -376,7 +378,9 @@ def ingest(
     ``written_files`` (``source``, ``dest``, ``method``), ``duplicates`` (groups of
     byte-identical good files: ``md5``, ``files`` [{``source``, ``dest``}]), ``ignored``
     (entries outside the class folders: ``path``, ``why``), ``warnings``, ``notes``,
-    ``seconds``, ``version``. Source paths are relative to ``src``, dest paths to ``dest``.
+    ``seconds``, ``version``, ``odd_sizes`` (written images that inference scores with a warning:
+    ``small`` and ``elongated``, dest paths; empty with ``faces``, whose crops are square). Source
+    paths are relative to ``src``, dest paths to ``dest``.
 
     With ``faces`` (a :class:`~deepfake_detection.data.faces.FaceSettings`; ``face_size`` is
     then required and ``reencode`` must be None or ``"png"``) every written file is a face crop
@@ -414,6 +418,7 @@ def ingest(
         if faces is not None:
             _write_faces_csv(written.face_rows, work / FACES_CSV)
         duplicates = _duplicates(items, written.dest_of, src, warnings)
+        odd_sizes = _odd_sizes(items, written.dest_of, warnings) if faces is None else {"small": [], "elongated": []}
         options = {
             "valid_fraction": valid_fraction,
             "test_fraction": test_fraction,
@@ -422,6 +427,7 @@ def ingest(
             "quality": int(quality),
         }
         report = _report(src, dest, layout, items, written, duplicates, warnings, options, started)
+        report["odd_sizes"] = odd_sizes
         if faces is not None:
             report = _with_faces(report, written, faces, face_size)
         if shards is not None:  # the written files become TFRecord shards
@@ -664,6 +670,31 @@ def _with_faces(report: dict, written: _Written, settings: FaceSettings, size: i
         "several_faces": sum(r["faces_found"] > 1 for r in written.face_rows),
     }
     return report
+
+
+def _odd_sizes(items: list[_Item], dest_of: dict[int, str], warnings: list[str]) -> dict[str, list[str]]:
+    """Written images that inference would score with a warning (the same rules, from
+    :mod:`~deepfake_detection.data.images`): ``small`` (shorter side under ``SMALL_SIDE``: upscaled)
+    and ``elongated`` (sides beyond ``MAX_ASPECT_RATIO``: squashed to a square), as dest paths.
+    They are kept (the model should see what it will be asked about) and counted in a warning."""
+    odd: dict[str, list[str]] = {"small": [], "elongated": []}
+    for item in items:
+        info = item.info
+        if id(item) not in dest_of or info is None or not info.width or not info.height:
+            continue
+        short, long = sorted((info.width, info.height))
+        if short < SMALL_SIDE:
+            odd["small"].append(dest_of[id(item)])
+        if long / short > MAX_ASPECT_RATIO:
+            odd["elongated"].append(dest_of[id(item)])
+    for kind, what in (
+        ("small", f"under {SMALL_SIDE} px a side: upscaled to the input size"),
+        ("elongated", f"with sides beyond {MAX_ASPECT_RATIO:g}:1: squashed to a square"),
+    ):
+        if odd[kind]:
+            first = ", ".join(odd[kind][:3]) + (", ..." if len(odd[kind]) > 3 else "")
+            warnings.append(f"{len(odd[kind])} written image(s) {what} ({first}); odd_sizes in the report lists them")
+    return odd
 
 
 def _duplicates(items: list[_Item], dest_of: dict[int, str], src: Path, warnings: list[str]) -> list[dict]:
