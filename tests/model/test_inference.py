@@ -215,7 +215,11 @@ def test_the_signature_accepts_path_or_image(detector):
     assert set(columns) == {"path", "image"}
     assert not columns["path"].required and not columns["image"].required
     assert {p.name for p in signature.params.params} == {"threshold", "batch_size", "faces"}
-    assert [c.name for c in signature.outputs.inputs] == list(pyfunc.OUTPUT_COLUMNS)
+    from deepfake_detection.serving.faces import FACE_COLUMNS, FACE_OUTPUT_COLUMNS
+
+    outputs = signature.outputs.inputs
+    assert [c.name for c in outputs] == list(FACE_OUTPUT_COLUMNS)  # the face columns: only with faces on
+    assert [c.name for c in outputs if not c.required] == [*FACE_COLUMNS, "label", "error", "warning"]
 
 
 def test_predict_files_expands_folders_in_order_and_takes_a_threshold(detector, tmp_path):

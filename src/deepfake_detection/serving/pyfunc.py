@@ -280,17 +280,22 @@ def faces_param(value) -> bool:
 
 def detector_signature(threshold: float = DEFAULT_THRESHOLD, batch_size: int = 64, faces: bool = False):
     """Input: optional string columns ``path`` and ``image`` (give either); params ``threshold``,
-    ``batch_size`` and ``faces`` (defaults: the logged ones); output: the five result columns
-    (with faces on, the face columns come first: not in the schema, which MLflow does not
-    enforce on outputs)."""
+    ``batch_size`` and ``faces`` (defaults: the logged ones); output: the face columns, present
+    only with faces on (optional: ``input``, ``face``, the box and ``face_confidence``), then the
+    five result columns."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+
+    from deepfake_detection.serving.faces import BOX_COLUMNS
 
     inputs = Schema(
         [ColSpec(DataType.string, "path", required=False), ColSpec(DataType.string, "image", required=False)]
     )
+    face_columns = [ColSpec(DataType.long, name, required=False) for name in ("input", "face", *BOX_COLUMNS[:4])]
     outputs = Schema(
         [
+            *face_columns,
+            ColSpec(DataType.double, "face_confidence", required=False),
             ColSpec(DataType.double, "probability_fake"),
             ColSpec(DataType.string, "label", required=False),
             ColSpec(DataType.double, "threshold"),
