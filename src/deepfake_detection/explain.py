@@ -12,6 +12,10 @@ output itself. ``target="predicted"`` (default) explains the model's decision fo
 class for all images. A map of 1 x 1 (EfficientNetB0 at 32 px: the backbone divides by 32)
 can only give a constant heatmap; use 64 px or more, or name an earlier layer.
 
+An ensemble is explained as a whole (:func:`ensemble_gradcam`), and a patch-view model
+(``data.view: patches``) on its grid of native crops, their maps stitched over the whole image
+(:func:`patch_gradcam`).
+
 ``explain_files(..., faces=True)`` (``explain --faces``) explains each face of a photo: the
 crop the detector scores (:mod:`deepfake_detection.serving.faces`) is explained and its heatmap
 blended back into the whole photo, face boxes drawn (:func:`faces_overlay`).
@@ -177,6 +181,37 @@ def ensemble_gradcam(models, ensemble, images, *, threshold: float = 0.5) -> tup
     return np.clip(heat, 0.0, 1.0).astype(np.float32), p, P
 
 
+def patch_gradcam(
+    models, ensemble, image: np.ndarray, patch: int, *, threshold: float = 0.5, layer_name: str | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Grad-CAM of one native-resolution ``(h, w, 3)`` image under the patch view: the heat map
+    ``(h, w)`` stitched over the whole image from its grid crops' maps
+    (:func:`~deepfake_detection.data.views.stitch_crops`), the image's P(fake) and the members'
+    ``(k,)``, scored as serving scores it (each member's crops combined by
+    ``views.score_crops``, then the ensemble). Every crop explains the IMAGE's decision; an
+    ensemble's member maps are mixed by :func:`member_influence`. ``ensemble``: None for one
+    model, else an :class:`~deepfake_detection.evaluation.ensemble.Ensemble`."""
+    from deepfake_detection.data.views import grid_crops, score_crops, stitch_crops
+
+    image = np.asarray(image, dtype=np.float32)
+    height, width = image.shape[:2]
+    crops = grid_crops(image, patch).numpy()
+
+    def members(x):
+        return np.stack([np.asarray(m(x, training=False)).reshape(-1) for m in models], axis=1)
+
+    P = np.atleast_1d(score_crops(members, image, patch)).astype(np.float64)
+    p = float(P[0]) if ensemble is None else float(np.asarray(ensemble.predict(P[None]))[0])
+    W = np.ones((1, 1)) if ensemble is None else member_influence(ensemble, P[None])
+    heat = np.zeros((height, width))
+    for m, model in enumerate(models):
+        maps = gradcam_with_scores(model, crops, layer_name, target=np.full(len(crops), p >= threshold))[0]
+        heat += W[0, m] * stitch_crops(maps, height, width, patch)
+    peak = heat.max()
+    heat = heat / peak if peak > 0 else heat
+    return np.clip(heat, 0.0, 1.0).astype(np.float32), p, P
+
+
 def _to_uint8(image) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -247,6 +282,7 @@ class _Detector:
         self.threshold = float(self.metadata.get("threshold", 0.5))
         self.max_pixels = int(self.metadata.get("max_pixels") or MAX_PIXELS)
         self.sizes = sorted({input_size(m) for m in self.models})
+        self.view = self.metadata.get("view") or "resize"
 
     def explain(self, pixels: dict[int, np.ndarray], layer_name: str | None):
         """Heatmaps at the largest input size, P(fake) and the members' P(fake) (``None`` for
@@ -261,6 +297,23 @@ class _Detector:
                 "layer_name names a layer of one network; an ensemble's members are explained at their own"
             )
         return ensemble_gradcam(self.models, self.ensemble, pixels, threshold=self.threshold)
+
+    def explain_native(self, images: list[np.ndarray], layer_name: str | None):
+        """:meth:`explain` under the patch view: native-resolution images, one stitched heat map
+        each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model)."""
+        if self.ensemble is not None and layer_name is not None:
+            raise ValueError(
+                "layer_name names a layer of one network; an ensemble's members are explained at their own"
+            )
+        out = [
+            patch_gradcam(
+                self.models, self.ensemble, im, self.sizes[0], threshold=self.threshold, layer_name=layer_name
+            )
+            for im in images
+        ]
+        heat = [h for h, _, _ in out]
+        probs = np.array([p for _, p, _ in out])
+        return heat, probs, None if self.ensemble is None else np.stack([P for _, _, P in out])
 
     def caption(self, member_probs) -> str:
         """'soft_vote of 4: resnet50 0.51, light_se_cnn 0.93, ...' (empty for one model)."""
@@ -335,7 +388,7 @@ def explain_files(
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from deepfake_detection.data.decode import decode_images
+    from deepfake_detection.data.decode import check_images, decode_images, decode_native
     from deepfake_detection.serving.io import read_inputs
 
     detector = _Detector(model_uri_or_path)
@@ -345,10 +398,18 @@ def explain_files(
         faces = bool(detector.metadata.get("faces", False))
     if faces:
         return _explain_faces(detector, paths, contents, errors, Path(out_dir), layer_name, alpha)
-    pixels = {}
-    for size in detector.sizes:
-        pixels[size], decode_errors = decode_images(contents, size, max_pixels=detector.max_pixels)
+    if detector.view == "patches":  # native resolution: each heat map stitched over the whole image
+        header_errors, _ = check_images(
+            [c if e is None else None for c, e in zip(contents, errors)], detector.max_pixels
+        )
+        errors = [e or h for e, h in zip(errors, header_errors)]
+        native, decode_errors = decode_native([c if e is None else None for c, e in zip(contents, errors)])
         errors = [e or d for e, d in zip(errors, decode_errors)]
+    else:
+        pixels = {}
+        for size in detector.sizes:
+            pixels[size], decode_errors = decode_images(contents, size, max_pixels=detector.max_pixels)
+            errors = [e or d for e, d in zip(errors, decode_errors)]
     for p, e in zip(paths, errors):
         if e is not None:
             _logger.warning("skipping %s: %s", p, e)
@@ -357,13 +418,18 @@ def explain_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not keep:
         return []
-    heatmaps, probs, member_probs = detector.explain({s: x[keep] for s, x in pixels.items()}, layer_name)
+    if detector.view == "patches":
+        shown = [native[i] for i in keep]
+        heatmaps, probs, member_probs = detector.explain_native(shown, layer_name)
+    else:
+        heatmaps, probs, member_probs = detector.explain({s: x[keep] for s, x in pixels.items()}, layer_name)
+        shown = list(pixels[detector.sizes[-1]][keep])
     threshold = detector.threshold
     written: list[Path] = []
     used: set[str] = set()
     for j, i in enumerate(keep):
         name = _unique_name(paths[i].stem, used)
-        image = _to_uint8(pixels[detector.sizes[-1]][i])
+        image = _to_uint8(shown[j])
         label = "fake" if probs[j] >= threshold else "real"
         fig = Figure(figsize=(6.4, 3.5))
         left, right = fig.subplots(1, 2)

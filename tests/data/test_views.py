@@ -82,14 +82,6 @@ def test_random_and_center_crops_pad_small_images():
     assert views.center_crop(tf.ones((256, 256, 3)), 96).shape == (96, 96, 3)
 
 
-def test_register_refuses_the_patch_view_it_cannot_serve_yet():
-    from deepfake_detection.config import parse_params
-    from deepfake_detection.stages import register
-
-    with pytest.raises(ValueError, match="data.view is 'patches'"):
-        register.run(parse_params({"data": {"view": "patches"}}))
-
-
 def test_threshold_and_evaluate_score_the_patch_view_on_the_whole_grid(in_tmp):
     """reporting.predict_split (what threshold and evaluate call) scores each image by the mean
     logit of its grid of native-resolution crops: the same number as views.score_image."""

@@ -356,3 +356,27 @@ def test_register_turns_the_faces_flag_on_for_face_crops_and_rescores_them_as_cr
 
     manifest.to_csv(paths.MANIFEST, index=False)  # whole images: the flag stays off
     assert mlflow.models.get_model_info(register.run(params)["model_uri"]).metadata["faces"] is False
+
+
+def test_register_keeps_the_patch_view_and_the_gate_rescores_the_champion_on_its_crop_grid(gate_store):
+    """Under data.view: patches the registered detector scores the grid of native crops (its
+    metadata says so), and the gate rescores the champion through that same path."""
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.stages import register
+
+    params = parse_params(
+        {
+            "data": {"image_size": 32, "view": "patches", "patch_size": 32},
+            "register": {"model_name": "det"},
+            "mlflow": {"experiment": "registry-gate-test"},
+        }
+    )
+    _stage_inputs(
+        gate_store, fakes_bright=False, challenger_auc_scores=[0.1, 0.2, 0.3, 0.4, 0.6, 0.35, 0.5, 0.7, 0.8, 0.9]
+    )
+    first = register.run(params)
+    metadata = mlflow.models.get_model_info(first["model_uri"]).metadata
+    assert metadata["view"] == "patches" and metadata["patch_size"] == 32
+    second = register.run(params)  # the first is champion now, rescored on its crop grid
+    assert second["gate_champion_val_auc"] == pytest.approx(1.0), second["reason"]
+    assert "both on the current validation split" in second["reason"]

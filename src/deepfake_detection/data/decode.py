@@ -88,6 +88,35 @@ def decode_checked(contents: Sequence[bytes | None], image_size: int) -> tuple[n
     return pixels, errors
 
 
+def decode_native(contents: Sequence[bytes | None]) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """:func:`decode_checked` at native resolution (the patch view; the caller made the header
+    checks): float32 RGB ``(h, w, 3)`` in [0, 255] per entry, by the training pipeline's
+    ``decode_image``; ``None`` where an entry is ``None`` or failed (its error says why)."""
+    import tensorflow as tf
+
+    global _NATIVE
+    if _NATIVE is None:
+        from deepfake_detection.data.pipeline import decode_image
+
+        _NATIVE = tf.function(decode_image, input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True)
+    images: list[np.ndarray | None] = [None] * len(contents)
+    errors: list[str | None] = [None] * len(contents)
+    for i, data in enumerate(contents):
+        if data is None:
+            continue
+        if len(data) == 0:
+            errors[i] = "not a decodable image: empty content"
+            continue
+        try:
+            images[i] = _NATIVE(tf.constant(data)).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
+            errors[i] = f"not a decodable image: {_tf_error_message(err)}"
+    return images, errors
+
+
+_NATIVE = None
+
+
 def _tf_error_message(err: Exception) -> str:
     """The op's own message out of a TensorFlow graph-execution error (no traceback lines)."""
     text = getattr(err, "message", None) or str(err)

@@ -85,8 +85,20 @@ def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | 
     native resolution and is scored by :func:`grid_crops` and :func:`combine_crop_scores`.
     """
     if data.view == "patches":
-        return combine_crop_scores(predict(grid_crops(image, data.patch_size).numpy()))
+        return score_crops(predict, image, data.patch_size)
     return float(np.asarray(predict(np.asarray(image)[np.newaxis])).reshape(-1)[0])
+
+
+def score_crops(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray, patch: int):
+    """P(fake) of one native-resolution ``(h, w, 3)`` image under the patch view: ``predict``
+    on its :func:`grid_crops`, combined by :func:`combine_crop_scores`. Training's evaluation,
+    the registered pyfunc and the ONNX runner all score patch-view images through this.
+    A ``predict`` that returns one column per ensemble member ``(n, k)`` gets one score per
+    member ``(k,)`` (each member's crops combined on their own, as evaluation scores members)."""
+    P = np.asarray(predict(grid_crops(image, patch).numpy()), dtype=np.float64)
+    if P.ndim == 2 and P.shape[1] > 1:
+        return np.array([combine_crop_scores(P[:, m]) for m in range(P.shape[1])])
+    return combine_crop_scores(P)
 
 
 def stitch_crops(values: np.ndarray, height: int, width: int, patch: int) -> np.ndarray:

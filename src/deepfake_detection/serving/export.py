@@ -31,7 +31,9 @@ def export_model(
     17, one input (float32 ``(n, S, S, 3)`` pixels) and one output ``(n, 1)`` P(fake). Either way
     a sidecar ``<out>.json`` records ``threshold`` (the detector's, ``threshold=`` overrides,
     ``null`` for a bare ``.keras`` file), ``image_size``, ``input_name``, the source, and the
-    detector's ``faces`` flag and ``face_settings`` (false and null for a ``.keras`` file).
+    detector's ``faces`` flag and ``face_settings`` (false and null for a ``.keras`` file), its
+    ``view`` and ``patch_size`` (``resize`` and null for a ``.keras`` file; under ``patches`` the
+    exported network scores crops, and the runner scores an image's grid of them).
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
@@ -64,6 +66,8 @@ def export_model(
         "max_pixels": int(metadata.get("max_pixels") or MAX_PIXELS),
         "faces": bool(metadata.get("faces", False)),
         "face_settings": metadata.get("face_settings"),
+        "view": metadata.get("view") or "resize",
+        "patch_size": metadata.get("patch_size"),
     }
     from deepfake_detection import tracking
 

@@ -96,6 +96,7 @@ class OnnxDetector:
         self.max_pixels = int(info.get("max_pixels") or MAX_PIXELS)
         self.faces = bool(info.get("faces", False))
         self.face_settings = info.get("face_settings")
+        self.view = info.get("view") or "resize"
         if threshold is not None:
             self.threshold = float(threshold)
         elif info.get("threshold") is not None:
@@ -122,6 +123,20 @@ class OnnxDetector:
         def score(pixels):
             return self.predict_pixels(pixels[self.image_size])
 
+        if self.view == "patches":  # the network scores crops: an image is its grid of them
+            from deepfake_detection.data.views import score_crops
+
+            if faces:
+                raise ValueError("this ONNX model scores grids of native-resolution crops (view: patches), not faces")
+            probabilities, errors, warnings_ = score_rows(
+                model_input,
+                [self.image_size],
+                lambda images: np.array([score_crops(self.predict_pixels, im, self.image_size) for im in images]),
+                access=access,
+                max_pixels=self.max_pixels,
+                native=True,
+            )
+            return result_frame(probabilities, errors, threshold, warnings_)
         if self.faces if faces is None else faces:
             settings = face_settings(self.face_settings)
             return score_faces(

@@ -70,12 +70,14 @@ def score_rows(
     *,
     access: PathAccess = LOCAL_ACCESS,
     max_pixels: int = MAX_PIXELS,
+    native: bool = False,
 ) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
     ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
     decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
     one error message or None per row (a bad row never fails the batch) and one warning or
-    None per row."""
+    None per row. ``native`` (the patch view): rows are decoded at their own resolution and
+    ``score`` gets the list of ``(h, w, 3)`` images instead (``sizes`` is not used)."""
     contents, errors = read_inputs(model_input, access)
     header_errors, warnings_ = decode.check_images(
         [c if e is None else None for c, e in zip(contents, errors)], max_pixels
@@ -83,7 +85,14 @@ def score_rows(
     errors = [e or h for e, h in zip(errors, header_errors)]
     ok = [i for i, e in enumerate(errors) if e is None]
     probabilities = np.full(len(contents), np.nan)
-    if ok:
+    if ok and native:
+        images, decode_errors = decode.decode_native([contents[i] for i in ok])
+        for i, e in zip(ok, decode_errors):
+            errors[i] = errors[i] or e
+        good = [j for j, i in enumerate(ok) if errors[i] is None]
+        if good:
+            probabilities[[ok[j] for j in good]] = score([images[j] for j in good])
+    elif ok:
         pixels = {}
         for size in sorted(set(sizes)):
             pixels[size], decode_errors = decode.decode_checked([contents[i] for i in ok], size)
@@ -176,6 +185,8 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.max_pixels = int(config.get("max_pixels") or MAX_PIXELS)
         self.faces = bool(config.get("faces", False))
         self.face_settings = config.get("face_settings")  # a FaceSettings.as_dict(), or None
+        self.view = config.get("view") or "resize"  # models logged before the patch view: resize
+        self.patch_size = int(config.get("patch_size") or self.sizes[0])
         access = path_access()  # a wrong DEEPFAKE_SERVE_PATH_ROOT stops a server from starting
         if access.root is not None:
             _logger.info("path rows may name files inside %s (at most %s bytes)", access.root, access.max_bytes)
@@ -194,18 +205,37 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         elif len(self.models) > 1:
             raise MlflowException(f"{len(self.models)} member models but no ensemble description to combine them")
 
-    def predict_pixels(self, pixels: dict[int, np.ndarray], batch_size: int | None = None) -> np.ndarray:
-        """P(fake) ``(n,)`` from decoded pixels keyed by image size (one entry per member size)."""
+    def member_probabilities(self, pixels: dict[int, np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Each member's P(fake) ``(n, k)`` from decoded pixels keyed by image size."""
         bs = int(batch_size or self.batch_size)
         columns = []
         for forward, size in zip(self._forwards, self.sizes):
             x = pixels[size]
             out = [forward(x[i : i + bs]).numpy().reshape(-1) for i in range(0, len(x), bs)]
             columns.append(np.concatenate(out) if out else np.zeros(0, np.float32))
-        P = np.clip(np.stack(columns, axis=1).astype(np.float64), 0.0, 1.0)
+        return np.clip(np.stack(columns, axis=1).astype(np.float64), 0.0, 1.0)
+
+    def combine(self, P: np.ndarray) -> np.ndarray:
+        """P(fake) ``(n,)`` of the detector from its members' ``(n, k)``."""
         if self.ensemble is None:
             return P[:, 0]
         return np.asarray(self.ensemble.predict(P), dtype=np.float64)
+
+    def predict_pixels(self, pixels: dict[int, np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` from decoded pixels keyed by image size (one entry per member size)."""
+        return self.combine(self.member_probabilities(pixels, batch_size))
+
+    def predict_patches(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` of native-resolution images under the patch view: each member scores
+        an image's grid of crops (``views.score_crops``, as evaluation does), then the members'
+        scores are combined."""
+        from deepfake_detection.data.views import score_crops
+
+        def members(crops):
+            return self.member_probabilities({self.patch_size: crops}, batch_size)
+
+        rows = [np.atleast_1d(score_crops(members, image, self.patch_size)) for image in images]
+        return self.combine(np.asarray(rows, dtype=np.float64).reshape(len(images), len(self.models)))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
@@ -217,6 +247,23 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             return self.predict_pixels(pixels, batch_size)
 
         max_pixels = getattr(self, "max_pixels", MAX_PIXELS)
+        if getattr(self, "view", "resize") == "patches":
+            if faces:
+                from deepfake_detection.serving.io import InvalidInputError
+
+                raise InvalidInputError(
+                    "this detector scores whole images on a grid of native-resolution crops (data.view: "
+                    "patches); it does not score face crops: send faces=false"
+                )
+            probabilities, errors, warnings_ = score_rows(
+                model_input,
+                self.sizes,
+                lambda images: self.predict_patches(images, batch_size),
+                access=path_access(),
+                max_pixels=max_pixels,
+                native=True,
+            )
+            return result_frame(probabilities, errors, threshold, warnings_)
         if faces:
             from deepfake_detection.serving.faces import face_settings, score_faces
 
@@ -327,6 +374,7 @@ def log_detector(
     max_pixels: int = MAX_PIXELS,
     faces: bool = False,
     face_settings=None,
+    view: str = "resize",
 ):
     """Log a :class:`DeepfakeDetector` to the active run; return MLflow's ``ModelInfo``.
 
@@ -340,7 +388,10 @@ def log_detector(
     every face of a photo by default (the ``faces`` request param overrides it);
     ``face_settings`` (a :class:`~deepfake_detection.data.faces.FaceSettings`, its
     ``as_dict()``, or None for the defaults): how faces are found and cut. Both go to the model
-    config and the metadata (``faces``, ``face_settings``).
+    config and the metadata (``faces``, ``face_settings``). ``view`` (``data.view``):
+    ``resize`` scores the whole image resized to the members' input, ``patches`` the grid of
+    native-resolution crops of the members' input size (``patch_size`` in the config and the
+    metadata; it does not combine with ``faces``).
     """
     from deepfake_detection import tracking
 
@@ -369,6 +420,14 @@ def log_detector(
     elif len(paths) > 1:
         raise ValueError(f"{len(paths)} models need an ensemble description to combine them")
 
+    from deepfake_detection.data.views import VIEWS
+
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
+    if view == "patches" and faces:
+        raise ValueError(
+            "the patch view scores native-resolution crops of whole images: it does not combine with faces"
+        )
     artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
     if int(max_pixels) < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
@@ -384,6 +443,7 @@ def log_detector(
         "max_pixels": int(max_pixels),
         "faces": faces,
         "face_settings": settings,
+        "view": view,
     }
     metadata = {
         "threshold": threshold,
@@ -392,7 +452,15 @@ def log_detector(
         "max_pixels": int(max_pixels),
         "faces": faces,
         "face_settings": settings,
+        "view": view,
     }
+    if view == "patches":
+        import keras
+
+        sizes = {input_size(keras.models.load_model(str(p), compile=False)) for p in paths}
+        if len(sizes) != 1:
+            raise ValueError(f"the patch view needs members of one input size (the patch), got {sorted(sizes)}")
+        model_config["patch_size"] = metadata["patch_size"] = sizes.pop()
     if ensemble is not None:
         metadata["ensemble_kind"] = ensemble["kind"]
         metadata["members"] = list(ensemble["members"])

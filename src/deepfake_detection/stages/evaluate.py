@@ -53,8 +53,7 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     from ..data.decode import decode_images
     from ..data.pipeline import decode_image
     from ..data.shards import iter_contents
-    from ..data.views import grid_crops, stitch_crops
-    from ..explain import gradcam_with_scores, overlay_grid
+    from ..explain import gradcam_with_scores, overlay_grid, patch_gradcam
 
     pred = test.probability.to_numpy() >= threshold
     truth = test.y.to_numpy() == 1
@@ -65,13 +64,8 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
     contents = list(iter_contents(test.path.iloc[i] for i in picks))  # files or shard records
     if params.data.view == "patches":  # heat maps of the grid crops, stitched over each whole image
-        images, heatmaps = [], []
-        for data in contents:
-            image = decode_image(tf.constant(data)).numpy()
-            crops = grid_crops(image, params.data.patch_size).numpy()
-            crop_maps, _ = gradcam_with_scores(model, crops, threshold=threshold)
-            images.append(image)
-            heatmaps.append(stitch_crops(crop_maps, *image.shape[:2], params.data.patch_size))
+        images = [decode_image(tf.constant(data)).numpy() for data in contents]
+        heatmaps = [patch_gradcam([model], None, im, params.data.patch_size, threshold=threshold)[0] for im in images]
         return overlay_grid(images, heatmaps, titles)
     pixels, _ = decode_images(contents, params.data.image_size)
     heatmaps, _ = gradcam_with_scores(model, pixels, threshold=threshold)

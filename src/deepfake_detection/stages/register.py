@@ -190,11 +190,6 @@ def run(params: Params, force: bool = False) -> dict:
     from ..serving.pyfunc import log_detector
 
     reg = params.register
-    if params.data.view != "resize":
-        raise ValueError(
-            f"data.view is {params.data.view!r}: the registered model scores whole resized images "
-            "only (data.view: resize); the patch view is an evaluation setting for now"
-        )
     best = pick_best(load_results(params), reg.metric)
     keras_paths, ensemble = _members(best)
     faces = trained_on_faces()
@@ -229,6 +224,7 @@ def run(params: Params, force: bool = False) -> dict:
             input_example_image=_example_image(),
             faces=faces,
             face_settings=params.data.faces.settings(),
+            view=params.data.view,
         )
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)
