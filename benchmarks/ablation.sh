@@ -7,7 +7,8 @@
 #   benchmarks/ablation.sh DATASET_DIR WORK [PARAMS_FILE] [EXPERIMENT ...]
 # WORK: a new folder for the project copy (benchmarks/copy_project.sh); an existing copy is reused.
 # PARAMS_FILE: the base profile (default benchmarks/params-ablation-base.yaml, the profile before the recipe).
-# EXPERIMENT: names from the list below (default: all of them).
+# EXPERIMENT: names from the lists below (default: every single change; the recipe-* rows, which
+# change several settings at once, run when named).
 # Then: `benchmarks/ablation_table.py WORK` prints the table (val AUC, test AUC with its 95%
 # interval, minutes); `cd WORK && dvc exp show` compares the same experiments in DVC.
 set -euo pipefail
@@ -38,6 +39,16 @@ declare -A CHANGES=(
   [two-convs-per-block]="models.light_se_cnn.convs_per_block=2"
   [wider]="models.light_se_cnn.filters=[48,96,192,384]"
   [30-epochs]="train.epochs=30 train.patience=30"
+)
+# The rows that change several settings at once (the recipe's steps); not in the default order.
+RECIPE_A="loss.gamma=0 loss.alpha=null ${CHANGES[flips-only]} train.monitor=val_auc train.schedule=cosine train.epochs=30 train.patience=10"
+CHANGES+=(
+  [recipe-a]="$RECIPE_A"
+  [recipe-a-selfblend]="$RECIPE_A data.augment.self_blend=0.5"
+  [recipe-a-2conv]="$RECIPE_A models.light_se_cnn.convs_per_block=2"
+  [recipe-a-2conv-selfblend]="$RECIPE_A models.light_se_cnn.convs_per_block=2 data.augment.self_blend=0.5"
+  [recipe-2conv-wider]="$RECIPE_A models.light_se_cnn.convs_per_block=2 models.light_se_cnn.filters=[48,96,192,384]"
+  [recipe-2conv-128]="$RECIPE_A models.light_se_cnn.convs_per_block=2 data.image_size=128"
 )
 ORDER=(base cross-entropy flips-only self-blend stop-on-val-auc focal-alpha-0.5 cosine adamw
        no-rotation-zoom no-brightness-contrast native-256 patches-96 two-convs-per-block wider 30-epochs)
