@@ -1,7 +1,9 @@
 """The trivial baseline to beat: ROC AUC of the file size alone (and of mean intensity) on a
 project's test split. Usage: python benchmarks/file_size_baseline.py PROJECT_DIR
 
-PROJECT_DIR holds artifacts/manifest.csv (e.g. the folder benchmarks/real_data.sh ran in).
+PROJECT_DIR holds artifacts/manifest.csv (e.g. the folder benchmarks/real_data.sh ran in), or
+else its ingested data/{valid,test}/{real,fake} folders (an ablation.sh copy, whose stages ran in
+DVC's temporary copies).
 Both directions are tried (fakes may be smaller or larger files); the better AUC is printed, with
 its 95% interval (the stratified bootstrap that the evaluate stage uses for the models)."""
 
@@ -19,7 +21,18 @@ from deepfake_detection.evaluation.metrics import auc_interval
 
 
 def main(project: Path) -> None:
-    manifest = pd.read_csv(project / "artifacts" / "manifest.csv", keep_default_na=False)
+    if (project / "artifacts" / "manifest.csv").is_file():
+        manifest = pd.read_csv(project / "artifacts" / "manifest.csv", keep_default_na=False)
+    else:
+        manifest = pd.DataFrame(
+            [
+                {"path": str(f.relative_to(project)), "split": split, "label": label}
+                for split in ("valid", "test")
+                for label in ("real", "fake")
+                for f in sorted((project / "data" / split / label).glob("*"))
+                if f.is_file()
+            ]
+        )
     for split in ("valid", "test"):
         rows = manifest[manifest.split == split]
         y = (rows.label == "fake").astype(int).to_numpy()
