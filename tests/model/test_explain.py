@@ -22,6 +22,20 @@ def _images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def _save_images(folder, pixels: np.ndarray, ext: str) -> list:
+    """``face<i>.<ext>`` files of ``pixels`` (n, S, S, 3) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / f"face{i}.{ext}" for i in range(len(pixels))]
+    for f, x in zip(files, pixels.astype(np.uint8)):
+        Image.fromarray(x).save(f)
+    return files
+
+
+def _use_store(root) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (root / "mlartifacts").as_uri()))
+
+
 def _build(name: str, size: int, seed: int = 0):
     from deepfake_detection.models.zoo import build_model
 
@@ -84,11 +98,7 @@ def test_overlay_grid_is_a_figure_with_one_titled_panel_per_image():
 def test_explain_files_writes_one_png_per_decodable_image(in_tmp):
     model = _build("light_se_cnn", 32)
     model.save(in_tmp / "light.keras")
-    files = []
-    for i, pixels in enumerate(_images(2, 48).astype(np.uint8)):
-        files.append(in_tmp / "in" / f"face{i}.jpg")
-        files[-1].parent.mkdir(exist_ok=True)
-        Image.fromarray(pixels).save(files[-1])
+    files = _save_images(in_tmp / "in", _images(2, 48), "jpg")
     broken = in_tmp / "in" / "broken.png"
     broken.write_bytes(b"nope")
 
@@ -101,8 +111,7 @@ def test_explain_files_writes_one_png_per_decodable_image(in_tmp):
     # a logged detector: its first member is explained
     from deepfake_detection.serving.pyfunc import log_detector
 
-    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (in_tmp / "mlartifacts").as_uri()))
+    _use_store(in_tmp)
     with mlflow.start_run():
         info = log_detector([in_tmp / "light.keras"], 0.3, 32, input_example_image=files[0])
     written = explain_files(info.model_uri, files, in_tmp / "out_logged")
@@ -146,14 +155,9 @@ def test_explain_files_explains_a_logged_ensemble_as_a_whole(in_tmp):
     a, b = _build("light_se_cnn", 32, seed=0), _build("light_se_cnn", 32, seed=3)
     a.save(in_tmp / "a.keras")
     b.save(in_tmp / "b.keras")
-    files = []
-    for i, pixels in enumerate(_images(2, 32).astype(np.uint8)):
-        files.append(in_tmp / "in" / f"face{i}.png")
-        files[-1].parent.mkdir(exist_ok=True)
-        Image.fromarray(pixels).save(files[-1])
+    files = _save_images(in_tmp / "in", _images(2, 32), "png")
     ensemble = {"kind": "weighted", "members": ["a", "b"], "weights": [0.0, 1.0]}
-    mlflow.set_tracking_uri(f"sqlite:///{in_tmp / 'mlflow.db'}")
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment("test-explain", (in_tmp / "mlartifacts").as_uri()))
+    _use_store(in_tmp)
     with mlflow.start_run():
         info = log_detector([in_tmp / "a.keras", in_tmp / "b.keras"], 0.5, 32, ensemble=ensemble)
     written = explain_files(info.model_uri, files, in_tmp / "out")

@@ -31,7 +31,7 @@ def _decoder(image_size: int):
     return decode
 
 
-_DECODERS: dict[int, Any] = {}
+_DECODERS: dict[int | str, Any] = {}  # image size (or "native") -> compiled decoder
 
 
 def check_images(
@@ -68,23 +68,13 @@ def decode_checked(contents: Sequence[bytes | None], image_size: int) -> tuple[n
     one through the compiled ``decode_resize``, so each failure has its own message; on 2 busy
     cores this was as fast as a parallel tf.data map over chunks of 64 (whose set-up costs
     ~30 ms a chunk)."""
-    import tensorflow as tf
-
     if image_size not in _DECODERS:
         _DECODERS[image_size] = _decoder(image_size)
-    decode = _DECODERS[image_size]
+    decoded, errors = _decode_each(contents, _DECODERS[image_size])
     pixels = np.zeros((len(contents), image_size, image_size, 3), dtype=np.float32)
-    errors: list[str | None] = [None] * len(contents)
-    for i, data in enumerate(contents):
-        if data is None:
-            continue
-        if len(data) == 0:
-            errors[i] = "not a decodable image: empty content"
-            continue
-        try:
-            pixels[i] = decode(tf.constant(data)).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
-            errors[i] = f"not a decodable image: {_tf_error_message(err)}"
+    for i, image in enumerate(decoded):
+        if image is not None:
+            pixels[i] = image
     return pixels, errors
 
 
@@ -92,13 +82,22 @@ def decode_native(contents: Sequence[bytes | None]) -> tuple[list[np.ndarray | N
     """:func:`decode_checked` at native resolution (the patch view; the caller made the header
     checks): float32 RGB ``(h, w, 3)`` in [0, 255] per entry, by the training pipeline's
     ``decode_image``; ``None`` where an entry is ``None`` or failed (its error says why)."""
-    import tensorflow as tf
+    if "native" not in _DECODERS:
+        import tensorflow as tf
 
-    global _NATIVE
-    if _NATIVE is None:
         from deepfake_detection.data.pipeline import decode_image
 
-        _NATIVE = tf.function(decode_image, input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True)
+        _DECODERS["native"] = tf.function(
+            decode_image, input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True
+        )
+    return _decode_each(contents, _DECODERS["native"])
+
+
+def _decode_each(contents: Sequence[bytes | None], decode) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Each entry through the compiled ``decode`` (bytes -> pixels): the pixels or ``None``, and
+    one error per entry (``None`` entries are skipped and get neither)."""
+    import tensorflow as tf
+
     images: list[np.ndarray | None] = [None] * len(contents)
     errors: list[str | None] = [None] * len(contents)
     for i, data in enumerate(contents):
@@ -108,13 +107,10 @@ def decode_native(contents: Sequence[bytes | None]) -> tuple[list[np.ndarray | N
             errors[i] = "not a decodable image: empty content"
             continue
         try:
-            images[i] = _NATIVE(tf.constant(data)).numpy()
+            images[i] = decode(tf.constant(data)).numpy()
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
             errors[i] = f"not a decodable image: {_tf_error_message(err)}"
     return images, errors
-
-
-_NATIVE = None
 
 
 def _tf_error_message(err: Exception) -> str:
