@@ -292,19 +292,13 @@ class _Detector:
                 self.models[0], pixels[self.sizes[0]], layer_name, threshold=self.threshold
             )
             return heat, probs, None
-        if layer_name is not None:
-            raise ValueError(
-                "layer_name names a layer of one network; an ensemble's members are explained at their own"
-            )
+        self._check_layer(layer_name)
         return ensemble_gradcam(self.models, self.ensemble, pixels, threshold=self.threshold)
 
     def explain_native(self, images: list[np.ndarray], layer_name: str | None):
         """:meth:`explain` under the patch view: native-resolution images, one stitched heat map
         each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model)."""
-        if self.ensemble is not None and layer_name is not None:
-            raise ValueError(
-                "layer_name names a layer of one network; an ensemble's members are explained at their own"
-            )
+        self._check_layer(layer_name)
         out = [
             patch_gradcam(
                 self.models, self.ensemble, im, self.sizes[0], threshold=self.threshold, layer_name=layer_name
@@ -314,6 +308,13 @@ class _Detector:
         heat = [h for h, _, _ in out]
         probs = np.array([p for _, p, _ in out])
         return heat, probs, None if self.ensemble is None else np.stack([P for _, _, P in out])
+
+    def _check_layer(self, layer_name: str | None) -> None:
+        """A named layer belongs to one network: an ensemble's members each use their own."""
+        if self.ensemble is not None and layer_name is not None:
+            raise ValueError(
+                "layer_name names a layer of one network; an ensemble's members are explained at their own"
+            )
 
     def caption(self, member_probs) -> str:
         """'soft_vote of 4: resnet50 0.51, light_se_cnn 0.93, ...' (empty for one model)."""
