@@ -281,8 +281,17 @@ class _Detector:
         self.ensemble = Ensemble.from_dict(description) if description else None
         self.threshold = float(self.metadata.get("threshold", 0.5))
         self.max_pixels = int(self.metadata.get("max_pixels") or MAX_PIXELS)
-        self.sizes = sorted({input_size(m) for m in self.models})
+        self.sizes = sorted({input_size(m) for m in self.models} - {None})
         self.view = self.metadata.get("view") or "resize"
+        views = self.metadata.get("member_views") or [self.view] * len(self.models)
+        self.member_views = ["native" if input_size(m) is None else v for m, v in zip(self.models, views)]
+        self.forensic = "native" in self.member_views
+        if self.forensic and self.ensemble is not None:
+            raise ValueError(
+                "this ensemble has forensic members (native view), which have no Grad-CAM: explain its "
+                "members' .keras files one by one (a forensic one gets its residual-energy map)"
+            )
+        self.map_name = "residual energy (forensic: no Grad-CAM)" if self.forensic else "Grad-CAM"
 
     def explain(self, pixels: dict[int, np.ndarray], layer_name: str | None):
         """Heatmaps at the largest input size, P(fake) and the members' P(fake) (``None`` for
@@ -297,7 +306,15 @@ class _Detector:
 
     def explain_native(self, images: list[np.ndarray], layer_name: str | None):
         """:meth:`explain` under the patch view: native-resolution images, one stitched heat map
-        each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model)."""
+        each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model).
+        A forensic network gets its residual-energy map (``models.forensic.energy_map``)."""
+        if self.forensic:
+            from deepfake_detection.models.forensic import energy_map
+
+            model = self.models[0]
+            heat = [energy_map(model, im) for im in images]
+            probs = np.array([float(np.asarray(model(im[np.newaxis])).reshape(-1)[0]) for im in images])
+            return heat, probs, None
         self._check_layer(layer_name)
         out = [
             patch_gradcam(
@@ -399,7 +416,7 @@ def explain_files(
         faces = bool(detector.metadata.get("faces", False))
     if faces:
         return _explain_faces(detector, paths, contents, errors, Path(out_dir), layer_name, alpha)
-    if detector.view == "patches":  # native resolution: each heat map stitched over the whole image
+    if detector.view == "patches" or detector.forensic:  # native resolution: whole images
         header_errors, _ = check_images(
             [c if e is None else None for c, e in zip(contents, errors)], detector.max_pixels
         )
@@ -419,7 +436,7 @@ def explain_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not keep:
         return []
-    if detector.view == "patches":
+    if detector.view == "patches" or detector.forensic:
         shown = [native[i] for i in keep]
         heatmaps, probs, member_probs = detector.explain_native(shown, layer_name)
     else:
@@ -437,7 +454,7 @@ def explain_files(
         left.imshow(image)
         left.set_title("input")
         right.imshow(overlay(image, heatmaps[j], alpha))
-        right.set_title("Grad-CAM")
+        right.set_title(detector.map_name)
         for ax in (left, right):
             ax.axis("off")
         title = f"{paths[i].name}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})"

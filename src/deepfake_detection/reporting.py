@@ -34,17 +34,13 @@ from .evaluation.thresholds import plot_roc_with_threshold, select_threshold
 
 def load_final_model(model_name: str):
     """The model's final ``.keras`` file (fine-tuned for transfer models), loaded uncompiled."""
-    import keras
-
-    from .models import (
-        final_stage,
-        zoo,  # noqa: F401  (registers the custom layers)
-    )
+    from .models import final_stage
+    from .models.saved import load_model
 
     model_path = paths.model_file(model_name, final_stage(model_name))
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found: run `dvc repro {final_stage(model_name)}@{model_name}`")
-    return keras.models.load_model(model_path, compile=False)
+    return load_model(model_path)
 
 
 def predict_split(model_name: str, split: str, params: Params, model=None) -> pd.DataFrame:
@@ -52,12 +48,14 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
     written to ``artifacts/predictions/<model>/<split>.csv``."""
     from .data.manifest import load_manifest
     from .data.pipeline import labels_of, make_dataset
+    from .data.views import is_native, view_of
 
     model = model if model is not None else load_final_model(model_name)
     manifest = load_manifest(paths.MANIFEST)
     rows = manifest[manifest.split == split]
-    if params.data.view == "patches":
-        p = _score_patches(model, rows.path.astype(str), params)
+    data = view_of(params.data, model_name)
+    if is_native(data.view):
+        p = _score_native(model, rows.path.astype(str), data)
     else:
         ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
         p = model.predict(ds, verbose=0).reshape(-1)
@@ -74,19 +72,19 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
     return df
 
 
-def _score_patches(model, image_paths, params: Params) -> np.ndarray:
-    """P(fake) per image under the patch view: each image scored on its grid of crops."""
-    import tensorflow as tf
+def _score_native(model, image_paths, data, chunk: int = 64) -> np.ndarray:
+    """P(fake) per image under a native view (patches: its grid of crops; native: whole), files
+    or shard records read ``chunk`` at a time."""
+    import itertools
 
-    from .data.pipeline import decode_image
     from .data.shards import iter_contents
-    from .data.views import score_image
+    from .data.views import score_encoded
 
-    def predict(x):
-        return model.predict_on_batch(x)
-
-    images = (decode_image(tf.constant(c)) for c in iter_contents(image_paths))  # files or shard records
-    return np.array([score_image(predict, image, params.data) for image in images])
+    stream = iter_contents(image_paths)
+    scores = []
+    while contents := list(itertools.islice(stream, chunk)):
+        scores.append(score_encoded(model.predict_on_batch, contents, data))
+    return np.concatenate(scores) if scores else np.array([], dtype=float)
 
 
 def _read_bytes(path) -> tuple[bytes | None, str | None]:
@@ -103,49 +101,49 @@ def _read_bytes(path) -> tuple[bytes | None, str | None]:
 
 def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[dict[str, np.ndarray], list]:
     """P(fake) of every model of ``models`` (``{name: Keras model}``) for image files outside the
-    manifest, decoded as :func:`predict_split` decodes a split: the training pipeline's
-    ``decode_resize`` (``data/decode.py``), or under ``data.view: patches`` the mean crop logit
-    over each image's grid (``views.score_image``). Each file is read and decoded once, whatever
-    the number of models, ``chunk`` files at a time.
+    manifest, decoded as :func:`predict_split` decodes a split, each model under its own view
+    (``views.view_of``): the training pipeline's ``decode_resize`` (``data/decode.py``), or at
+    native resolution (``views.score_image``: the patch grid, or the whole image). Each file is
+    read once and decoded once per kind of view, whatever the number of models, ``chunk`` files
+    at a time.
 
     Returns ``{name: probabilities}`` (NaN where a file was not scored) and one reason per file
     (``None`` where it was scored): unreadable, not an image, a format the decoder cannot read,
     too large or too small (the header checks of serving, ``data.images.check_encoded``)."""
-    import tensorflow as tf
-
-    from .data.decode import check_images, decode_images
-    from .data.pipeline import decode_image
-    from .data.views import score_image
+    from .data.decode import check_images, decode_checked, decode_native
+    from .data.views import is_native, score_image, view_of
 
     files = [str(f) for f in files]
+    data = {name: view_of(params.data, name) for name in models}
+    native = [n for n in models if is_native(data[n].view)]
+    resized = [n for n in models if n not in native]
     scores = {name: np.full(len(files), np.nan) for name in models}
     errors: list[str | None] = [None] * len(files)
     for start in range(0, len(files), chunk):
         idx = np.arange(start, min(start + chunk, len(files)))
         read = [_read_bytes(files[i]) for i in idx]
-        contents = [data for data, _ in read]
-        if params.data.view == "patches":
-            header_errors, _ = check_images(contents)
-            for j, i in enumerate(idx):
-                errors[i] = read[j][1] or header_errors[j]
-                if errors[i]:
-                    continue
-                try:
-                    image = decode_image(tf.constant(contents[j]))
-                except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
-                    errors[i] = f"not a decodable image: {type(err).__name__}"
-                    continue
-                for name, model in models.items():
-                    scores[name][i] = score_image(model.predict_on_batch, image, params.data)
-            continue
-        pixels, decode_errors = decode_images(contents, params.data.image_size)
+        header_errors, _ = check_images([c for c, _ in read])
+        contents = [None if e or h else c for (c, e), h in zip(read, header_errors)]
+        found = [e or h for (_, e), h in zip(read, header_errors)]
+        images, pixels = [None] * len(idx), None
+        if native:
+            images, decode_errors = decode_native(contents)
+            found = [f or d for f, d in zip(found, decode_errors)]
+        if resized:
+            pixels, decode_errors = decode_checked(contents, params.data.image_size)
+            found = [f or d for f, d in zip(found, decode_errors)]
         for j, i in enumerate(idx):
-            errors[i] = read[j][1] or decode_errors[j]
-        ok = np.array([errors[i] is None for i in idx], dtype=bool)
-        if ok.any():
-            for name, model in models.items():
-                p = model.predict(pixels[ok], batch_size=params.data.batch_size, verbose=0)
-                scores[name][idx[ok]] = np.asarray(p, dtype=float).reshape(-1)
+            errors[i] = found[j]
+        ok = np.array([f is None for f in found], dtype=bool)
+        if not ok.any():
+            continue
+        for name in native:
+            scores[name][idx[ok]] = [
+                score_image(models[name].predict_on_batch, images[j], data[name]) for j in np.flatnonzero(ok)
+            ]
+        for name in resized:
+            p = models[name].predict(pixels[ok], batch_size=params.data.batch_size, verbose=0)
+            scores[name][idx[ok]] = np.asarray(p, dtype=float).reshape(-1)
     return scores, errors
 
 

@@ -1,12 +1,16 @@
 """How a model sees an image (``data.view``), one place for training and scoring.
 
 * ``resize``: the whole image, resized to ``data.image_size`` (antialiased bilinear).
+* ``native`` (set by a network, never by ``data.view``: the forensic family): the whole image at
+  its own resolution, one image per forward pass; the network takes any size
+  (:func:`view_of` gives a model's view).
 * ``patches``: no resampling at all. Training sees one random ``data.patch_size`` crop of the
   image at its native resolution; an image is scored on a fixed grid of crops that covers every
   pixel (:func:`grid_origins`), and its score is the sigmoid of the mean of the crops' logits
   (:func:`combine_crop_scores`). Images smaller than a patch are zero-padded to one.
 
-:func:`score_image` is the image-to-score function every scoring path shares.
+:func:`score_image` is the image-to-score function every scoring path shares, and
+:func:`score_encoded` the bytes-to-scores one.
 """
 
 from __future__ import annotations
@@ -19,8 +23,26 @@ import tensorflow as tf
 
 from deepfake_detection.config import DataParams
 
-VIEWS = ("resize", "patches")
+VIEWS = ("resize", "patches", "native")
+NATIVE_VIEWS = ("patches", "native")
+"""The views that decode an image at its own resolution (no resize before the network)."""
 _EPS = 1e-7
+
+
+def view_of(data: DataParams, model: str) -> DataParams:
+    """The data settings model ``model`` sees: ``data``, with ``view: native`` for a network whose
+    spec asks for it (the forensic family), whatever ``data.view`` says."""
+    from deepfake_detection.models.registry import SPECS
+
+    spec = SPECS.get(model)
+    if spec is not None and spec.view is not None:
+        return data.model_copy(update={"view": spec.view})
+    return data
+
+
+def is_native(view: str) -> bool:
+    """Whether images are decoded at their own resolution for this view."""
+    return view in NATIVE_VIEWS
 
 
 def model_input_size(data: DataParams) -> int:
@@ -82,11 +104,33 @@ def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | 
 
     ``predict`` maps a batch ``(n, s, s, 3)`` to P(fake) ``(n,)`` or ``(n, 1)``. With ``resize``
     the image must already be at ``image_size`` (the decoders resize); with ``patches`` it is at
-    native resolution and is scored by :func:`grid_crops` and :func:`combine_crop_scores`.
+    native resolution and is scored by :func:`grid_crops` and :func:`combine_crop_scores`; with
+    ``native`` it is at native resolution and goes to ``predict`` whole.
     """
     if data.view == "patches":
         return score_crops(predict, image, data.patch_size)
     return float(np.asarray(predict(np.asarray(image)[np.newaxis])).reshape(-1)[0])
+
+
+def score_encoded(predict: Callable[[np.ndarray], np.ndarray], contents, data: DataParams) -> np.ndarray:
+    """P(fake) ``(n,)`` of encoded images (bytes) under ``data.view``: decoded and resized to
+    ``image_size`` and scored ``data.batch_size`` at a time (``resize``), or each decoded at its
+    own resolution and scored by :func:`score_image`. Raises ``ValueError`` if one does not decode."""
+    from deepfake_detection.data.decode import decode_checked, decode_native
+
+    contents = list(contents)
+    if is_native(data.view):
+        images, errors = decode_native(contents)
+    else:
+        pixels, errors = decode_checked(contents, data.image_size)
+    bad = [e for e in errors if e]
+    if bad:
+        raise ValueError(f"{len(bad)} image(s) could not be decoded: {bad[0]}")
+    if is_native(data.view):
+        return np.array([score_image(predict, image, data) for image in images], dtype=float)
+    size = data.batch_size
+    batches = [np.asarray(predict(pixels[i : i + size])).reshape(-1) for i in range(0, len(pixels), size)]
+    return np.concatenate(batches).astype(float) if batches else np.array([], dtype=float)
 
 
 def score_crops(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray, patch: int):

@@ -1,4 +1,4 @@
-"""The four networks, each declared once: its settings class and its builder, registered with
+"""The networks, each declared once: its settings class and its builder, registered with
 :func:`~deepfake_detection.models.registry.network`.
 
 Adding a network takes this file (or a module imported from here) and params.yaml: a settings
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .registry import NetworkParams, network
 
@@ -119,3 +119,47 @@ def build_efficientnet_b0_dual_attention(
     return transfer_model(
         "efficientnet_b0_dual_attention", image_size, params, backbone_trainable, attention_ratio=params.attention_ratio
     )
+
+
+class Degradation(BaseModel):
+    """One degraded training copy of every training image (the operations of
+    ``robustness.perturbations``: ``data/perturb.py``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    downscale: float | None = Field(None, gt=0, lt=1)
+    blur: float | None = Field(None, gt=0)
+    noise: float | None = Field(None, gt=0)
+    jpeg: int | None = Field(None, ge=1, le=100)
+
+
+class ForensicParams(NetworkParams):
+    """A forensic network: fixed features at native resolution, a standardised logistic regression."""
+
+    # Inverse regularisation strengths tried; the one with the best cross-validated AUC on the
+    # training images (and their degraded copies, grouped with their image) is kept.
+    c_grid: list[float] = Field([0.1], min_length=1)
+    cv_folds: int = Field(5, ge=2, le=20)
+    # Degraded copies added to the training images (same label): what makes high-pass statistics
+    # survive re-compression and resampling (benchmarks/README.md). [] trains on clean images.
+    degrade: list[Degradation] = []
+
+
+@network("residual_cooc", params=ForensicParams, view="native", fit="linear")
+def build_residual_cooc(image_size: int, params: ForensicParams, *, backbone_trainable: bool = True):
+    """YCbCr -> 11 fixed high-pass residuals -> co-occurrence histograms (1,375) -> logistic head.
+
+    ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
+    from .forensic import forensic_model, residual_block
+
+    return forensic_model("residual_cooc", residual_block)
+
+
+@network("block_dct", params=ForensicParams, view="native", fit="linear")
+def build_block_dct(image_size: int, params: ForensicParams, *, backbone_trainable: bool = True):
+    """YCbCr -> 8x8 block DCT of Y -> coefficient statistics and first digits (201) -> logistic head.
+
+    ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
+    from .forensic import block_dct_block, forensic_model
+
+    return forensic_model("block_dct", block_dct_block)

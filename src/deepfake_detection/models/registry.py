@@ -49,6 +49,8 @@ class NetworkSpec:
     backbone_output: str | None = None
     weights_file: str | None = None
     preprocessing: Literal["caffe"] | None = None
+    view: Literal["native"] | None = None
+    fit: Literal["gradient", "linear"] = "gradient"
 
     @property
     def final_stage(self) -> str:
@@ -68,6 +70,8 @@ def network(
     backbone_output: str | None = None,
     weights_file: str | None = None,
     preprocessing: Literal["caffe"] | None = None,
+    view: Literal["native"] | None = None,
+    fit: Literal["gradient", "linear"] = "gradient",
 ) -> Callable:
     """Decorator: register the decorated builder as network ``name`` with its settings class."""
 
@@ -81,7 +85,7 @@ def network(
         if transfer and not (application and backbone_output):
             raise ValueError(f"transfer network {name!r} needs its application and backbone_output")
         SPECS[name] = NetworkSpec(
-            name, params, builder, transfer, application, backbone_output, weights_file, preprocessing
+            name, params, builder, transfer, application, backbone_output, weights_file, preprocessing, view, fit
         )
         return builder
 

@@ -46,6 +46,12 @@ def export_model(
         )
     model = models[0]
     size = input_size(model)
+    if size is None:
+        raise ValueError(
+            f"{model.name} is a forensic network: it reads each image whole at its own resolution (any size), "
+            "which the fixed-size SavedModel/ONNX export does not describe; serve it with the MLflow pyfunc "
+            "(deepfake-detect predict, or mlflow models serve)"
+        )
     if threshold is None and metadata.get("threshold") is not None:
         threshold = float(metadata["threshold"])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -135,20 +135,25 @@ def member_keys(keys: Iterable[str]) -> list[str]:
     return sorted(members, key=lambda k: int(k[len(MEMBER_PREFIX) :]))
 
 
-def input_size(model) -> int:
+def input_size(model) -> int | None:
+    """The side of a model's square input, or ``None`` for a network that takes any size (the
+    forensic family, scored at native resolution)."""
     shape = model.input_shape
     if isinstance(shape, list):
         shape = shape[0]
+    if len(shape) == 4 and shape[1] is None and shape[2] is None and shape[3] == 3:
+        return None
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
-        raise ValueError(f"expected a model input (None, S, S, 3), got {shape}")
+        raise ValueError(f"expected a model input (None, S, S, 3) or (None, None, None, 3), got {shape}")
     return int(shape[1])
 
 
-def _forward(model, size: int):
-    """``model(x, training=False)`` compiled once for any batch size (no retracing per size)."""
+def _forward(model, size: int | None):
+    """``model(x, training=False)`` compiled once for any batch size (no retracing per size); a
+    model of any input size (``size`` None) once for every image size."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)], reduce_retracing=True)
     def forward(x):
         return model(x, training=False)
 
@@ -168,15 +173,15 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        import keras
-
         config = dict(context.model_config or {})
         keys = member_keys(context.artifacts)
         if not keys:
             raise MlflowException(
                 f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}"
             )
-        self.models = [keras.models.load_model(context.artifacts[k], compile=False) for k in keys]
+        from deepfake_detection.models.saved import load_model
+
+        self.models = [load_model(context.artifacts[k]) for k in keys]
         self.sizes = [input_size(m) for m in self.models]
         self._forwards = [_forward(m, s) for m, s in zip(self.models, self.sizes)]
         self.threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
@@ -186,7 +191,8 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.faces = bool(config.get("faces", False))
         self.face_settings = config.get("face_settings")  # a FaceSettings.as_dict(), or None
         self.view = config.get("view") or "resize"  # models logged before the patch view: resize
-        self.patch_size = int(config.get("patch_size") or self.sizes[0])
+        self.patch_size = int(config.get("patch_size") or self.sizes[0] or 0)
+        self.member_views = list(config.get("member_views") or [self.view] * len(self.models))
         access = path_access()  # a wrong DEEPFAKE_SERVE_PATH_ROOT stops a server from starting
         if access.root is not None:
             _logger.info("path rows may name files inside %s (at most %s bytes)", access.root, access.max_bytes)
@@ -225,17 +231,38 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         """P(fake) ``(n,)`` from decoded pixels keyed by image size (one entry per member size)."""
         return self.combine(self.member_probabilities(pixels, batch_size))
 
-    def predict_patches(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
-        """P(fake) ``(n,)`` of native-resolution images under the patch view: each member scores
-        an image's grid of crops (``views.score_crops``, as evaluation does), then the members'
-        scores are combined."""
+    def predict_native(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` of images decoded at native resolution, each member under its own view
+        (``member_views``): ``resize`` members get the image resized to their input (the training
+        pipeline's ``resize``: the pixels ``decode_resize`` gives), ``patches`` members score its
+        grid of crops (``views.score_crops``, as evaluation does), ``native`` members the whole
+        image; then the members' scores are combined."""
+        bs = int(batch_size or self.batch_size)
+        columns = [
+            self._member_scores(forward, size, view, images, bs)
+            for forward, size, view in zip(self._forwards, self.sizes, self._views())
+        ]
+        return self.combine(np.clip(np.stack(columns, axis=1), 0.0, 1.0))
+
+    def _member_scores(self, forward, size: int | None, view: str, images: Sequence[np.ndarray], bs: int):
+        """One member's P(fake) ``(n,)`` of native-resolution images under its view."""
+        from deepfake_detection.data.pipeline import resize
         from deepfake_detection.data.views import score_crops
 
-        def members(crops):
-            return self.member_probabilities({self.patch_size: crops}, batch_size)
+        def predict(x):
+            return forward(x).numpy()
 
-        rows = [np.atleast_1d(score_crops(members, image, self.patch_size)) for image in images]
-        return self.combine(np.asarray(rows, dtype=np.float64).reshape(len(images), len(self.models)))
+        if view == "resize":
+            pixels = np.stack([resize(image, size).numpy() for image in images])
+            out = [predict(pixels[i : i + bs]).reshape(-1) for i in range(0, len(pixels), bs)]
+            return np.concatenate(out).astype(np.float64)
+        if view == "patches":
+            return np.array([score_crops(predict, image, self.patch_size) for image in images], dtype=np.float64)
+        return np.array([float(predict(image[np.newaxis]).reshape(-1)[0]) for image in images], dtype=np.float64)
+
+    def _views(self) -> list[str]:
+        """Each member's view (models logged before per-member views: the detector's ``view``)."""
+        return getattr(self, "member_views", None) or [getattr(self, "view", "resize")] * len(self.models)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         params = params or {}
@@ -247,18 +274,18 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             return self.predict_pixels(pixels, batch_size)
 
         max_pixels = getattr(self, "max_pixels", MAX_PIXELS)
-        if getattr(self, "view", "resize") == "patches":
+        if any(view != "resize" for view in self._views()):
             if faces:
                 from deepfake_detection.serving.io import InvalidInputError
 
                 raise InvalidInputError(
-                    "this detector scores whole images on a grid of native-resolution crops (data.view: "
-                    "patches); it does not score face crops: send faces=false"
+                    "this detector scores whole images at native resolution (a grid of crops, or the whole "
+                    "image for a forensic network); it does not score face crops: send faces=false"
                 )
             probabilities, errors, warnings_ = score_rows(
                 model_input,
                 self.sizes,
-                lambda images: self.predict_patches(images, batch_size),
+                lambda images: self.predict_native(images, batch_size),
                 access=path_access(),
                 max_pixels=max_pixels,
                 native=True,
@@ -375,6 +402,7 @@ def log_detector(
     faces: bool = False,
     face_settings=None,
     view: str = "resize",
+    member_views: Sequence[str] | None = None,
 ):
     """Log a :class:`DeepfakeDetector` to the active run; return MLflow's ``ModelInfo``.
 
@@ -391,7 +419,9 @@ def log_detector(
     config and the metadata (``faces``, ``face_settings``). ``view`` (``data.view``):
     ``resize`` scores the whole image resized to the members' input, ``patches`` the grid of
     native-resolution crops of the members' input size (``patch_size`` in the config and the
-    metadata; it does not combine with ``faces``).
+    metadata; it does not combine with ``faces``). ``member_views``: one view per member where
+    they differ (``views.view_of``: a forensic member is ``native``, scored whole at its own
+    resolution); default ``view`` for every member.
     """
     from deepfake_detection import tracking
 
@@ -422,8 +452,16 @@ def log_detector(
 
     from deepfake_detection.data.views import VIEWS
 
-    if view not in VIEWS:
-        raise ValueError(f"view must be one of {VIEWS}, not {view!r}")
+    member_views = list(member_views or [view] * len(paths))
+    if len(member_views) != len(paths):
+        raise ValueError(f"{len(member_views)} member views given for {len(paths)} models")
+    for v in [view, *member_views]:
+        if v not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, not {v!r}")
+    if faces and any(v != "resize" for v in member_views):
+        raise ValueError(
+            "faces are scored resized: a native-resolution member (patches or native view) cannot score them"
+        )
     if view == "patches" and faces:
         raise ValueError(
             "the patch view scores native-resolution crops of whole images: it does not combine with faces"
@@ -444,6 +482,7 @@ def log_detector(
         "faces": faces,
         "face_settings": settings,
         "view": view,
+        "member_views": member_views,
     }
     metadata = {
         "threshold": threshold,
@@ -453,11 +492,12 @@ def log_detector(
         "faces": faces,
         "face_settings": settings,
         "view": view,
+        "member_views": member_views,
     }
-    if view == "patches":
-        import keras
+    if "patches" in member_views:
+        from deepfake_detection.models.saved import load_model
 
-        sizes = {input_size(keras.models.load_model(str(p), compile=False)) for p in paths}
+        sizes = {input_size(load_model(p)) for p, v in zip(paths, member_views) if v == "patches"}
         if len(sizes) != 1:
             raise ValueError(f"the patch view needs members of one input size (the patch), got {sorted(sizes)}")
         model_config["patch_size"] = metadata["patch_size"] = sizes.pop()
@@ -499,13 +539,13 @@ def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]
 def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict | None, dict]:
     """The Keras model(s) of a logged detector (or of a ``.keras`` file), the description of the
     ensemble that combines them (``Ensemble.to_dict()``; ``None`` for one model) and its metadata."""
-    import keras
+    from deepfake_detection.models.saved import load_model
 
     source = str(model_uri_or_keras_path)
     if source.endswith(".keras"):
         if not Path(source).is_file():
             raise FileNotFoundError(f"Keras model file not found: {source}")
-        return [keras.models.load_model(source, compile=False)], None, {}
+        return [load_model(source)], None, {}
     from mlflow.models import Model
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
@@ -515,7 +555,7 @@ def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict
     keys = member_keys(artifacts)
     if not keys:
         raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
-    models = [keras.models.load_model(str(local / artifacts[k]["path"]), compile=False) for k in keys]
+    models = [load_model(local / artifacts[k]["path"]) for k in keys]
     description = (flavor.get("model_config") or {}).get("ensemble")
     if description is None and ENSEMBLE_ARTIFACT in artifacts:
         description = json.loads((local / artifacts[ENSEMBLE_ARTIFACT]["path"]).read_text())

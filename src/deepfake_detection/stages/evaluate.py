@@ -53,6 +53,7 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     from ..data.decode import decode_images
     from ..data.pipeline import decode_image
     from ..data.shards import iter_contents
+    from ..data.views import view_of
     from ..explain import gradcam_with_scores, overlay_grid, patch_gradcam
 
     pred = test.probability.to_numpy() >= threshold
@@ -63,6 +64,11 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
             picks.append(i)
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
     contents = list(iter_contents(test.path.iloc[i] for i in picks))  # files or shard records
+    if view_of(params.data, model.name).view == "native":  # forensic: residual energy, no Grad-CAM
+        from ..models.forensic import energy_map
+
+        images = [decode_image(tf.constant(data)).numpy() for data in contents]
+        return overlay_grid(images, [energy_map(model, im) for im in images], titles)
     if params.data.view == "patches":  # heat maps of the grid crops, stitched over each whole image
         images = [decode_image(tf.constant(data)).numpy() for data in contents]
         heatmaps = [patch_gradcam([model], None, im, params.data.patch_size, threshold=threshold)[0] for im in images]

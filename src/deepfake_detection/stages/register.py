@@ -53,11 +53,14 @@ def pick_best(results: list[dict], metric: str) -> dict:
     return max(results, key=lambda r: (sign * r["val"][key], r["kind"] == "single"))
 
 
-def _members(best: dict) -> tuple[list[Path], dict | None]:
+def _members(best: dict) -> tuple[list[str], list[Path], dict | None]:
+    """The member networks of the chosen model or ensemble, their ``.keras`` files and the ensemble."""
     if best["kind"] == "single":
-        return [paths.model_file(best["model"], final_stage(best["model"]))], None
-    ensemble = read_json(paths.ensemble_file(best["model"]))
-    return [paths.model_file(m, final_stage(m)) for m in ensemble["members"]], ensemble
+        names, ensemble = [best["model"]], None
+    else:
+        ensemble = read_json(paths.ensemble_file(best["model"]))
+        names = list(ensemble["members"])
+    return names, [paths.model_file(m, final_stage(m)) for m in names], ensemble
 
 
 def _example_image() -> Path:
@@ -187,11 +190,12 @@ def version_tags_of(best: dict, metric: str) -> dict[str, object]:
 
 
 def run(params: Params, force: bool = False) -> dict:
+    from ..data.views import view_of
     from ..serving.pyfunc import log_detector
 
     reg = params.register
     best = pick_best(load_results(params), reg.metric)
-    keras_paths, ensemble = _members(best)
+    names, keras_paths, ensemble = _members(best)
     faces = trained_on_faces()
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = version_tags_of(best, reg.metric)
@@ -225,6 +229,7 @@ def run(params: Params, force: bool = False) -> dict:
             faces=faces,
             face_settings=params.data.faces.settings(),
             view=params.data.view,
+            member_views=[view_of(params.data, m).view for m in names],
         )
         version = str(info.registered_model_version)
         registry.tag_version(reg.model_name, version, version_tags, description)

@@ -41,26 +41,11 @@ CHUNK = 64  # test images read, perturbed and scored at a time: memory stays bou
 
 def score_encoded(model, contents: list[bytes], params: Params) -> np.ndarray:
     """P(fake) of encoded images exactly as :func:`deepfake_detection.reporting.predict_split`
-    scores files: ``decode_checked`` to ``data.image_size``, or (patch view) each image's grid of
-    crops at native resolution, scored by ``views.score_image``."""
-    if params.data.view == "patches":
-        import tensorflow as tf
+    scores files, under the model's own view (``views.score_encoded``)."""
+    from ..data.views import score_encoded as score
+    from ..data.views import view_of
 
-        from ..data.pipeline import decode_image
-        from ..data.views import score_image
-
-        return np.array(
-            [score_image(model.predict_on_batch, decode_image(tf.constant(c)), params.data) for c in contents]
-        )
-    from ..data.decode import decode_checked
-
-    pixels, errors = decode_checked(contents, params.data.image_size)
-    bad = [e for e in errors if e]
-    if bad:
-        raise ValueError(f"{len(bad)} perturbed image(s) could not be decoded: {bad[0]}")
-    size = params.data.batch_size  # predict_on_batch: model.predict costs ~0.1 s of set-up a call
-    batches = [np.asarray(model.predict_on_batch(pixels[i : i + size])) for i in range(0, len(pixels), size)]
-    return np.concatenate(batches).astype(float).reshape(-1) if batches else np.array([], dtype=float)
+    return score(model.predict_on_batch, contents, view_of(params.data, model.name))
 
 
 def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = CHUNK) -> pd.DataFrame:

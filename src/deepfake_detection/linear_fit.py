@@ -1,0 +1,231 @@
+"""Training of the networks with fixed features and a linear head (``fit="linear"`` in their spec:
+the forensic family, :mod:`deepfake_detection.models.forensic`), for the `train` stage.
+
+No gradient steps: the network's fixed part computes each training image's feature vector at
+its native resolution (never resized), plus one vector per degraded copy of it
+(``models.<name>.degrade``, the operations of ``data/perturb.py``, seeded per image); a
+standardised logistic regression (scikit-learn's ``StandardScaler`` + ``LogisticRegression``,
+inverse-frequency class weights when ``train.class_weighting``) is fitted on them, its ``C``
+chosen from ``models.<name>.c_grid`` by the cross-validated AUC (folds grouped by image, so an
+image and its copies never sit on both sides); the fitted mean, variance, coefficients and
+intercept are written into the model's head (:func:`~deepfake_detection.models.forensic.set_linear_head`).
+The model is then saved and logged like any trained network, so every later stage reads a plain
+``.keras`` file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import paths, tracking
+from .config import Params
+from .data.manifest import load_manifest
+
+logger = logging.getLogger(__name__)
+
+
+def feature_extractor(model):
+    """A batch of same-size images ``(n, h, w, 3)`` (float32 pixels in [0, 255]) -> the model's
+    feature vectors ``(n, d)`` (its ``features`` layer), compiled once for every image size."""
+    import keras
+    import tensorflow as tf
+
+    from .models.forensic import FEATURES_LAYER
+
+    features = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], reduce_retracing=True)
+    def extract(x):
+        return features(x, training=False)
+
+    return lambda images: extract(tf.convert_to_tensor(np.asarray(images, np.float32))).numpy()
+
+
+def extract_batched(extract, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """``extract`` over images of any sizes: those of one size go through together, ``batch_size``
+    at a time (the network reads every image whole, so only equal sizes share a batch)."""
+    out: list[np.ndarray | None] = [None] * len(images)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(i)
+    for idx in by_shape.values():
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            for i, row in zip(chunk, extract(np.stack([images[i] for i in chunk]))):
+                out[i] = row
+    return np.asarray(out, dtype=np.float64)
+
+
+def image_features(
+    extract,
+    contents: Iterable[bytes],
+    keys: Sequence[str],
+    degrade: Sequence[dict],
+    seed: int,
+    desc: str = "",
+    chunk: int = 64,
+) -> np.ndarray:
+    """``(n, 1 + len(degrade), d)``: each encoded image's features, clean then under each
+    degradation (``perturb.perturb`` seeded by ``perturb.image_seed(seed, key)``), decoded at
+    native resolution by the training pipeline's ``decode_image``; ``chunk`` images at a time."""
+    from .data.decode import decode_native
+    from .data.perturb import image_seed, perturb
+
+    copies = 1 + len(degrade)
+    stream = iter(contents)
+    rows = []
+    with tqdm(total=len(keys), desc=desc, unit="img", mininterval=5) as bar:
+        for start in range(0, len(keys), chunk):
+            names = keys[start : start + chunk]
+            versions = []
+            for key, data in zip(names, itertools.islice(stream, len(names))):
+                versions += [data] + [perturb(data, ops, seed=image_seed(seed, key)) for ops in degrade]
+            images, errors = decode_native(versions)
+            bad = next((i for i, e in enumerate(errors) if e), None)
+            if bad is not None:
+                raise ValueError(f"{names[bad // copies]}: {errors[bad]}")
+            rows.append(extract_batched(extract, images).reshape(len(names), copies, -1))
+            bar.update(len(names))
+    return np.concatenate(rows) if rows else np.zeros((0, copies, 0))
+
+
+def split_features(model, manifest: pd.DataFrame, split: str, degrade: Sequence[dict], seed: int):
+    """Features ``(n, copies, d)`` and labels ``(n,)`` of one split of the manifest."""
+    from .data.pipeline import labels_of
+    from .data.shards import iter_contents
+
+    rows = manifest[manifest.split == split]
+    keys = rows.path.astype(str).tolist()
+    features = image_features(feature_extractor(model), iter_contents(keys), keys, degrade, seed, desc=split)
+    return features, labels_of(manifest, split)
+
+
+def fit_head(X: np.ndarray, y: np.ndarray, c_grid: Sequence[float], folds: int, balanced: bool, seed: int):
+    """Standardised logistic regression on ``X`` ``(n, copies, d)`` (every copy labelled as its image),
+    ``C`` chosen by grouped cross-validated AUC. Returns the fitted pipeline and ``{C: cv AUC}``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n, copies, d = X.shape
+    weight = "balanced" if balanced else None
+
+    def model(c):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=weight, max_iter=2000))
+
+    folds = min(folds, int(np.bincount(y).min()))
+    cv_auc = {}
+    if folds >= 2 and len(c_grid) > 1:
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), y))
+        for c in c_grid:
+            scores = np.zeros(n)
+            for train, held in splits:
+                fitted = model(c).fit(X[train].reshape(-1, d), np.repeat(y[train], copies))
+                scores[held] = fitted.decision_function(X[held, 0])  # clean images only
+            cv_auc[float(c)] = float(roc_auc_score(y, scores))
+        best = max(cv_auc, key=cv_auc.get)
+    else:
+        best = float(c_grid[0])
+    return model(best).fit(X.reshape(-1, d), np.repeat(y, copies)), cv_auc, best
+
+
+def fit_linear(model, stage: str, model_name: str, params: Params, settings: dict) -> dict:
+    """Fit a linear-head network's head on the training split, measure it on validation, save
+    and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`)."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    from .models.forensic import set_linear_head
+
+    section = getattr(params.models, model_name)
+    degrade = [d.model_dump(exclude_none=True) for d in section.degrade]
+    out = paths.model_file(model_name, stage)
+    history_csv = paths.history_csv(stage, model_name)
+    for p in (out, history_csv):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    settings = {
+        **settings,
+        "fit": "linear (standardised logistic regression)",
+        "class_weighting": params.train.class_weighting,
+        "degraded_copies": len(degrade),
+        "total_params": int(model.count_params()),
+    }
+    manifest = load_manifest(paths.MANIFEST)
+    with (
+        tracking.stage_run(stage, params, model=model_name, log=settings),
+        paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)),
+    ):
+        start = time.perf_counter()
+        X, y = split_features(model, manifest, "train", degrade, params.seed)
+        V, val_y = split_features(model, manifest, "valid", [], params.seed)
+        head, cv_auc, c = fit_head(X, y, section.c_grid, section.cv_folds, params.train.class_weighting, params.seed)
+        scaler, logistic = head[0], head[-1]
+        set_linear_head(model, scaler.mean_, scaler.var_, logistic.coef_[0], float(logistic.intercept_[0]))
+        seconds = time.perf_counter() - start
+        p_train = model_probabilities(model, X[:, 0])
+        p_val = model_probabilities(model, V[:, 0])
+        metrics = {
+            "val_loss": float(log_loss(val_y, p_val, labels=[0, 1])),
+            "val_auc": float(roc_auc_score(val_y, p_val)),
+            "val_accuracy": float(accuracy_score(val_y, p_val >= 0.5)),
+            "cv_auc": cv_auc.get(c, float("nan")),
+            "C": c,
+            "train_images": int(len(y)),
+            "train_vectors": int(X.shape[0] * X.shape[1]),
+            "features": int(X.shape[2]),
+            "epochs_run": 1,
+            "best_epoch": 1,
+            "train_seconds": round(seconds, 2),
+        }
+        history = pd.DataFrame(
+            {
+                "epoch": [0],
+                "loss": [float(log_loss(y, p_train, labels=[0, 1]))],
+                "auc": [float(roc_auc_score(y, p_train))],
+                "accuracy": [float(accuracy_score(y, p_train >= 0.5))],
+                "val_loss": [metrics["val_loss"]],
+                "val_auc": [metrics["val_auc"]],
+                "val_accuracy": [metrics["val_accuracy"]],
+            }
+        )
+        history.to_csv(history_csv, index=False)
+        tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
+        tracking.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        tracking.log_metrics({f"cv_auc_C_{k:g}": v for k, v in cv_auc.items()})
+        tracking.log_artifact(history_csv)
+        model.save(out)
+        tracking.log_artifact(out, "keras")
+        tracking.log_keras_model(model, name="model", input_example=_example(manifest))
+    logger.info("%s %s: %s", stage, model_name, metrics)
+    return metrics
+
+
+def model_probabilities(model, features: np.ndarray) -> np.ndarray:
+    """The fitted head's P(fake) for feature vectors ``(n, d)`` (what the whole model outputs)."""
+    import keras
+
+    from .models.forensic import FEATURES_LAYER
+
+    head_input = keras.Input(shape=(features.shape[1],))
+    x = head_input
+    for layer in model.layers[[lyr.name for lyr in model.layers].index(FEATURES_LAYER) + 1 :]:
+        x = layer(x)
+    return keras.Model(head_input, x).predict(features.astype(np.float32), verbose=0).reshape(-1)
+
+
+def _example(manifest: pd.DataFrame) -> np.ndarray:
+    """One validation image at native size, as the model's input example."""
+    from .data.decode import decode_native
+    from .data.shards import iter_contents
+
+    first = manifest[manifest.split == "valid"].path.astype(str).head(1)
+    (image,), _ = decode_native(list(itertools.islice(iter_contents(first), 1)))
+    return image[np.newaxis]

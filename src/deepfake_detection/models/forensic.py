@@ -1,0 +1,277 @@
+"""The forensic family: fixed high-pass statistics of an image at its native resolution, read by
+a linear head (``../shared/docs/forensic-features.md`` for what they score on real sets).
+
+A forensic network is an ordinary Keras model - raw RGB in [0, 255] in, ``probability_fake``
+out - so every stage, the pyfunc, ``predict``, ``robustness`` and ``external`` run it like a CNN.
+Its input has no fixed size (``(None, None, 3)``): it is always fed the whole image, never resized
+(the ``native`` view, :mod:`deepfake_detection.data.views`). Everything before the head is fixed:
+
+* :func:`ycbcr`: JFIF full-range YCbCr (a frozen ``Dense`` on the channel axis).
+* ``residual_cooc`` (Fridrich and Kodovsky's rich models, simplified): 11 high-pass filters
+  (:data:`RESIDUAL_FILTERS`: first, second and third order, the 3x3 "KB" and 5x5 "KV" kernels on Y;
+  first, second order and KB on Cb and Cr), each 1-D filter applied along rows and along columns
+  (a frozen 5x5 ``Conv2D``, no padding); 4 px of border dropped; residuals rounded and clipped to
+  [-2, 2]; :class:`CooccurrenceHistogram` counts triples of horizontally and of vertically
+  adjacent residuals (125 bins, index ``25 a + 5 b + c`` for the left/top value ``a``), the
+  histograms of one filter averaged: 11 x 125 = 1,375 features.
+* ``block_dct``: the 8x8 block DCT of ``Y - 128`` (orthonormal DCT-II, blocks aligned at the
+  top-left corner as JPEG's are; a frozen stride-8 ``Conv2D``) and :class:`BlockDCTStatistics`:
+  per coefficient log mean |c|, log standard deviation and the share with |c| < 1, plus the
+  first-digit (Benford) histogram of the AC coefficients with |c| >= 1: 64 x 3 + 9 = 201 features.
+
+The head is ``Normalization`` (the training features' mean and variance) then ``Dense(1,
+sigmoid)`` named ``probability_fake``: a standardised logistic regression, fitted in closed form
+by :mod:`deepfake_detection.linear_fit` (no gradient steps). The two statistics layers are
+custom layers, registered with Keras: :func:`deepfake_detection.models.saved.load_model` loads
+any saved network of the project.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+PACKAGE = "deepfake_detection"
+TRUNCATION = 2  # residuals clipped to [-T, T]
+BORDER = 4  # pixels dropped on each side of the residual maps
+KERNEL = 5  # every residual filter is embedded in a 5x5 kernel (the KV kernel's size)
+
+# name -> (kernel, channels it is applied to). 1-D kernels are applied along rows and columns.
+RESIDUAL_FILTERS: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {
+    "first": (np.array([[-1.0, 1.0]]), ("Y", "Cb", "Cr")),
+    "second": (np.array([[1.0, -2.0, 1.0]]), ("Y", "Cb", "Cr")),
+    "third": (np.array([[1.0, -3.0, 3.0, -1.0]]), ("Y",)),
+    "kb": (np.array([[-1.0, 2.0, -1.0], [2.0, -4.0, 2.0], [-1.0, 2.0, -1.0]]) / 4.0, ("Y", "Cb", "Cr")),
+    "kv": (
+        np.array(
+            [
+                [-1.0, 2.0, -2.0, 2.0, -1.0],
+                [2.0, -6.0, 8.0, -6.0, 2.0],
+                [-2.0, 8.0, -12.0, 8.0, -2.0],
+                [2.0, -6.0, 8.0, -6.0, 2.0],
+                [-1.0, 2.0, -2.0, 2.0, -1.0],
+            ]
+        )
+        / 12.0,
+        ("Y",),
+    ),
+}
+CHANNELS = ("Y", "Cb", "Cr")
+# JFIF full-range RGB -> YCbCr (ITU-R BT.601): rows are Y, Cb, Cr.
+YCBCR_MATRIX = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float64
+)
+YCBCR_OFFSET = np.array([0.0, 128.0, 128.0])
+
+
+def residual_maps() -> list[tuple[str, str, np.ndarray]]:
+    """Every residual map as ``(feature name, channel, 5x5 kernel)``: the 1-D filters twice (along
+    rows, and transposed along columns), the 2-D (symmetric) ones once. A 1-D kernel of length n
+    sits in the centre row from column ``2 - (n - 1) // 2``: ``r[i] = sum_k f[k] x[i + k - (n-1)//2]``."""
+    out = []
+    for channel in CHANNELS:
+        for name, (kernel, channels) in RESIDUAL_FILTERS.items():
+            if channel not in channels:
+                continue
+            feature = f"{channel}_{name}"
+            if kernel.shape[0] == 1:
+                row = np.zeros((KERNEL, KERNEL))
+                n = kernel.shape[1]
+                start = KERNEL // 2 - (n - 1) // 2
+                row[KERNEL // 2, start : start + n] = kernel[0]
+                out += [(feature, channel, row), (feature, channel, row.T.copy())]
+            else:
+                full = np.zeros((KERNEL, KERNEL))
+                pad = (KERNEL - kernel.shape[0]) // 2
+                full[pad : pad + kernel.shape[0], pad : pad + kernel.shape[1]] = kernel
+                out.append((feature, channel, full))
+    return out
+
+
+def residual_features() -> list[str]:
+    """The residual co-occurrence features' filter names, in feature order (125 bins each)."""
+    return list(dict.fromkeys(feature for feature, _, _ in residual_maps()))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CooccurrenceHistogram(layers.Layer):
+    """Quantised residual maps ``(batch, h, w, maps)`` -> co-occurrence features ``(batch, groups * 125)``.
+
+    Drops ``border`` pixels on each side, rounds (half to even) and clips to ``[-T, T]``; per map
+    the normalised histograms of horizontal and of vertical triples of neighbours (index
+    ``(a + T) (2T + 1)^2 + (b + T) (2T + 1) + (c + T)``, ``a`` the left/top one); the histograms
+    of the maps in one group (``groups[i]``: the map indices of feature ``i``) averaged.
+    """
+
+    def __init__(self, groups: list[list[int]], truncation: int = TRUNCATION, border: int = BORDER, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = [list(map(int, g)) for g in groups]
+        self.truncation = int(truncation)
+        self.border = int(border)
+
+    def _triples(self, q, axis: int):
+        """The normalised (2T+1)^3 histogram of the triples of neighbours of ``q`` ``(batch, h, w)``
+        along ``axis`` (2: horizontal, 1: vertical)."""
+        bins = 2 * self.truncation + 1
+        if axis == 2:
+            a, b, c = q[:, :, :-2], q[:, :, 1:-1], q[:, :, 2:]
+        else:
+            a, b, c = q[:, :-2], q[:, 1:-1], q[:, 2:]
+        ab = ops.one_hot(ops.reshape(a * bins + b, (ops.shape(a)[0], -1)), bins * bins)  # (batch, N, 25)
+        oc = ops.one_hot(ops.reshape(c, (ops.shape(c)[0], -1)), bins)  # (batch, N, 5)
+        counts = ops.einsum("bnk,bnl->bkl", ab, oc)  # (batch, 25, 5)
+        total = ops.cast(ops.shape(ab)[1], counts.dtype)
+        return ops.reshape(counts, (-1, bins**3)) / ops.maximum(total, 1.0)
+
+    def call(self, residuals):
+        t, e = self.truncation, self.border
+        q = ops.clip(ops.round(residuals[:, e:-e, e:-e, :]), -t, t)
+        q = ops.cast(q + t, "int32")
+        per_map = [
+            0.5 * (self._triples(q[..., m], axis=2) + self._triples(q[..., m], axis=1))
+            for m in range(int(residuals.shape[-1]))
+        ]
+        features = [ops.mean(ops.stack([per_map[m] for m in group], axis=0), axis=0) for group in self.groups]
+        return ops.concatenate(features, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.groups) * (2 * self.truncation + 1) ** 3)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "truncation": self.truncation, "border": self.border}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BlockDCTStatistics(layers.Layer):
+    """8x8 block-DCT coefficients ``(batch, h/8, w/8, 64)`` -> ``(batch, 64 * 3 + 9)``: per coefficient
+    log(mean |c| + eps), log(std + eps), share of |c| < 1; then the first-digit histogram (digits
+    1-9, normalised) of the AC coefficients (all but the first) with |c| >= 1."""
+
+    def __init__(self, eps: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = float(eps)
+
+    def call(self, coefficients):
+        c = ops.reshape(coefficients, (ops.shape(coefficients)[0], -1, 64))
+        magnitude = ops.abs(c)
+        mean_abs = ops.log(ops.mean(magnitude, axis=1) + self.eps)
+        std = ops.log(ops.std(c, axis=1) + self.eps)
+        small = ops.mean(ops.cast(magnitude < 1.0, c.dtype), axis=1)
+        ac = magnitude[:, :, 1:]
+        counted = ops.cast(ac >= 1.0, c.dtype)
+        safe = ops.maximum(ac, 1.0)
+        leading = ops.floor(safe / ops.power(10.0, ops.floor(ops.log(safe) / math.log(10.0))))
+        digits = ops.one_hot(ops.cast(ops.clip(leading, 1, 9) - 1, "int32"), 9) * counted[..., None]
+        benford = ops.sum(digits, axis=(1, 2)) / ops.maximum(ops.sum(counted, axis=(1, 2))[:, None], 1.0)
+        return ops.concatenate([mean_abs, std, small, benford], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 64 * 3 + 9)
+
+    def get_config(self):
+        return {**super().get_config(), "eps": self.eps}
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def native_input() -> keras.KerasTensor:
+    """RGB of any size, float32 in [0, 255]: a forensic network sees the image's own pixels."""
+    return keras.Input(shape=(None, None, 3), dtype="float32", name="image")
+
+
+def ycbcr(x, name: str = "preprocess_ycbcr"):
+    """JFIF full-range YCbCr, as a frozen ``Dense(3)`` over the channel axis."""
+    layer = layers.Dense(3, trainable=False, name=name)
+    out = layer(x)
+    layer.set_weights([YCBCR_MATRIX.T.astype("float32"), YCBCR_OFFSET.astype("float32")])
+    return out
+
+
+def residual_block(x, name: str = "residual"):
+    """YCbCr ``(b, h, w, 3)`` -> :class:`CooccurrenceHistogram` features of every residual map."""
+    maps = residual_maps()
+    kernel = np.zeros((KERNEL, KERNEL, len(CHANNELS), len(maps)), dtype="float32")
+    for m, (_, channel, k) in enumerate(maps):
+        kernel[:, :, CHANNELS.index(channel), m] = k
+    conv = layers.Conv2D(len(maps), KERNEL, padding="valid", use_bias=False, trainable=False, name=f"{name}_filters")
+    residuals = conv(x)
+    conv.set_weights([kernel])
+    names = [feature for feature, _, _ in maps]
+    groups = [[m for m, n in enumerate(names) if n == feature] for feature in residual_features()]
+    # The 5x5 valid convolution already dropped 2 px a side; 2 more make BORDER.
+    return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, name=f"{name}_cooccurrence")(residuals)
+
+
+def dct_basis() -> np.ndarray:
+    """The orthonormal 8x8 DCT-II basis as conv kernels ``(8, 8, 1, 64)``, coefficient ``8 u + v``."""
+    k = np.arange(8)
+    c = np.sqrt(2.0 / 8) * np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16)  # c[u, y]
+    c[0] /= np.sqrt(2.0)
+    basis = np.einsum("uy,vx->yxuv", c, c).reshape(8, 8, 64)
+    return basis[:, :, None, :].astype("float32")
+
+
+def block_dct_block(x, name: str = "dct"):
+    """YCbCr ``(b, h, w, 3)`` -> :class:`BlockDCTStatistics` of Y - 128 (blocks from the top-left)."""
+    y = layers.Conv2D(1, 1, use_bias=True, trainable=False, name=f"{name}_luma")
+    luma = y(x)
+    y.set_weights([np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1), np.array([-128.0], "float32")])
+    conv = layers.Conv2D(64, 8, strides=8, padding="valid", use_bias=False, trainable=False, name=f"{name}_blocks")
+    coefficients = conv(luma)
+    conv.set_weights([dct_basis()])
+    return BlockDCTStatistics(name=f"{name}_statistics")(coefficients)
+
+
+def linear_head(features, name: str = "head"):
+    """Standardise (``head_standardize``) -> ``Dense(1, sigmoid)`` ``probability_fake``; both are set
+    by :func:`set_linear_head` when the network is fitted."""
+    x = layers.Normalization(axis=-1, name=f"{name}_standardize")(features)
+    return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability_fake")(x)
+
+
+def set_linear_head(model: keras.Model, mean, variance, coef, intercept: float, name: str = "head") -> None:
+    """Write a standardised logistic regression into the head: the features' ``mean`` and
+    ``variance``, then ``sigmoid(coef . z + intercept)`` of the standardised features ``z``."""
+    norm = model.get_layer(f"{name}_standardize")
+    count = norm.get_weights()[2:]
+    norm.set_weights([np.asarray(mean, "float32"), np.asarray(variance, "float32"), *count])
+    norm.finalize_state()
+    dense = model.get_layer("probability_fake")
+    dense.set_weights([np.asarray(coef, "float32").reshape(-1, 1), np.asarray([intercept], "float32")])
+
+
+def forensic_model(name: str, extract) -> keras.Model:
+    """``native_input -> ycbcr -> extract -> linear_head``, named ``name``."""
+    inputs = native_input()
+    features = extract(ycbcr(inputs))
+    features = layers.Identity(name="features")(features)
+    return keras.Model(inputs, linear_head(features), name=name)
+
+
+FEATURES_LAYER = "features"
+"""The layer whose output is a forensic network's feature vector (what the head reads)."""
+
+
+def energy_map(model: keras.Model, image: np.ndarray) -> np.ndarray:
+    """Where a forensic network's fixed high-pass part responds in one ``(h, w, 3)`` image, as an
+    ``(h, w)`` map in [0, 1]: the mean |residual| per pixel (``residual_cooc``) or the mean |AC
+    coefficient| per 8x8 block (``block_dct``). Not Grad-CAM: the head reads histograms pooled over
+    the whole image, so no map of the decision exists; this shows where the statistics come from."""
+    names = {layer.name for layer in model.layers}
+    layer, crop = ("residual_filters", KERNEL // 2) if "residual_filters" in names else ("dct_blocks", 0)
+    if layer not in names:
+        raise ValueError(f"{model.name!r} is not a forensic network (no residual_filters or dct_blocks layer)")
+    response = keras.Model(model.input, model.get_layer(layer).output)
+    out = np.asarray(response(np.asarray(image, "float32")[np.newaxis]))[0]
+    h, w = image.shape[:2]
+    if crop:  # per-pixel residuals of the valid 5x5 convolution: pad back to the image's size
+        energy = np.pad(np.abs(out).mean(axis=-1), crop, mode="edge")
+    else:  # per block: the AC coefficients' magnitude, spread over the block's pixels
+        blocks = np.abs(out[..., 1:]).mean(axis=-1)
+        energy = np.kron(blocks, np.ones((8, 8)))
+        energy = np.pad(energy, ((0, h - energy.shape[0]), (0, w - energy.shape[1])), mode="edge")
+    return (energy / max(float(energy.max()), 1e-12))[:h, :w]
