@@ -67,13 +67,14 @@ def image_features(
     extract,
     contents: Iterable[bytes],
     keys: Sequence[str],
-    degrade: Sequence[dict],
+    degrade: Sequence,
     seed: int,
     desc: str = "",
     chunk: int = 64,
 ) -> np.ndarray:
     """``(n, 1 + len(degrade), d)``: each encoded image's features, clean then under each
-    degradation (``perturb.perturb`` seeded by ``perturb.image_seed(seed, key)``), decoded at
+    degradation (a ``Degradation``: ``perturb.perturb`` of its operations for the image, seeded by
+    ``perturb.image_seed(seed, key)``), decoded at
     native resolution by the training pipeline's ``decode_image``; ``chunk`` images at a time."""
     from .data.decode import decode_native
     from .data.perturb import image_seed, perturb
@@ -86,7 +87,8 @@ def image_features(
             names = keys[start : start + chunk]
             versions = []
             for key, data in zip(names, itertools.islice(stream, len(names))):
-                versions += [data] + [perturb(data, ops, seed=image_seed(seed, key)) for ops in degrade]
+                s = image_seed(seed, key)
+                versions += [data] + [perturb(data, d.operations(s), seed=s) for d in degrade]
             images, errors = decode_native(versions)
             bad = next((i for i, e in enumerate(errors) if e), None)
             if bad is not None:
@@ -96,7 +98,7 @@ def image_features(
     return np.concatenate(rows) if rows else np.zeros((0, copies, 0))
 
 
-def split_features(model, manifest: pd.DataFrame, split: str, degrade: Sequence[dict], seed: int):
+def split_features(model, manifest: pd.DataFrame, split: str, degrade: Sequence, seed: int):
     """Features ``(n, copies, d)`` and labels ``(n,)`` of one split of the manifest."""
     from .data.pipeline import labels_of
     from .data.shards import iter_contents
@@ -138,15 +140,43 @@ def fit_head(X: np.ndarray, y: np.ndarray, c_grid: Sequence[float], folds: int, 
     return model(best).fit(X.reshape(-1, d), np.repeat(y, copies)), cv_auc, best
 
 
+def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params) -> tuple[dict, float]:
+    """Fit the model's head(s) on training features ``X`` ``(n, copies, d)`` and write them in.
+    ``single``: one regression on every copy. ``gated``: a clean expert (clean images), a degraded
+    expert (every copy), a gate (clean images 0, their degraded copies 1; C = 1, balanced) and the
+    experts' logit scales on their own rows. Returns the cross-validated AUC per C and the C kept."""
+    from .models.forensic import set_gate_standardization, set_linear_head
+
+    def fit(name, features, labels, c_grid, balanced):
+        head, cv_auc, c = fit_head(features, labels, c_grid, section.cv_folds, balanced, params.seed)
+        scaler, logistic = head[0], head[-1]
+        set_linear_head(model, scaler.mean_, scaler.var_, logistic.coef_[0], float(logistic.intercept_[0]), name)
+        return head, cv_auc, c
+
+    balanced = params.train.class_weighting
+    if section.head == "single":
+        _, cv_auc, c = fit("head", X, y, section.c_grid, balanced)
+        return cv_auc, c
+    n, copies, d = X.shape
+    clean, cv_auc, c = fit("clean", X[:, :1], y, section.c_grid, balanced)
+    degraded, _, _ = fit("degraded", X, y, section.c_grid, balanced)
+    gate_labels = np.tile([0] + [1] * (copies - 1), n)
+    fit("gate", X.reshape(n * copies, 1, d), gate_labels, [1.0], True)
+    clean_logits = clean.decision_function(X[:, 0])
+    degraded_logits = degraded.decision_function(X.reshape(-1, d))
+    set_gate_standardization(
+        model, (clean_logits.mean(), clean_logits.std() or 1.0), (degraded_logits.mean(), degraded_logits.std() or 1.0)
+    )
+    return cv_auc, c
+
+
 def fit_linear(model, stage: str, model_name: str, params: Params, settings: dict) -> dict:
     """Fit a linear-head network's head on the training split, measure it on validation, save
     and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`)."""
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-    from .models.forensic import set_linear_head
-
     section = getattr(params.models, model_name)
-    degrade = [d.model_dump(exclude_none=True) for d in section.degrade]
+    degrade = list(section.degrade)
     out = paths.model_file(model_name, stage)
     history_csv = paths.history_csv(stage, model_name)
     for p in (out, history_csv):
@@ -166,9 +196,7 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         start = time.perf_counter()
         X, y = split_features(model, manifest, "train", degrade, params.seed)
         V, val_y = split_features(model, manifest, "valid", [], params.seed)
-        head, cv_auc, c = fit_head(X, y, section.c_grid, section.cv_folds, params.train.class_weighting, params.seed)
-        scaler, logistic = head[0], head[-1]
-        set_linear_head(model, scaler.mean_, scaler.var_, logistic.coef_[0], float(logistic.intercept_[0]))
+        cv_auc, c = fit_heads(model, X, y, section, params)
         seconds = time.perf_counter() - start
         p_train = model_probabilities(model, X[:, 0])
         p_val = model_probabilities(model, V[:, 0])
@@ -214,11 +242,8 @@ def model_probabilities(model, features: np.ndarray) -> np.ndarray:
 
     from .models.forensic import FEATURES_LAYER
 
-    head_input = keras.Input(shape=(features.shape[1],))
-    x = head_input
-    for layer in model.layers[[lyr.name for lyr in model.layers].index(FEATURES_LAYER) + 1 :]:
-        x = layer(x)
-    return keras.Model(head_input, x).predict(features.astype(np.float32), verbose=0).reshape(-1)
+    head = keras.Model(model.get_layer(FEATURES_LAYER).output, model.output)
+    return np.asarray(head(features.astype(np.float32))).reshape(-1)
 
 
 def _example(manifest: pd.DataFrame) -> np.ndarray:

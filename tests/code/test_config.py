@@ -11,7 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_repo_params_are_valid_and_match_defaults_where_documented():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
-    assert p.models.names() == ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
+    assert p.models.names() == [
+        "resnet50",
+        "efficientnet_b0",
+        "light_se_cnn",
+        "efficientnet_b0_dual_attention",
+        "residual_cooc",
+        "block_dct",
+    ]
     assert p.finetune.unfreeze_layers == 50 and p.finetune.lr == pytest.approx(p.train.lr / 10)
     assert p.data.image_size == p.data.sample.size, "the demo trains on the sample images' own size"
     assert p.mlflow.experiment == "deepfake-detection"

@@ -23,7 +23,14 @@ def _python(code: str) -> str:
 
 
 def test_names_settings_and_stages_derive_from_the_specs():
-    assert MODEL_NAMES == ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention")
+    assert MODEL_NAMES == (
+        "resnet50",
+        "efficientnet_b0",
+        "light_se_cnn",
+        "efficientnet_b0_dual_attention",
+        "residual_cooc",
+        "block_dct",
+    )
     assert TRANSFER_MODELS == tuple(n for n in MODEL_NAMES if SPECS[n].transfer)
     assert ModelsParams().names() == list(MODEL_NAMES)
     assert Params().finetune.models == list(TRANSFER_MODELS)
@@ -32,7 +39,11 @@ def test_names_settings_and_stages_derive_from_the_specs():
         "efficientnet_b0": "finetune",
         "light_se_cnn": "train",
         "efficientnet_b0_dual_attention": "finetune",
+        "residual_cooc": "train",
+        "block_dct": "train",
     }
+    assert {m for m in MODEL_NAMES if SPECS[m].view == "native"} == {"residual_cooc", "block_dct"}
+    assert {m for m in MODEL_NAMES if SPECS[m].fit == "linear"} == {"residual_cooc", "block_dct"}
     for name in TRANSFER_MODELS:
         assert SPECS[name].application and SPECS[name].backbone_output, name
     with pytest.raises(ValueError, match="unknown model 'vgg16'"):

@@ -22,7 +22,7 @@ from project_commands import command_env
 from deepfake_detection.serving.io import local_files
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"]
+MODELS = ["resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention", "residual_cooc", "block_dct"]
 TRANSFER = ["resnet50", "efficientnet_b0", "efficientnet_b0_dual_attention"]
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_every_stage_run_is_tagged_and_traceable(store):
     assert {r.data.tags["model"] for r in by_stage["train"]} == set(MODELS)
     assert {r.data.tags["model"] for r in by_stage["finetune"]} == set(TRANSFER)
     assert {r.info.run_name for r in by_stage["threshold"]} == {f"threshold-{m}" for m in MODELS}
-    assert len(by_stage["evaluate"]) == 4 and len(by_stage["ensemble"]) == 4
+    assert len(by_stage["evaluate"]) == len(MODELS) and len(by_stage["ensemble"]) == 4
     assert {"prepare", "summary", "register"} <= set(by_stage)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from keras import layers, ops
 
 PACKAGE = "deepfake_detection"
+FEATURES_LAYER = "features"  # the layer whose output is a forensic network's feature vector
 TRUNCATION = 2  # residuals clipped to [-T, T]
 BORDER = 4  # pixels dropped on each side of the residual maps
 KERNEL = 5  # every residual filter is embedded in a 5x5 kernel (the KV kernel's size)
@@ -106,11 +107,14 @@ class CooccurrenceHistogram(layers.Layer):
     of the maps in one group (``groups[i]``: the map indices of feature ``i``) averaged.
     """
 
-    def __init__(self, groups: list[list[int]], truncation: int = TRUNCATION, border: int = BORDER, **kwargs):
+    def __init__(
+        self, groups: list[list[int]], truncation: int = TRUNCATION, border: int = BORDER, sqrt: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.groups = [list(map(int, g)) for g in groups]
         self.truncation = int(truncation)
         self.border = int(border)
+        self.sqrt = bool(sqrt)
 
     def _triples(self, q, axis: int):
         """The normalised (2T+1)^3 histogram of the triples of neighbours of ``q`` ``(batch, h, w)``
@@ -135,13 +139,20 @@ class CooccurrenceHistogram(layers.Layer):
             for m in range(int(residuals.shape[-1]))
         ]
         features = [ops.mean(ops.stack([per_map[m] for m in group], axis=0), axis=0) for group in self.groups]
-        return ops.concatenate(features, axis=-1)
+        features = ops.concatenate(features, axis=-1)
+        return ops.sqrt(features) if self.sqrt else features
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(self.groups) * (2 * self.truncation + 1) ** 3)
 
     def get_config(self):
-        return {**super().get_config(), "groups": self.groups, "truncation": self.truncation, "border": self.border}
+        return {
+            **super().get_config(),
+            "groups": self.groups,
+            "truncation": self.truncation,
+            "border": self.border,
+            "sqrt": self.sqrt,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -191,7 +202,7 @@ def ycbcr(x, name: str = "preprocess_ycbcr"):
     return out
 
 
-def residual_block(x, name: str = "residual"):
+def residual_block(x, name: str = "residual", *, sqrt: bool = False):
     """YCbCr ``(b, h, w, 3)`` -> :class:`CooccurrenceHistogram` features of every residual map."""
     maps = residual_maps()
     kernel = np.zeros((KERNEL, KERNEL, len(CHANNELS), len(maps)), dtype="float32")
@@ -203,7 +214,17 @@ def residual_block(x, name: str = "residual"):
     names = [feature for feature, _, _ in maps]
     groups = [[m for m, n in enumerate(names) if n == feature] for feature in residual_features()]
     # The 5x5 valid convolution already dropped 2 px a side; 2 more make BORDER.
-    return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, name=f"{name}_cooccurrence")(residuals)
+    return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, sqrt=sqrt, name=f"{name}_cooccurrence")(residuals)
+
+
+def multiscale_residual_block(x, scales=(1,), *, sqrt: bool = False):
+    """:func:`residual_block` at each scale: 1 is the image itself, ``s`` > 1 its ``s`` x ``s``
+    block average (a lower-frequency view that blur, down-scaling and JPEG change less)."""
+    features = []
+    for scale in scales:
+        y = x if scale == 1 else layers.AveragePooling2D(scale, name=f"residual_x{scale}_pool")(x)
+        features.append(residual_block(y, "residual" if scale == 1 else f"residual_x{scale}", sqrt=sqrt))
+    return features[0] if len(features) == 1 else layers.Concatenate(name="residual_scales")(features)
 
 
 def dct_basis() -> np.ndarray:
@@ -233,27 +254,68 @@ def linear_head(features, name: str = "head"):
     return layers.Dense(1, activation="sigmoid", dtype="float32", name="probability_fake")(x)
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GatedCombine(layers.Layer):
+    """``[clean logit, degraded logit, gate logit]`` -> P(fake). The gate (a logistic regression that
+    tells degraded copies from clean images) routes each image to the clean expert (gate P < 0.5) or
+    to the expert fitted with degraded copies; each expert's logit is standardised by the mean and
+    standard deviation of its logits on its own training rows (``standardization``: mean_c, std_c,
+    mean_d, std_d, set at fitting), so both speak on one scale; then a sigmoid."""
+
+    def build(self, input_shape):
+        self.standardization = self.add_weight(
+            shape=(4,),
+            initializer=keras.initializers.Constant([0.0, 1.0, 0.0, 1.0]),
+            trainable=False,
+            name="standardization",
+        )
+
+    def call(self, inputs):
+        clean, degraded, gate = inputs
+        m = self.standardization
+        z_clean, z_degraded = (clean - m[0]) / m[1], (degraded - m[2]) / m[3]
+        return ops.sigmoid(ops.where(gate >= 0.0, z_degraded, z_clean))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+GATED_HEADS = ("clean", "degraded", "gate")
+
+
+def gated_head(features):
+    """A standardised linear logit per head of :data:`GATED_HEADS` (``<head>_standardize``,
+    ``<head>_logit``), combined by :class:`GatedCombine` into ``probability_fake``."""
+    logits = []
+    for head in GATED_HEADS:
+        z = layers.Normalization(axis=-1, name=f"{head}_standardize")(features)
+        logits.append(layers.Dense(1, dtype="float32", name=f"{head}_logit")(z))
+    return GatedCombine(dtype="float32", name="probability_fake")(logits)
+
+
 def set_linear_head(model: keras.Model, mean, variance, coef, intercept: float, name: str = "head") -> None:
-    """Write a standardised logistic regression into the head: the features' ``mean`` and
-    ``variance``, then ``sigmoid(coef . z + intercept)`` of the standardised features ``z``."""
+    """Write a standardised logistic regression into a head: the features' ``mean`` and
+    ``variance`` (``<name>_standardize``), then ``coef . z + intercept`` of the standardised
+    features ``z`` (``<name>_logit``, or ``probability_fake`` for the single head ``head``)."""
     norm = model.get_layer(f"{name}_standardize")
     count = norm.get_weights()[2:]
     norm.set_weights([np.asarray(mean, "float32"), np.asarray(variance, "float32"), *count])
     norm.finalize_state()
-    dense = model.get_layer("probability_fake")
+    dense = model.get_layer("probability_fake" if name == "head" else f"{name}_logit")
     dense.set_weights([np.asarray(coef, "float32").reshape(-1, 1), np.asarray([intercept], "float32")])
 
 
-def forensic_model(name: str, extract) -> keras.Model:
-    """``native_input -> ycbcr -> extract -> linear_head``, named ``name``."""
+def set_gate_standardization(model: keras.Model, clean: tuple[float, float], degraded: tuple[float, float]) -> None:
+    """The experts' logit mean and standard deviation on their training rows, for :class:`GatedCombine`."""
+    model.get_layer("probability_fake").set_weights([np.asarray([*clean, *degraded], "float32")])
+
+
+def forensic_model(name: str, extract, head: str = "single") -> keras.Model:
+    """``native_input -> ycbcr -> extract -> head`` (``single``: :func:`linear_head`; ``gated``:
+    :func:`gated_head`), named ``name``."""
     inputs = native_input()
-    features = extract(ycbcr(inputs))
-    features = layers.Identity(name="features")(features)
-    return keras.Model(inputs, linear_head(features), name=name)
-
-
-FEATURES_LAYER = "features"
-"""The layer whose output is a forensic network's feature vector (what the head reads)."""
+    features = layers.Identity(name=FEATURES_LAYER)(extract(ycbcr(inputs)))
+    return keras.Model(inputs, (gated_head if head == "gated" else linear_head)(features), name=name)
 
 
 def energy_map(model: keras.Model, image: np.ndarray) -> np.ndarray:

@@ -11,8 +11,9 @@ stays free of TensorFlow. What each builder computes is described in ``zoo.py``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .registry import NetworkParams, network
 
@@ -130,7 +131,26 @@ class Degradation(BaseModel):
     downscale: float | None = Field(None, gt=0, lt=1)
     blur: float | None = Field(None, gt=0)
     noise: float | None = Field(None, gt=0)
-    jpeg: int | None = Field(None, ge=1, le=100)
+    # JPEG quality, or [low, high]: a quality drawn per image (seeded by the image's path)
+    jpeg: int | list[int] | None = None
+
+    @field_validator("jpeg")
+    @classmethod
+    def _quality(cls, v):
+        qualities = v if isinstance(v, list) else [v] if v is not None else []
+        if isinstance(v, list) and (len(v) != 2 or v[0] > v[1]):
+            raise ValueError(f"jpeg must be a quality or [low, high], got {v}")
+        if any(not 1 <= q <= 100 for q in qualities):
+            raise ValueError(f"JPEG qualities must lie in 1..100, got {v}")
+        return v
+
+    def operations(self, image_seed: int) -> dict:
+        """The ``perturb`` operations for one image (a ``[low, high]`` quality drawn from its seed)."""
+        ops = self.model_dump(exclude_none=True)
+        if isinstance(self.jpeg, list):
+            low, high = self.jpeg
+            ops["jpeg"] = low + image_seed % (high - low + 1)
+        return ops
 
 
 class ForensicParams(NetworkParams):
@@ -143,16 +163,41 @@ class ForensicParams(NetworkParams):
     # Degraded copies added to the training images (same label): what makes high-pass statistics
     # survive re-compression and resampling (benchmarks/README.md). [] trains on clean images.
     degrade: list[Degradation] = []
+    # Residual co-occurrences at each scale: 1 the image, 2 its 2x2 block average (residual_cooc).
+    scales: list[int] = Field([1], min_length=1)
+    hellinger: bool = False  # the square root of the histograms before the head
+    # single: one logistic regression on clean + degraded copies. gated: a clean expert, an expert
+    # with the degraded copies and a gate that routes each image by whether it looks degraded.
+    head: Literal["single", "gated"] = "single"
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if len(set(v)) != len(v) or any(s < 1 or s > 4 for s in v):
+            raise ValueError(f"scales must be distinct whole numbers from 1 to 4, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _gated_needs_copies(self):
+        if self.head == "gated" and not self.degrade:
+            raise ValueError(
+                "head 'gated' needs degraded copies (degrade): its gate learns to tell them from clean images"
+            )
+        return self
 
 
 @network("residual_cooc", params=ForensicParams, view="native", fit="linear")
 def build_residual_cooc(image_size: int, params: ForensicParams, *, backbone_trainable: bool = True):
-    """YCbCr -> 11 fixed high-pass residuals -> co-occurrence histograms (1,375) -> logistic head.
+    """YCbCr -> 11 fixed high-pass residuals -> co-occurrence histograms (1,375 per scale) -> logistic head.
 
     ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
-    from .forensic import forensic_model, residual_block
+    from .forensic import forensic_model, multiscale_residual_block
 
-    return forensic_model("residual_cooc", residual_block)
+    return forensic_model(
+        "residual_cooc",
+        lambda x: multiscale_residual_block(x, params.scales, sqrt=params.hellinger),
+        head=params.head,
+    )
 
 
 @network("block_dct", params=ForensicParams, view="native", fit="linear")
@@ -162,4 +207,4 @@ def build_block_dct(image_size: int, params: ForensicParams, *, backbone_trainab
     ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
     from .forensic import block_dct_block, forensic_model
 
-    return forensic_model("block_dct", block_dct_block)
+    return forensic_model("block_dct", block_dct_block, head=params.head)
