@@ -273,6 +273,7 @@ SELECTION_METRICS = (
     "val_eer",
     "val_brier",
     "val_ece",
+    "val_robust_auc",  # mean of the clean and perturbed (robustness.perturbations) validation AUCs
 )
 LOWER_IS_BETTER = ("val_eer", "val_brier", "val_ece")
 

@@ -8,6 +8,7 @@ Keras models and logs to MLflow; ``evaluation/`` holds the numbers and figures i
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -75,8 +76,6 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
 def _score_native(model, image_paths, data, chunk: int = 64) -> np.ndarray:
     """P(fake) per image under a native view (patches: its grid of crops; native: whole), files
     or shard records read ``chunk`` at a time."""
-    import itertools
-
     from .data.shards import iter_contents
     from .data.views import score_encoded
 
@@ -145,6 +144,68 @@ def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[
             p = models[name].predict(pixels[ok], batch_size=params.data.batch_size, verbose=0)
             scores[name][idx[ok]] = np.asarray(p, dtype=float).reshape(-1)
     return scores, errors
+
+
+PERTURB_CHUNK = 64  # images read, perturbed and scored at a time: memory stays bounded by this
+
+
+def score_encoded(model, contents: list[bytes], params: Params) -> np.ndarray:
+    """P(fake) of encoded images exactly as :func:`deepfake_detection.reporting.predict_split`
+    scores files, under the model's own view (``views.score_encoded``)."""
+    from .data.views import score_encoded as score
+    from .data.views import view_of
+
+    return score(model.predict_on_batch, contents, view_of(params.data, model.name))
+
+
+def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = PERTURB_CHUNK) -> pd.DataFrame:
+    """``rows`` (manifest rows: path, label, subgroup) with ``y`` and one P(fake) column per
+    perturbation, ``clean`` first. Images (files or shard records) are read in order, and
+    perturbed and scored ``chunk`` at a time."""
+    from . import LABELS
+    from .data.perturb import image_seed, perturb
+    from .data.shards import iter_contents
+    from .evaluation.robustness import CLEAN
+
+    r = params.robustness
+    operations = {name: spec.model_dump() for name, spec in r.perturbations.items()}
+    files = rows.path.astype(str).tolist()
+    stream = iter_contents(files)  # files or shard records (`ingest --shards`), read in order
+    columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in operations}}
+    for start in range(0, len(files), chunk):
+        names = files[start : start + chunk]
+        contents = list(itertools.islice(stream, len(names)))
+        columns[CLEAN].append(score_encoded(model, contents, params))
+        for name, ops in operations.items():
+            changed = [perturb(c, ops, seed=image_seed(r.seed, f)) for c, f in zip(contents, names)]
+            columns[name].append(score_encoded(model, changed, params))
+    out = pd.DataFrame(
+        {
+            "path": files,
+            "label": rows.label.to_numpy(),
+            "y": rows.label.astype(str).map(LABELS.index).to_numpy(),
+            "subgroup": rows.subgroup.to_numpy() if "subgroup" in rows else "",
+        }
+    )
+    for name, parts in columns.items():
+        out[name] = np.concatenate(parts) if parts else np.array([], dtype=float)
+    return out
+
+
+def robust_auc(clean: pd.DataFrame, perturbed: pd.DataFrame) -> float:
+    """The robustness-aware validation AUC: the mean of the AUC on the clean images (``clean``'s
+    ``probability``) and under every perturbation (the columns of :func:`perturbed_scores` but
+    ``clean``), each on the same images."""
+    from sklearn.metrics import roc_auc_score
+
+    from .evaluation.robustness import CLEAN, perturbation_columns
+
+    assert list(clean.path.astype(str)) == list(perturbed.path.astype(str)), "clean and perturbed rows differ"
+    y = clean.y.to_numpy()
+    aucs = [roc_auc_score(y, clean.probability)] + [
+        roc_auc_score(y, perturbed[c]) for c in perturbation_columns(perturbed) if c != CLEAN
+    ]
+    return float(np.mean(aucs))
 
 
 def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:

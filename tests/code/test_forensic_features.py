@@ -125,6 +125,36 @@ def test_block_dct_statistics_equal_scipy_dct_by_hand():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def spam_by_hand(y: np.ndarray, t: int = 3) -> np.ndarray:
+    """SPAM-686 of a plane, each of the 8 directions walked explicitly (Pevny et al. 2010)."""
+
+    def direction(dy, dx):
+        n = 2 * t + 1
+        counts = np.zeros((n * n, n))
+        h, w = y.shape
+        for i, j in itertools.product(range(h), range(w)):
+            window = [(i + k * dy, j + k * dx) for k in range(4)]
+            if all(0 <= r < h and 0 <= c < w for r, c in window):
+                d = [int(np.clip(np.round(y[window[k]] - y[window[k + 1]]), -t, t)) + t for k in range(3)]
+                counts[d[0] * n + d[1], d[2]] += 1
+        total = counts.sum(axis=1, keepdims=True)
+        return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0).ravel()
+
+    straight = np.mean([direction(*d) for d in ((0, 1), (0, -1), (1, 0), (-1, 0))], axis=0)
+    diagonal = np.mean([direction(*d) for d in ((1, 1), (-1, -1), (1, -1), (-1, 1))], axis=0)
+    return np.concatenate([straight, diagonal])
+
+
+def test_spam_features_equal_the_transition_probabilities_walked_by_hand():
+    from deepfake_detection.models.networks import ResidualParams
+
+    rgb = np.random.default_rng(4).integers(100, 108, size=(15, 12, 3)).astype(np.float64)
+    params = _models().model_copy(update={"residual_cooc": ResidualParams(spam=True)})
+    got = features_of(build_model("residual_cooc", 64, params), rgb)
+    assert got.shape == (11 * 125 + 686,)
+    np.testing.assert_allclose(got[11 * 125 :], spam_by_hand(ycbcr_by_hand(rgb)["Y"]), atol=1e-6)
+
+
 def test_forensic_networks_take_any_size_and_the_head_is_a_standardised_logistic_regression():
     model = build_model("block_dct", 64, _models())
     rng = np.random.default_rng(2)

@@ -133,3 +133,18 @@ def test_the_served_pyfunc_scores_native_pixels_with_its_threshold(project, tmp_
     np.testing.assert_allclose(out.probability_fake, expected, atol=1e-5)
     assert list(out.label) == ["fake" if p >= evaluated["threshold"] else "real" for p in expected]
     assert out.error.isna().all()
+
+
+def test_threshold_scores_validation_under_the_perturbations_for_the_robust_auc(project):
+    import json
+
+    from sklearn.metrics import roc_auc_score
+
+    root, *_ = project
+    info = json.loads((root / paths.stage_metrics("threshold", MODEL)).read_text())
+    val = pd.read_csv(root / paths.predictions(MODEL, "valid"))
+    perturbed = pd.read_csv(root / paths.predictions(MODEL, "valid_perturbed"))
+    assert list(perturbed.columns[-2:]) == ["clean", "jpeg_75"] and list(perturbed.path) == list(val.path)
+    np.testing.assert_allclose(perturbed.clean, val.probability, atol=1e-5)  # one scoring path
+    by_hand = (roc_auc_score(val.y, val.probability) + roc_auc_score(val.y, perturbed.jpeg_75)) / 2
+    assert info["val"]["robust_auc"] == pytest.approx(by_hand, abs=1e-9)

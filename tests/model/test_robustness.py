@@ -106,7 +106,7 @@ def test_the_mlflow_run_holds_the_metrics_the_figure_and_the_table(project):
 
 
 def test_perturbed_scores_are_deterministic_and_the_patch_view_scores_like_predict_split(project, monkeypatch):
-    from deepfake_detection.reporting import _score_patches, load_final_model
+    from deepfake_detection.reporting import _score_native, load_final_model
     from deepfake_detection.stages.robustness import perturbed_scores
 
     root, params, _, _ = project
@@ -123,7 +123,7 @@ def test_perturbed_scores_are_deterministic_and_the_patch_view_scores_like_predi
 
     patches = parse_params({**TINY, "data": {**TINY["data"], "view": "patches", "patch_size": 32}})
     by_patch = perturbed_scores(model, rows, patches)
-    reference = _score_patches(model, rows.path.astype(str), patches)
+    reference = _score_native(model, rows.path.astype(str), patches.data)
     np.testing.assert_allclose(by_patch.clean, reference, atol=1e-5)
 
 

@@ -124,11 +124,10 @@ class CooccurrenceHistogram(layers.Layer):
             a, b, c = q[:, :, :-2], q[:, :, 1:-1], q[:, :, 2:]
         else:
             a, b, c = q[:, :-2], q[:, 1:-1], q[:, 2:]
-        ab = ops.one_hot(ops.reshape(a * bins + b, (ops.shape(a)[0], -1)), bins * bins)  # (batch, N, 25)
-        oc = ops.one_hot(ops.reshape(c, (ops.shape(c)[0], -1)), bins)  # (batch, N, 5)
-        counts = ops.einsum("bnk,bnl->bkl", ab, oc)  # (batch, 25, 5)
-        total = ops.cast(ops.shape(ab)[1], counts.dtype)
-        return ops.reshape(counts, (-1, bins**3)) / ops.maximum(total, 1.0)
+        index = ops.reshape((a * bins + b) * bins + c, (ops.shape(a)[0], -1))  # (batch, N)
+        counts = ops.cast(ops.bincount(index, minlength=bins**3), "float32")  # one histogram per row
+        total = ops.cast(ops.shape(index)[1], counts.dtype)
+        return counts / ops.maximum(total, 1.0)
 
     def call(self, residuals):
         t, e = self.truncation, self.border
@@ -186,6 +185,59 @@ class BlockDCTStatistics(layers.Layer):
         return {**super().get_config(), "eps": self.eps}
 
 
+SPAM_T = 3  # SPAM's truncation: differences clipped to [-3, 3]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SPAMFeatures(layers.Layer):
+    """SPAM-686 (Pevny, Bas and Fridrich 2010; second order, T = 3) of a plane ``(batch, h, w, 1)``:
+    for each of 8 directions ``d``, the differences ``D(p) = x(p) - x(p + d)`` rounded (half to even)
+    and clipped to [-3, 3], and the Markov transition probabilities ``P(D(p + 2d) | D(p), D(p + d))``
+    (343 values, index ``49 a + 7 b + c``; 0 where a pair never occurs); the 4 straight directions
+    averaged, then the 4 diagonal ones: 686 features. A direction and its opposite see the same
+    windows of four pixels, their triples reversed and negated, so the opposite's counts are the
+    forward counts with the axes reversed and flipped (a rounding that is symmetric about 0)."""
+
+    def __init__(self, sqrt: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.sqrt = bool(sqrt)
+
+    @staticmethod
+    def _counts(a, b, c):
+        n = 2 * SPAM_T + 1
+        q = [ops.cast(ops.clip(ops.round(v), -SPAM_T, SPAM_T) + SPAM_T, "int32") for v in (a, b, c)]
+        index = ops.reshape((q[0] * n + q[1]) * n + q[2], (ops.shape(a)[0], -1))
+        return ops.reshape(ops.cast(ops.bincount(index, minlength=n**3), "float32"), (-1, n, n, n))
+
+    @staticmethod
+    def _transitions(counts):
+        n = 2 * SPAM_T + 1
+        total = ops.sum(counts, axis=-1, keepdims=True)
+        return ops.reshape(ops.where(total > 0, counts / ops.maximum(total, 1.0), 0.0), (-1, n**3))
+
+    def _both_ways(self, d, slices):
+        """Transition features of a direction and of its opposite, from its differences ``d``."""
+        counts = self._counts(*(d[:, rows, cols] for rows, cols in slices))
+        opposite = ops.flip(ops.transpose(counts, (0, 3, 2, 1)), axis=(1, 2, 3))
+        return [self._transitions(counts), self._transitions(opposite)]
+
+    def call(self, plane):
+        x = plane[..., 0]
+        whole, head, mid, tail = slice(None), slice(None, -2), slice(1, -1), slice(2, None)
+        straight = self._both_ways(x[:, :, :-1] - x[:, :, 1:], [(whole, head), (whole, mid), (whole, tail)])
+        straight += self._both_ways(x[:, :-1, :] - x[:, 1:, :], [(head, whole), (mid, whole), (tail, whole)])
+        diagonal = self._both_ways(x[:, :-1, :-1] - x[:, 1:, 1:], [(head, head), (mid, mid), (tail, tail)])
+        diagonal += self._both_ways(x[:, :-1, 1:] - x[:, 1:, :-1], [(head, tail), (mid, mid), (tail, head)])
+        features = ops.concatenate([ops.mean(ops.stack(straight), axis=0), ops.mean(ops.stack(diagonal), axis=0)], -1)
+        return ops.sqrt(features) if self.sqrt else features
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * (2 * SPAM_T + 1) ** 3)
+
+    def get_config(self):
+        return {**super().get_config(), "sqrt": self.sqrt}
+
+
 # --------------------------------------------------------------------------- blocks
 
 
@@ -215,6 +267,14 @@ def residual_block(x, name: str = "residual", *, sqrt: bool = False):
     groups = [[m for m, n in enumerate(names) if n == feature] for feature in residual_features()]
     # The 5x5 valid convolution already dropped 2 px a side; 2 more make BORDER.
     return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, sqrt=sqrt, name=f"{name}_cooccurrence")(residuals)
+
+
+def spam_block(x, name: str = "spam", *, sqrt: bool = False):
+    """YCbCr ``(b, h, w, 3)`` -> :class:`SPAMFeatures` of Y."""
+    y = layers.Conv2D(1, 1, use_bias=False, trainable=False, name=f"{name}_luma")
+    luma = y(x)
+    y.set_weights([np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1)])
+    return SPAMFeatures(sqrt=sqrt, name=f"{name}_transitions")(luma)
 
 
 def multiscale_residual_block(x, scales=(1,), *, sqrt: bool = False):

@@ -163,19 +163,9 @@ class ForensicParams(NetworkParams):
     # Degraded copies added to the training images (same label): what makes high-pass statistics
     # survive re-compression and resampling (benchmarks/README.md). [] trains on clean images.
     degrade: list[Degradation] = []
-    # Residual co-occurrences at each scale: 1 the image, 2 its 2x2 block average (residual_cooc).
-    scales: list[int] = Field([1], min_length=1)
-    hellinger: bool = False  # the square root of the histograms before the head
     # single: one logistic regression on clean + degraded copies. gated: a clean expert, an expert
     # with the degraded copies and a gate that routes each image by whether it looks degraded.
     head: Literal["single", "gated"] = "single"
-
-    @field_validator("scales")
-    @classmethod
-    def _scales(cls, v):
-        if len(set(v)) != len(v) or any(s < 1 or s > 4 for s in v):
-            raise ValueError(f"scales must be distinct whole numbers from 1 to 4, got {v}")
-        return v
 
     @model_validator(mode="after")
     def _gated_needs_copies(self):
@@ -186,18 +176,39 @@ class ForensicParams(NetworkParams):
         return self
 
 
-@network("residual_cooc", params=ForensicParams, view="native", fit="linear")
-def build_residual_cooc(image_size: int, params: ForensicParams, *, backbone_trainable: bool = True):
-    """YCbCr -> 11 fixed high-pass residuals -> co-occurrence histograms (1,375 per scale) -> logistic head.
+class ResidualParams(ForensicParams):
+    """``residual_cooc``: which residual statistics feed its head."""
+
+    # Residual co-occurrences at each scale: 1 the image, 2 its 2x2 block average.
+    scales: list[int] = Field([1], min_length=1)
+    spam: bool = False  # also SPAM-686 of Y (second-order Markov features of pixel differences)
+    hellinger: bool = False  # the square root of the histograms before the head
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if len(set(v)) != len(v) or any(s < 1 or s > 4 for s in v):
+            raise ValueError(f"scales must be distinct whole numbers from 1 to 4, got {v}")
+        return v
+
+
+@network("residual_cooc", params=ResidualParams, view="native", fit="linear")
+def build_residual_cooc(image_size: int, params: ResidualParams, *, backbone_trainable: bool = True):
+    """YCbCr -> 11 fixed high-pass residuals -> co-occurrence histograms (1,375 per scale; with
+    ``spam``, SPAM-686 of Y beside them; with ``hellinger``, square roots) -> logistic head(s).
 
     ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
-    from .forensic import forensic_model, multiscale_residual_block
+    from keras import layers
 
-    return forensic_model(
-        "residual_cooc",
-        lambda x: multiscale_residual_block(x, params.scales, sqrt=params.hellinger),
-        head=params.head,
-    )
+    from .forensic import forensic_model, multiscale_residual_block, spam_block
+
+    def extract(x):
+        features = multiscale_residual_block(x, params.scales, sqrt=params.hellinger)
+        if params.spam:
+            features = layers.Concatenate(name="residual_spam")([features, spam_block(x, sqrt=params.hellinger)])
+        return features
+
+    return forensic_model("residual_cooc", extract, head=params.head)
 
 
 @network("block_dct", params=ForensicParams, view="native", fit="linear")

@@ -97,6 +97,8 @@ def selection_value(y, p, threshold: float, metric: str, n_bins: int = 10) -> fl
     every stage uses."""
     from ..evaluation.metrics import binary_metrics
 
+    if metric == "val_robust_auc":
+        raise ValueError("val_robust_auc needs the perturbed validation images, not scores: the stored tags decide")
     return float(binary_metrics(y, p, threshold, n_bins)[metric.removeprefix("val_")])
 
 

@@ -13,7 +13,6 @@ is run again.
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import matplotlib.pyplot as plt
@@ -22,7 +21,6 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params
-from ..data.perturb import image_seed, perturb
 from ..evaluation.ensemble import KINDS, Ensemble
 from ..evaluation.report import read_json
 from ..evaluation.robustness import (
@@ -33,51 +31,9 @@ from ..evaluation.robustness import (
     robustness_table,
     write_report,
 )
+from ..reporting import perturbed_scores
 
 logger = logging.getLogger(__name__)
-
-CHUNK = 64  # test images read, perturbed and scored at a time: memory stays bounded by this
-
-
-def score_encoded(model, contents: list[bytes], params: Params) -> np.ndarray:
-    """P(fake) of encoded images exactly as :func:`deepfake_detection.reporting.predict_split`
-    scores files, under the model's own view (``views.score_encoded``)."""
-    from ..data.views import score_encoded as score
-    from ..data.views import view_of
-
-    return score(model.predict_on_batch, contents, view_of(params.data, model.name))
-
-
-def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = CHUNK) -> pd.DataFrame:
-    """``rows`` (manifest rows: path, label, subgroup) with ``y`` and one P(fake) column per
-    perturbation, ``clean`` first. Images (files or shard records) are read in order, and
-    perturbed and scored ``chunk`` at a time."""
-    from .. import LABELS
-    from ..data.shards import iter_contents
-
-    r = params.robustness
-    operations = {name: spec.model_dump() for name, spec in r.perturbations.items()}
-    files = rows.path.astype(str).tolist()
-    stream = iter_contents(files)  # files or shard records (`ingest --shards`), read in order
-    columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in operations}}
-    for start in range(0, len(files), chunk):
-        names = files[start : start + chunk]
-        contents = list(itertools.islice(stream, len(names)))
-        columns[CLEAN].append(score_encoded(model, contents, params))
-        for name, ops in operations.items():
-            changed = [perturb(c, ops, seed=image_seed(r.seed, f)) for c, f in zip(contents, names)]
-            columns[name].append(score_encoded(model, changed, params))
-    out = pd.DataFrame(
-        {
-            "path": files,
-            "label": rows.label.to_numpy(),
-            "y": rows.label.astype(str).map(LABELS.index).to_numpy(),
-            "subgroup": rows.subgroup.to_numpy() if "subgroup" in rows else "",
-        }
-    )
-    for name, parts in columns.items():
-        out[name] = np.concatenate(parts) if parts else np.array([], dtype=float)
-    return out
 
 
 def _settings(params: Params) -> dict[str, object]:
