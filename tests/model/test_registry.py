@@ -271,7 +271,9 @@ def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None
             "test_auc_ci95": {"low": 0.4, "high": 0.6},
         }
 
-    for name in ("resnet50", "efficientnet_b0", "light_se_cnn", "efficientnet_b0_dual_attention"):
+    from deepfake_detection.models import MODEL_NAMES
+
+    for name in MODEL_NAMES:
         f = paths.stage_metrics("evaluate", name)
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(result(name, "single", 0.88 if name == "light_se_cnn" else 0.5)))

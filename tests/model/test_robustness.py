@@ -191,7 +191,7 @@ def test_the_ensembles_combine_their_members_stored_combination_and_the_report_j
         assert f"| {name}" in report, name
     assert "Test ROC AUC" in report and "accuracy at the tuned threshold" in report and "blur_2" in report
     table = pd.read_csv(paths.ROBUSTNESS_CSV)
-    assert len(table) == 8 * 3 and set(table.perturbation) == {"clean", "jpeg_50", "blur_2"}
+    assert len(table) == (len(names) + len(KINDS)) * 3 and set(table.perturbation) == {"clean", "jpeg_50", "blur_2"}
     assert "Test ROC AUC" in result.output
     _, runs = _runs(in_tmp, "robustness-report")
     assert len(runs) == 1
