@@ -23,12 +23,19 @@ from deepfake_detection import paths
 from deepfake_detection.cli import cli
 from deepfake_detection.config import parse_params
 from deepfake_detection.evaluation.ensemble import KINDS, fit_ensemble
-from deepfake_detection.models import MODEL_NAMES, final_stage
+from deepfake_detection.models import MODEL_NAMES, SPECS, final_stage
 from deepfake_detection.stages import external
 
 EXPERIMENT = "test-external"
 # +1: P(fake) rises with brightness (right on the folder below); -1: falls (AUC 0 there)
-SIGNS = {"resnet50": 1.0, "efficientnet_b0": 0.5, "light_se_cnn": 2.0, "efficientnet_b0_dual_attention": -1.0}
+SIGNS = {
+    "resnet50": 1.0,
+    "efficientnet_b0": 0.5,
+    "light_se_cnn": 2.0,
+    "efficientnet_b0_dual_attention": -1.0,
+    "residual_cooc": 1.5,  # the forensic networks take each image whole, at its own size (48x40 here)
+    "block_dct": 0.8,
+}
 REALS, FAKES = [20, 40, 60, 80, 100], [150, 170, 190, 210, 230]  # gray levels
 THRESHOLD = 0.5
 
@@ -42,10 +49,10 @@ def _params(folders: dict[str, str], view: str = "resize") -> dict:
     }
 
 
-def _detector(path: Path, sign: float) -> None:
+def _detector(path: Path, sign: float, native: bool = False) -> None:
     import keras
 
-    inp = keras.Input((32, 32, 3))
+    inp = keras.Input((None, None, 3) if native else (32, 32, 3))
     out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(inp))
     model = keras.Model(inp, out)
     model.layers[-1].set_weights([np.full((3, 1), sign * 0.01, np.float32), np.array([-sign * 3.825], np.float32)])
@@ -69,7 +76,7 @@ def project(tmp_path_factory):
     """Models, thresholds and ensembles of a finished pipeline, and an outside folder."""
     root = tmp_path_factory.mktemp("external")
     for m, sign in SIGNS.items():
-        _detector(root / paths.model_file(m, final_stage(m)), sign)
+        _detector(root / paths.model_file(m, final_stage(m)), sign, native=SPECS[m].view == "native")
         tracking_file = root / paths.stage_metrics("threshold", m)
         tracking_file.parent.mkdir(parents=True, exist_ok=True)
         tracking_file.write_text(json.dumps({"threshold": THRESHOLD, "method": "youden"}))
@@ -78,9 +85,9 @@ def project(tmp_path_factory):
     evaluate.write_text(json.dumps({"test": {"tuned": {"auc": 0.9, "average_precision": 0.8, "eer": 0.2}}}))
     rng = np.random.default_rng(0)  # validation scores the ensembles are fit on, as the ensemble stage does
     y_val = np.array([0, 1] * 20)
-    P_val = np.clip(0.5 + 0.3 * (y_val[:, None] - 0.5) + rng.normal(0, 0.2, (40, 4)), 0, 1)
+    P_val = np.clip(0.5 + 0.3 * (y_val[:, None] - 0.5) + rng.normal(0, 0.2, (40, len(MODEL_NAMES))), 0, 1)
     for kind in KINDS:
-        ens = fit_ensemble(kind, list(MODEL_NAMES), P_val, y_val, [THRESHOLD] * 4)
+        ens = fit_ensemble(kind, list(MODEL_NAMES), P_val, y_val, [THRESHOLD] * len(MODEL_NAMES))
         ens.threshold = 0.5
         out = root / paths.ensemble_file(f"ensemble_{kind}")
         out.parent.mkdir(parents=True, exist_ok=True)

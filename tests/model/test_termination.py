@@ -136,6 +136,10 @@ def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkey
             base.assign(probability=np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 40), 0, 1)).to_csv(
                 out, index=False
             )
+            if split == "valid":  # the threshold stage's perturbed validation scores (val_robust_auc)
+                base.assign(clean=0.5, jpeg_75=0.5).to_csv(
+                    in_tmp / paths.predictions(m, "valid_perturbed"), index=False
+                )
     for m in members:
         f = in_tmp / paths.stage_metrics("threshold", m)
         f.parent.mkdir(parents=True, exist_ok=True)

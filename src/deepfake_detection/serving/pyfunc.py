@@ -458,13 +458,13 @@ def log_detector(
     for v in [view, *member_views]:
         if v not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, not {v!r}")
-    if faces and any(v != "resize" for v in member_views):
-        raise ValueError(
-            "faces are scored resized: a native-resolution member (patches or native view) cannot score them"
-        )
     if view == "patches" and faces:
         raise ValueError(
             "the patch view scores native-resolution crops of whole images: it does not combine with faces"
+        )
+    if faces and any(v != "resize" for v in member_views):
+        raise ValueError(
+            "faces are scored resized: a native-resolution member (patches or native view) cannot score them"
         )
     artifacts = {f"{MEMBER_PREFIX}{i}": str(p) for i, p in enumerate(paths)}
     if int(max_pixels) < 1:
