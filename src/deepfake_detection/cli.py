@@ -284,6 +284,37 @@ def register(force, params_path):
 
 
 @cli.command()
+@click.argument("model_uri")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the card to this Markdown file [default: print it].",
+)
+@params_option
+def card(model_uri, output, params_path):
+    """Print the model card of a logged detector: MODEL_URI is models:/deepfake-detector/3,
+    models:/deepfake-detector@champion or models:/m-<id>. What it detects and its decision rule,
+    training data, test metrics with 95% intervals, calibration, robustness and its limits,
+    cross-dataset figures, training recipe, lineage, how to call it. Read from this project's
+    metrics/ (the files `dvc repro` wrote for the model it was made from). `register` writes the
+    same card as each version's description and as model_card.md beside its model."""
+    from mlflow.exceptions import MlflowException
+
+    params = _params(params_path)
+    _tracking()
+    try:
+        text = _run_stage("register", model_uri, params, function="card_of")
+    except MlflowException as err:
+        raise click.ClickException(f"{model_uri}: {err.message}") from None
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"model card written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
 @params_option
 def external(params_path):
     """Cross-dataset evaluation: score every final model and ensemble on each labelled folder of

@@ -155,7 +155,13 @@ def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
     t = params.threshold
     result = select_threshold(val.y, val.probability, t.method, t.target)
     val_metrics = binary_metrics(val.y, val.probability, result.threshold, params.evaluate.n_bins)
-    info = {"threshold": result.threshold, "method": result.method, "target": result.target, "val": val_metrics}
+    info = {
+        "threshold": result.threshold,
+        "method": result.method,
+        "target": result.target,
+        "val": val_metrics,
+        "run_id": tracking.active_run_id(),  # lineage: the model card names this run
+    }
     tracking.log_metrics({"threshold": result.threshold})
     tracking.log_metrics(val_metrics, prefix="val_")
     fig = plot_roc_with_threshold(result, f"{name}: validation ROC, {t.method} threshold")
@@ -181,6 +187,7 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
         "test": {"tuned": tuned, "0.5": default},
         "test_auc_ci95": {"low": low, "high": high},
         "subgroups": json.loads(groups.to_json(orient="records")),
+        "runs": {"threshold": chosen.get("run_id"), stage: tracking.active_run_id()},  # lineage
     }
     tracking.write_json(result, paths.stage_metrics(stage, name))
     tracking.write_json(headline(result), paths.scores(name))
@@ -206,6 +213,8 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tracking.log_metrics(tuned, prefix="test_")
     tracking.log_metrics(default, prefix="test_at_0.5_")
     tracking.log_metrics({"auc_ci95_low": low, "auc_ci95_high": high}, prefix="test_")
+    if chosen.get("run_id") != tracking.active_run_id():  # a model's evaluate run: its row in the runs list
+        tracking.log_metrics({"val_auc": chosen["val"]["auc"], "threshold": t})
     tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
     for row in groups.itertuples():
         tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")

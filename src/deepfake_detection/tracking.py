@@ -7,7 +7,8 @@ a temporary copy of the project, and ``DVC_ROOT`` names the project that queued 
 land in the same store as every other run. Every run carries the tags ``stage``,
 ``git_commit``, ``data_digest``, ``model`` (per-model stages) and, under ``dvc exp run``,
 ``dvc_exp`` (the experiment's name: one tag groups all the runs of one experiment) and
-``dvc_baseline`` (the commit the experiment started from). Each run also records the splits
+``dvc_baseline`` (the commit the experiment started from), and under DVC ``pipeline_run`` (one id
+per ``dvc repro``: filter ``tags.pipeline_run = "..."``, lineage.py). Each run also records the splits
 of the dataset it read as MLflow dataset inputs (:data:`STAGE_SPLITS`), named
 ``<data dir>@<data digest>``, with the split as context.
 """
@@ -175,9 +176,14 @@ def data_digest(dvc_file: Path = DATA_DVC) -> str:
 def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    from .lineage import pipeline_run
+
     tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
     if model:
         tags["model"] = model
+    repro = pipeline_run()
+    if repro:
+        tags["pipeline_run"] = repro
     for tag, var in (("dvc_exp", "DVC_EXP_NAME"), ("dvc_baseline", "DVC_EXP_BASELINE_REV")):
         if os.environ.get(var):
             tags[tag] = os.environ[var]
@@ -251,6 +257,12 @@ def log_external_dataset(name: str, rows, source: str | Path, digest: str) -> No
             rows.reset_index(drop=True), source=str(source), targets="label", name=f"{name}@{digest[:8]}"
         )
     mlflow.log_input(dataset, context="external")
+
+
+def active_run_id() -> str | None:
+    """The id of the active MLflow run (written beside a stage's results: its lineage), or None."""
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
 
 
 def log_params(settings: dict[str, object]) -> None:
@@ -358,3 +370,17 @@ def log_pyfunc(
 
 def set_tags(tags: dict[str, object]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_model_card(model_id: str, card: str, tags: dict[str, str]) -> None:
+    """The model card (Markdown) as ``model_card.md`` beside the logged model's files and in the
+    active run, and ``tags`` (which model it is: ``source_model``, ``kind``) on the logged model."""
+    import tempfile
+
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model_card.md"
+        path.write_text(card, encoding="utf-8")
+        client.log_model_artifact(model_id, str(path))
+    mlflow.log_text(card, "model_card.md")
+    client.set_logged_model_tags(model_id, {k: str(v) for k, v in tags.items()})

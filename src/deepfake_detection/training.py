@@ -220,13 +220,14 @@ def fit(
         metrics.update(
             epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor), train_seconds=round(seconds, 2)
         )
+        tracking.log_metrics({(k if k.startswith("best_") else f"best_{k}"): v for k, v in metrics.items()})
+        metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
-        tracking.log_metrics({f"best_{k}": v for k, v in metrics.items()})
         tracking.log_figure(plot_history(history, f"{stage} {model_name}"), "training_curves.png")
         tracking.log_artifact(history_csv)
         model.save(out)
         tracking.log_artifact(out, "keras")
         example = next(iter(val_ds))[0].numpy()[:2]
-        tracking.log_keras_model(model, name="model", input_example=example)
+        tracking.log_keras_model(model, name=model_name, input_example=example)  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics

@@ -166,6 +166,18 @@ def auc_interval(y, p, confidence: float = 0.95, n_boot: int = 2000, seed: int =
     return float(low), float(high)
 
 
+def proportion_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (accuracy, recall, ...: counts from
+    :func:`binary_metrics`); ``(nan, nan)`` when ``n`` is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def confusion(y, p, threshold: float) -> dict:
     """Confusion matrix at ``threshold``: rows = true class, columns = predicted, order
     ``labels`` = ["real", "fake"]. ``normalized`` divides each row by its true-class count (a
