@@ -121,6 +121,10 @@ def test_every_stage_run_is_tagged_and_traceable(store):
     assert {r.info.run_name for r in by_stage["threshold"]} == {f"threshold-{m}" for m in MODELS}
     assert len(by_stage["evaluate"]) == 4 and len(by_stage["ensemble"]) == 4
     assert {"prepare", "summary", "register"} <= set(by_stage)
+    # one `dvc repro`: one pipeline_run tag on every run; each evaluate run is a model's row
+    assert len({r.data.tags["pipeline_run"] for r in runs}) == 1
+    for r in by_stage["evaluate"]:
+        assert {"val_auc", "test_auc", "test_auc_ci95_low", "test_auc_ci95_high", "threshold"} <= set(r.data.metrics)
 
 
 def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
@@ -145,7 +149,7 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
     import keras
 
     saved = keras.models.load_model(store / "artifacts" / "models" / "light_se_cnn" / "train.keras", compile=False)
-    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/light_se_cnn")  # named after its network
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
         np.asarray(logged.predict(x)).reshape(-1), saved.predict(x, verbose=0).reshape(-1), atol=1e-5
