@@ -101,6 +101,20 @@ def compile_model(model, lr, params: Params) -> None:
     )
 
 
+def learning_rate_in_logs():
+    """A callback that adds the epoch's learning rate (``learning_rate``: the scheduled value under
+    a cosine schedule) to the epoch's logs, which the callbacks after it share: the history CSV
+    and MLflow record it."""
+    import keras
+
+    class _LearningRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return _LearningRate()
+
+
 def plot_history(history: pd.DataFrame, title: str):
     import matplotlib
 
@@ -191,6 +205,7 @@ def fit(
     ):
         callbacks = [
             keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
+            learning_rate_in_logs(),  # before the CSV logger: the history file gets its learning_rate column
             keras.callbacks.CSVLogger(str(history_csv)),
             tracking.epoch_logger(),
         ]

@@ -201,11 +201,14 @@ def test_dvc_plots_render_offline(project):
     for library in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
         assert f'<script data-library="{library}' in html, library
     assert "vegaEmbed(" in html and len(html) > 800_000
-    # the ensembles' and the summary's figures are plots too; the confusion axes say which label is fake
+    # the page leads with the answer; the ensembles' and the summary's figures are plots too; the
+    # confusion axes say which label is fake
+    body = html[html.index("<body") :]
+    first = body[body.index('"title": {"text": "') :][:100]
+    assert "The answer: test ROC of every model and ensemble" in first, first
     for plot in (
-        "plots/ensemble/ensemble_stacking/confusion.json",
-        "Test ROC of the ensembles",
-        "ensemble_weighted/roc.png",
+        "ensemble_stacking: test confusion at its tuned threshold",
+        "ensemble_weighted/pr.png",
         "roc_all.png",
     ):
         assert plot in html, plot

@@ -95,6 +95,25 @@ MARK = " *"  # after the name of the model the register stage picks
 TIE = 1e-9
 
 
+def roc_rows(curves: dict[str, tuple], aucs: dict[str, float]) -> list[dict]:
+    """Every model's and ensemble's test ROC points in one DVC plot file (``{"roc": rows}``, the
+    ``roc_models`` template): ``model`` (its name and test AUC), ``kind``, ``colour``
+    (:func:`~.metrics.model_colour`, as in every figure), ``rank`` (best AUC first), ``step``
+    (the point's order on its curve), ``fpr``, ``tpr``, ``threshold``."""
+    from .metrics import dvc_roc_points, model_colour
+
+    ranked = sorted(curves, key=lambda n: (-aucs[n], n))
+    rows = []
+    for rank, name in enumerate(ranked):
+        label = f"{name} ({aucs[name]:.3f})"
+        kind = "ensemble" if name.startswith("ensemble_") else "single"
+        for step, point in enumerate(dvc_roc_points(*curves[name])):
+            rows.append(
+                {"model": label, "kind": kind, "colour": model_colour(name), "rank": rank, "step": step, **point}
+            )
+    return rows
+
+
 def tie_notes(results: list[dict], weights: dict[str, dict[str, float]]) -> list[str]:
     """Why two rows show the same numbers: an ensemble whose weights (``{ensemble: {member:
     weight}}``) put all on one member is that member; other models with the same validation and

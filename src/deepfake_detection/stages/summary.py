@@ -11,7 +11,7 @@ from .. import paths, tracking
 from ..config import Params
 from ..evaluation.metrics import plot_roc_overlay
 from ..evaluation.report import load_predictions, load_results, read_json
-from ..evaluation.summary import summary_rows, summary_table, tie_notes, write_summary
+from ..evaluation.summary import roc_rows, summary_rows, summary_table, tie_notes, write_summary
 from .register import pick_best
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ def run(params: Params):
     table = summary_table(summary_rows(results))
     chosen = pick_best(results, params.register.metric)["model"]  # the register stage's own choice
     notes = tie_notes(results, _weights(results))
-    with paths.removed_on_failure(paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL):  # nothing half-written
+    with paths.removed_on_failure(
+        paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL, paths.ROC_ALL_PLOT
+    ):  # nothing half-written
         paths.REPORTS.mkdir(parents=True, exist_ok=True)
         write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD, chosen, params.register.metric, notes)
         curves = {}
@@ -42,6 +44,8 @@ def run(params: Params):
             curves[r["model"]] = (test.y.to_numpy(), test.probability.to_numpy())
         fig = plot_roc_overlay(curves, "Test ROC of every model and ensemble")
         fig.savefig(paths.ROC_ALL, dpi=100, bbox_inches="tight")
+        aucs = {r["model"]: r["test"]["tuned"]["auc"] for r in results}
+        tracking.write_json({"roc": roc_rows(curves, aucs)}, paths.ROC_ALL_PLOT)  # the plots page's first chart
         with tracking.stage_run("summary", params):
             tracking.log_artifact(paths.SUMMARY_CSV)
             tracking.log_artifact(paths.SUMMARY_MD)
