@@ -366,6 +366,21 @@ def robustness_report(params_path):
     _run_stage("robustness", _params(params_path), function="run_report")
 
 
+@cli.command()
+@click.option("--width", type=click.IntRange(min=40), default=120, show_default=True, help="Characters per line.")
+def compare(width):
+    """Compare the DVC experiments in a terminal: each experiment's registered model (val_auc,
+    test_auc with its 95% interval, threshold) and the params that differ between rows. Runs
+    `dvc exp show --csv --only-changed --drop 'metrics/(scores|robustness|external)' --keep
+    metrics/registered.json` and prints it with short column names, 3 decimals, at most WIDTH wide."""
+    from .compare import main
+
+    try:
+        click.echo(main(width=width))
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
+
+
 # ----------------------------------------------------------------------------- inference
 model_uri_option = click.option(
     "--model",
