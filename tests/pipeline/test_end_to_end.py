@@ -109,6 +109,30 @@ def test_champion_predicts_from_the_registry_with_its_threshold(store):
     assert version.description
 
 
+def test_the_champions_description_is_its_model_card_with_the_pipelines_own_numbers(store):
+    version = mlflow.MlflowClient().get_model_version_by_alias("deepfake-detector", "champion")
+    card = version.description
+    registered = json.loads((store / "metrics" / "registered.json").read_text())
+    source = version.tags["source_model"]
+    assert card.startswith(f"# Model card: deepfake-detector version {version.version} (`{source}`")
+    assert f"Test ROC AUC **{registered['test_auc']:.4f}** (95% interval {registered['test_auc_low']:.4f}-" in card
+    assert f"probability_fake >= {registered['threshold']:.4f}" in card
+    # Limitations: the worst perturbation of reports/robustness.csv (register runs after the robustness stages)
+    robustness = pd.read_csv(store / "reports" / "robustness.csv")
+    own = robustness[(robustness.model == source) & (robustness.perturbation != "clean")]
+    worst = own.sort_values(["auc", "perturbation"]).iloc[0]
+    limitations = card.split("\n## Limitations\n", 1)[1]
+    assert (
+        f"**Worst perturbation: `{worst.perturbation}`**" in limitations and f"test AUC {worst.auc:.3f}" in limitations
+    )
+    assert "mlflow.pyfunc.load_model(" in card and "curl -s" in card and "deepfake-detect predict" in card
+    # its source run is the candidate's evaluate (or ensemble) run, whose row has the headline metrics
+    run = mlflow.get_run(version.run_id)
+    assert run.data.tags["stage"] in ("evaluate", "ensemble") and run.data.tags["model"] == source
+    assert run.data.metrics["test_auc"] == pytest.approx(registered["test_auc"])
+    assert f"`{run.info.run_name}` run" in card and run.info.run_id in card
+
+
 def test_every_stage_run_is_tagged_and_traceable(store):
     runs = mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list")
     by_stage: dict[str, list] = {}
