@@ -199,9 +199,9 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     matrices = {"tuned": confusion(y, p, t), "0.5": confusion(y, p, 0.5)}
     tracking.write_json(matrices, plot_dir / "confusion_matrices.json")
     figures = {
-        "confusion_tuned.png": plot_confusion(y, p, t, False, f"{name}: test, threshold {t:.3f}"),
-        "confusion_tuned_normalized.png": plot_confusion(y, p, t, True, f"{name}: test, threshold {t:.3f}"),
-        "confusion_0.5.png": plot_confusion(y, p, 0.5, False, f"{name}: test, threshold 0.5"),
+        "confusion_tuned.png": plot_confusion(y, p, t, False, f"{name}: test, tuned threshold"),
+        "confusion_tuned_normalized.png": plot_confusion(y, p, t, True, f"{name}: test, tuned, share of each class"),
+        "confusion_0.5.png": plot_confusion(y, p, 0.5, False, f"{name}: test, fixed threshold"),
         "roc.png": plot_roc(y, p, f"{name}: test ROC", name=name),
         "pr.png": plot_pr(y, p, f"{name}: test precision-recall", name=name),
     }
@@ -215,7 +215,9 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tracking.log_metrics({"auc_ci95_low": low, "auc_ci95_high": high}, prefix="test_")
     if chosen.get("run_id") != tracking.active_run_id():  # a model's evaluate run: its row in the runs list
         tracking.log_metrics({"val_auc": chosen["val"]["auc"], "threshold": t})
-    tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
+    _write_csv(groups, plot_dir / "subgroups.csv")  # a DVC output: header only when the data name no subgroups
+    if not groups.empty:  # an empty table is not logged to the run
+        tracking.log_artifact(plot_dir / "subgroups.csv", "evaluation")
     for row in groups.itertuples():
         tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
     return result

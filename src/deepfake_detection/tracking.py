@@ -321,16 +321,28 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
+OPTIMIZER_PARAMS = ("name", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "global_clipnorm")
+
+
 def epoch_logger():
-    """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the optimizer's
-    settings as ``optimizer_*`` params, the model summary as ``model_summary.txt``) logging to the active
-    run, plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
+    """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the model
+    summary as ``model_summary.txt``) logging to the active run; of the optimizer's settings only
+    :data:`OPTIMIZER_PARAMS` as ``optimizer.<name>`` params (set ones; the learning rate is the
+    run's ``lr`` param and its ``learning_rate`` metric), not MLflow's dump of its whole config;
+    plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
     schedule, the value before ReduceLROnPlateau acts otherwise), so every model's curves overlay.
     Its per-evaluation ``validation_*`` metrics are left out: the epoch logs carry ``val_*`` already."""
     import keras
     from mlflow.keras import MlflowCallback
 
     class _EpochLogger(MlflowCallback):
+        def on_train_begin(self, logs=None):
+            config = self.model.optimizer.get_config()
+            log_params({f"optimizer.{k}": config[k] for k in OPTIMIZER_PARAMS if config.get(k) is not None})
+            summary: list[str] = []
+            self.model.summary(print_fn=lambda line, *args, **kwargs: summary.append(line))
+            mlflow.log_text("\n".join(summary), artifact_file="model_summary.txt")
+
         def on_epoch_end(self, epoch, logs=None):
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             super().on_epoch_end(epoch, {**(logs or {}), "learning_rate": lr})

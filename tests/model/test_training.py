@@ -65,6 +65,10 @@ def test_train_stage_saves_model_metrics_history_and_logs_its_run(project):
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(run.info.run_id, "val_auc")) == metrics["epochs_run"]
     assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == metrics["epochs_run"]
+    # the optimizer as a few named params, no doubled metric names, the run id beside the results
+    assert run.data.params["optimizer.name"] == "adam" and not any(k.startswith("optimizer_") for k in run.data.params)
+    assert "best_epoch" in run.data.metrics and not any(k.startswith("best_best") for k in run.data.metrics)
+    assert metrics["run_id"] == run.info.run_id
 
 
 def test_same_seed_same_metrics(project, tmp_path):
