@@ -20,6 +20,27 @@ from .models import MODEL_NAMES, TRANSFER_MODELS
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per model download
+
+
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow with the process's stderr (file descriptor 2) pointed at /dev/null:
+    TensorFlow 2.21 writes its start-up lines (abseil's "All log messages before
+    absl::InitializeLog()", oneDNN's notice) before any log-level setting applies. An import
+    error still raises, after stderr is back."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
 
 params_option = click.option(
     "--params",
@@ -436,6 +457,7 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
+    _quiet_tensorflow()
     _tracking()
     try:
         rows = predict_files(
@@ -443,8 +465,8 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
         )
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    if output is None:
-        click.echo(rows.to_string(index=False))
+    if output is None:  # blanks, not None/NaN, where a row has no error, warning or score
+        click.echo(rows.astype(object).where(rows.notna(), "").to_string(index=False))
     elif output.suffix.lower() == ".csv":
         rows.to_csv(output, index=False)
     else:
@@ -505,6 +527,7 @@ def explain(model_uri, images, out_dir, faces):
     """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
     from .explain import explain_files
 
+    _quiet_tensorflow()
     _tracking()
     try:
         written = explain_files(model_uri, list(images), out_dir, faces=faces)
