@@ -508,7 +508,12 @@ def export(model_uri, fmt, out):
 
 
 @cli.command()
-@model_uri_option
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/deepfake-detector@champion, runs:/<id>/<model>, a local model folder or a .keras file.",
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -524,7 +529,10 @@ def export(model_uri, fmt, out):
     "face boxes drawn, one PNG per photo [default: the model's own flag; off for a .keras file].",
 )
 def explain(model_uri, images, out_dir, faces):
-    """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
+    """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE (input | heat map
+    with its colour bar, P(fake) and the label in the title); prints each input's score and
+    the PNG it wrote. Inputs with the same file name are told apart by their folders
+    (fake/00001.jpg -> fake_00001_gradcam.png)."""
     from .explain import explain_files
 
     _quiet_tensorflow()
@@ -533,8 +541,6 @@ def explain(model_uri, images, out_dir, faces):
         written = explain_files(model_uri, list(images), out_dir, faces=faces)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    for path in written:
-        click.echo(path)
     if len(written) < len(images):
         click.echo(
             f"{len(images) - len(written)} image(s) could not be decoded or held no face (see the warnings)", err=True
