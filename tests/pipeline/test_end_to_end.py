@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -393,3 +394,19 @@ def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
     weights = json.loads((store / "artifacts" / "ensembles" / "ensemble_weighted" / "ensemble.json").read_text())
     assert weights["kind"] == "weighted" and sum(weights["weights"]) == pytest.approx(1.0)
     assert "test_auc" in ens.data.metrics and "val_auc" in ens.data.metrics
+
+
+def test_make_screens_regenerates_the_readme_screenshots(project, tmp_path):
+    """tools/screens.py (make screens) on the project's own runs, in headless Chromium."""
+    if not any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chromium on PATH: make screens needs one")
+    dest, _ = project
+    out = sh(sys.executable, str(dest / "tools" / "screens.py"), "--out", str(tmp_path / "screens"), cwd=dest).stdout
+    names = {"mlflow_runs.png", "mlflow_model_version.png", "dvc_plots.png", "dvc_plots_models.png"}
+    assert {Path(line).name for line in out.split()} == names
+    from PIL import Image
+
+    for name in names:
+        with Image.open(tmp_path / "screens" / name) as png:
+            colours = len(set(png.convert("RGB").resize((200, 200)).getdata()))
+        assert colours > 50, f"{name} looks blank ({colours} colours)"
