@@ -140,15 +140,20 @@ def _recipe(facts: dict, params: Params) -> list[str]:
     lines = [
         f"- Input: {size or f'the whole image resized to {data.image_size} x {data.image_size} px'} "
         f"(`data.view: {data.view}`); each network normalizes inside itself.",
-        f"- Loss: binary focal loss gamma {params.loss.gamma:g}, alpha {params.loss.alpha}"
-        + (" (plain cross-entropy)." if params.loss.gamma == 0 and params.loss.alpha is None else "."),
+        "- Loss: "
+        + (
+            "binary cross-entropy (focal gamma 0, no alpha)."
+            if params.loss.gamma == 0 and params.loss.alpha is None
+            else f"binary focal loss, gamma {params.loss.gamma:g}, alpha {params.loss.alpha}."
+        ),
         f"- Optimizer: {'AdamW' if params.train.weight_decay else 'Adam'} at {params.train.lr:g}, "
         f"{params.train.schedule} schedule, early stopping on {params.train.monitor} (best weights restored), "
         f"class weights {'on' if params.train.class_weighting else 'off'}.",
     ]
     for m in facts["members"]:
         section = getattr(params.models, m, None)
-        settings = ", ".join(f"{k} {v}" for k, v in (section.model_dump().items() if section else ()))
+        dumped = section.model_dump() if section else {}
+        settings = ", ".join(f"{k} {v}" for k, v in dumped.items() if v is not None)
         runs = []
         for stage, figures in facts["training"][m].items():
             if figures:
