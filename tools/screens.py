@@ -106,20 +106,18 @@ def mlflow_screens(out: Path, experiment: str, model_name: str, version: str) ->
 
 
 def plots_screens(out: Path) -> list[Path]:
+    """One tall picture of the plots page, cut in two: its top (the answer first) and the part
+    below (each stage's charts)."""
+    from PIL import Image
+
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "dvc_plots"
         subprocess.run(["dvc", "plots", "show", "-o", str(page)], check=True, capture_output=True)
-        url = (page / "index.html").as_uri()
-        top = screenshot(url, out / "dvc_plots.png", window="1400,1200")
-        # further down: the stage charts, after the answer and the ensembles' charts
-        shutil.copy(page / "index.html", page / "models.html")
-        html = (page / "models.html").read_text(encoding="utf-8")
-        scroll = (
-            "<script>window.addEventListener('load', () => setTimeout(() => window.scrollTo(0, 2400), 3000));</script>"
-        )
-        (page / "models.html").write_text(html.replace("</body>", scroll + "</body>"), encoding="utf-8")
-        models = screenshot((page / "models.html").as_uri(), out / "dvc_plots_models.png", window="1400,1200")
-    return [top, models]
+        tall = screenshot((page / "index.html").as_uri(), Path(tmp) / "tall.png", window="1400,2600")
+        with Image.open(tall) as png:
+            png.crop((0, 0, 1400, 1200)).save(out / "dvc_plots.png")
+            png.crop((0, 1200, 1400, 2600)).save(out / "dvc_plots_models.png")
+    return [out / "dvc_plots.png", out / "dvc_plots_models.png"]
 
 
 def main(argv: list[str] | None = None) -> None:
