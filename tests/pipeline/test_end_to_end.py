@@ -220,7 +220,7 @@ def test_dvc_plots_render_offline(project):
     dest, _ = project
     sh("dvc", "plots", "show", "-o", "dvc_plots", cwd=dest)
     html = (dest / "dvc_plots" / "index.html").read_text()
-    assert "roc.json" in html and "confusion.json" in html
+    assert "light_se_cnn: test ROC" in html and "light_se_cnn: test confusion at its tuned threshold" in html
     # the charts need no network: no script from a CDN, the three libraries inlined (.dvc/config's template)
     assert "<script src=" not in html and "cdn.jsdelivr" not in html
     for library in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
