@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv ui mlflow-server bench plots-template clean help
+.PHONY: demo test lint format venv ui mlflow-server bench plots-template compare screens clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,12 @@ ui: $(STAMP)  ## the MLflow UI on the runs of this folder; prints the URL of the
 	@$(BIN)/python -c 'from deepfake_detection import tracking; from deepfake_detection.config import load_params; \
 	  print("Open the runs:", tracking.experiment_url("http://127.0.0.1:$(UI_PORT)", load_params().mlflow.experiment))'
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(UI_PORT)
+
+compare:  ## the DVC experiments in 120 columns: registered model's val/test AUC and threshold, changed params
+	$(BIN)/deepfake-detect compare --width 120
+
+screens: $(STAMP)  ## regenerate docs/screens/ from this project's runs (after make demo; headless chromium)
+	$(BIN)/python tools/screens.py --out docs/screens
 
 # A shared tracking server for a team (README: Working as a team). Give the database and where
 # artifacts go, e.g. make mlflow-server MLFLOW_BACKEND_STORE_URI=postgresql://mlflow@db:5432/mlflow

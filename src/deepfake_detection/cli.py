@@ -20,6 +20,27 @@ from .models import MODEL_NAMES, TRANSFER_MODELS
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per model download
+
+
+def _quiet_tensorflow() -> None:
+    """Import TensorFlow with the process's stderr (file descriptor 2) pointed at /dev/null:
+    TensorFlow 2.21 writes its start-up lines (abseil's "All log messages before
+    absl::InitializeLog()", oneDNN's notice) before any log-level setting applies. An import
+    error still raises, after stderr is back."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
 
 params_option = click.option(
     "--params",
@@ -284,6 +305,37 @@ def register(force, params_path):
 
 
 @cli.command()
+@click.argument("model_uri")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the card to this Markdown file [default: print it].",
+)
+@params_option
+def card(model_uri, output, params_path):
+    """Print the model card of a logged detector: MODEL_URI is models:/deepfake-detector/3,
+    models:/deepfake-detector@champion or models:/m-<id>. What it detects and its decision rule,
+    training data, test metrics with 95% intervals, calibration, robustness and its limits,
+    cross-dataset figures, training recipe, lineage, how to call it. Read from this project's
+    metrics/ (the files `dvc repro` wrote for the model it was made from). `register` writes the
+    same card as each version's description and as model_card.md beside its model."""
+    from mlflow.exceptions import MlflowException
+
+    params = _params(params_path)
+    _tracking()
+    try:
+        text = _run_stage("register", model_uri, params, function="card_of")
+    except MlflowException as err:
+        raise click.ClickException(f"{model_uri}: {err.message}") from None
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"model card written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
 @params_option
 def external(params_path):
     """Cross-dataset evaluation: score every final model and ensemble on each labelled folder of
@@ -333,6 +385,21 @@ def robustness_report(params_path):
     """Join every model's and ensemble's robustness (metrics/robustness/) into
     reports/robustness.md and reports/robustness.csv, and print the tables."""
     _run_stage("robustness", _params(params_path), function="run_report")
+
+
+@cli.command()
+@click.option("--width", type=click.IntRange(min=40), default=120, show_default=True, help="Characters per line.")
+def compare(width):
+    """Compare the DVC experiments in a terminal: each experiment's registered model (val_auc,
+    test_auc with its 95% interval, threshold) and the params that differ between rows. Runs
+    `dvc exp show --csv --only-changed --drop 'metrics/(scores|robustness|external)' --keep
+    metrics/registered.json` and prints it with short column names, 3 decimals, at most WIDTH wide."""
+    from .compare import main
+
+    try:
+        click.echo(main(width=width))
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- inference
@@ -390,6 +457,7 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
+    _quiet_tensorflow()
     _tracking()
     try:
         rows = predict_files(
@@ -397,8 +465,8 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
         )
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    if output is None:
-        click.echo(rows.to_string(index=False))
+    if output is None:  # blanks, not None/NaN, where a row has no error, warning or score
+        click.echo(rows.astype(object).where(rows.notna(), "").to_string(index=False))
     elif output.suffix.lower() == ".csv":
         rows.to_csv(output, index=False)
     else:
@@ -440,7 +508,12 @@ def export(model_uri, fmt, out):
 
 
 @cli.command()
-@model_uri_option
+@click.option(
+    "--model",
+    "model_uri",
+    required=True,
+    help="models:/deepfake-detector@champion, runs:/<id>/<model>, a local model folder or a .keras file.",
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -456,16 +529,18 @@ def export(model_uri, fmt, out):
     "face boxes drawn, one PNG per photo [default: the model's own flag; off for a .keras file].",
 )
 def explain(model_uri, images, out_dir, faces):
-    """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE."""
+    """Grad-CAM heat maps of where the model looks, one PNG overlay per IMAGE (input | heat map
+    with its colour bar, P(fake) and the label in the title); prints each input's score and
+    the PNG it wrote. Inputs with the same file name are told apart by their folders
+    (fake/00001.jpg -> fake_00001_gradcam.png)."""
     from .explain import explain_files
 
+    _quiet_tensorflow()
     _tracking()
     try:
         written = explain_files(model_uri, list(images), out_dir, faces=faces)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
-    for path in written:
-        click.echo(path)
     if len(written) < len(images):
         click.echo(
             f"{len(images) - len(written)} image(s) could not be decoded or held no face (see the warnings)", err=True

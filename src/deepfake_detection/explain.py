@@ -341,6 +341,24 @@ class _Detector:
         return f"{self.ensemble.kind} of {len(self.ensemble.members)}: {members}"
 
 
+def distinct_labels(paths: Sequence[Path]) -> list[str]:
+    """Each input's name, or where two inputs share a file name, its last folders too
+    (``fake/00001.jpg``, ``real/00001.jpg``): the label in the titles and the output names."""
+    parts = [Path(p).parts for p in paths]
+    labels = []
+    for mine in parts:
+        depth = 1
+        while depth < len(mine) and sum(other[-depth:] == mine[-depth:] for other in parts) > 1:
+            depth += 1
+        labels.append("/".join(mine[-depth:]))
+    return labels
+
+
+def _stem(label: str) -> str:
+    """``fake/00001.jpg`` -> ``fake_00001``: the output name's stem."""
+    return Path(label).with_suffix("").as_posix().replace("/", "_")
+
+
 def _unique_name(stem: str, used: set[str]) -> str:
     name, k = f"{stem}_gradcam.png", 1
     while name in used:
@@ -445,8 +463,9 @@ def explain_files(
     threshold = detector.threshold
     written: list[Path] = []
     used: set[str] = set()
+    labels = distinct_labels(paths)
     for j, i in enumerate(keep):
-        name = _unique_name(paths[i].stem, used)
+        name = _unique_name(_stem(labels[i]), used)
         image = _to_uint8(shown[j])
         label = "fake" if probs[j] >= threshold else "real"
         fig = Figure(figsize=(6.4, 3.5))
@@ -457,7 +476,8 @@ def explain_files(
         right.set_title(detector.map_name)
         for ax in (left, right):
             ax.axis("off")
-        title = f"{paths[i].name}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})"
+        _colour_bar(fig, right)
+        title = f"{labels[i]}: P(fake) = {probs[j]:.3f} -> {label} (threshold {threshold:.3f})"
         if member_probs is not None:
             title += "\n" + detector.caption(member_probs[j])
         fig.suptitle(title, fontsize=10 if member_probs is None else 8)
@@ -465,7 +485,18 @@ def explain_files(
         target = out_dir / name
         fig.savefig(target, dpi=100)
         written.append(target)
+        _logger.info("%s: P(fake) %.3f -> %s (threshold %.3f): %s", labels[i], probs[j], label, threshold, target)
     return written
+
+
+def _colour_bar(fig, ax) -> None:
+    """The heat map's scale beside ``ax``: ``jet``, 0 (no weight) to 1 (the map's maximum)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("Grad-CAM weight", fontsize=8)
 
 
 def _explain_faces(detector: _Detector, paths, contents, errors, out_dir, layer_name, alpha):
@@ -480,7 +511,8 @@ def _explain_faces(detector: _Detector, paths, contents, errors, out_dir, layer_
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     used: set[str] = set()
-    for path, data, error in zip(paths, contents, [e or h for e, h in zip(errors, header_errors)]):
+    labels = distinct_labels(paths)
+    for path, label, data, error in zip(paths, labels, contents, [e or h for e, h in zip(errors, header_errors)]):
         pixels = {}
         if error is None:
             try:
@@ -497,7 +529,11 @@ def _explain_faces(detector: _Detector, paths, contents, errors, out_dir, layer_
             continue
         heatmaps, probs, _ = detector.explain(pixels, layer_name)
         image = faces_overlay(rgb, found, heatmaps, probs, detector.threshold, alpha)
-        target = out_dir / _unique_name(path.stem, used)
+        target = out_dir / _unique_name(_stem(label), used)
         Image.fromarray(image).save(target, "PNG")
         written.append(target)
+        scores = ", ".join(f"{p:.3f}" for p in probs)
+        _logger.info(
+            "%s: %d face(s), P(fake) %s (threshold %.3f): %s", label, len(probs), scores, detector.threshold, target
+        )
     return written

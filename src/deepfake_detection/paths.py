@@ -71,6 +71,7 @@ ROBUSTNESS_MD = REPORTS / "robustness.md"
 SUMMARY_CSV = REPORTS / "summary.csv"
 SUMMARY_MD = REPORTS / "summary.md"
 ROC_ALL = REPORTS / "roc_all.png"
+ROC_ALL_PLOT = PLOTS / "summary" / "roc_all.json"  # the same curves as a DVC plot: the plots page's first chart
 REGISTER_METRICS = METRICS / "register.json"
 REGISTERED = METRICS / "registered.json"  # its compact DVC metrics: the registered model's headline numbers
 EXTERNAL = ARTIFACTS / "external"  # the external stage: files.csv, report.json, <set>/<model>.csv predictions

@@ -9,6 +9,7 @@ when that fails does the gate fall back to the champion's stored tag, and its re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,3 +141,47 @@ def tag_version(name: str, version: str, tags: dict[str, object], description: s
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.update_model_version(name, version, description=description)
+
+
+def register_version(name: str, model_uri: str, model_id: str | None, source_run: str, description: str = "") -> str:
+    """A new version of ``name`` from a logged model, its source run ``source_run`` (the model's
+    evaluate run: the version's page links to the run with its test metrics, curves and datasets)."""
+    client = MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(
+        name, source=model_uri, run_id=source_run, model_id=model_id, description=description
+    )
+    return str(version.version)
+
+
+_REGISTERED = re.compile(r"^models:/(?!m-)(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")
+
+
+def describe_source(model_uri: str) -> dict[str, object]:
+    """What a detector URI names: ``name`` and ``version`` (a registered version, by number or
+    alias; else None), the ``tags`` that say which model it is (the version's, else the logged
+    model's: ``source_model``, ``kind``, ...), the run that logged it and its ``metadata``."""
+    from mlflow.models import get_model_info
+
+    client = MlflowClient()
+    info = get_model_info(model_uri)
+    out: dict[str, object] = {"name": None, "version": None, "run_id": info.run_id, "metadata": info.metadata or {}}
+    tags: dict[str, str] = {}
+    if info.model_id:
+        tags.update(client.get_logged_model(info.model_id).tags)
+    match = _REGISTERED.match(model_uri)
+    if match:
+        name = match["name"]
+        mv = (
+            client.get_model_version(name, match["version"])
+            if match["version"]
+            else client.get_model_version_by_alias(name, match["alias"])
+        )
+        out.update(name=name, version=str(mv.version))
+        tags.update(mv.tags)
+    out["tags"] = tags
+    return out

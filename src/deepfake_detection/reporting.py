@@ -214,7 +214,13 @@ def choose_threshold(name: str, val: pd.DataFrame, params: Params) -> dict:
     t = params.threshold
     result = select_threshold(val.y, val.probability, t.method, t.target)
     val_metrics = binary_metrics(val.y, val.probability, result.threshold, params.evaluate.n_bins)
-    info = {"threshold": result.threshold, "method": result.method, "target": result.target, "val": val_metrics}
+    info = {
+        "threshold": result.threshold,
+        "method": result.method,
+        "target": result.target,
+        "val": val_metrics,
+        "run_id": tracking.active_run_id(),  # lineage: the model card names this run
+    }
     tracking.log_metrics({"threshold": result.threshold})
     tracking.log_metrics(val_metrics, prefix="val_")
     fig = plot_roc_with_threshold(result, f"{name}: validation ROC, {t.method} threshold")
@@ -240,6 +246,7 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
         "test": {"tuned": tuned, "0.5": default},
         "test_auc_ci95": {"low": low, "high": high},
         "subgroups": json.loads(groups.to_json(orient="records")),
+        "runs": {"threshold": chosen.get("run_id"), stage: tracking.active_run_id()},  # lineage
     }
     tracking.write_json(result, paths.stage_metrics(stage, name))
     tracking.write_json(headline(result), paths.scores(name))
@@ -251,9 +258,9 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     matrices = {"tuned": confusion(y, p, t), "0.5": confusion(y, p, 0.5)}
     tracking.write_json(matrices, plot_dir / "confusion_matrices.json")
     figures = {
-        "confusion_tuned.png": plot_confusion(y, p, t, False, f"{name}: test, threshold {t:.3f}"),
-        "confusion_tuned_normalized.png": plot_confusion(y, p, t, True, f"{name}: test, threshold {t:.3f}"),
-        "confusion_0.5.png": plot_confusion(y, p, 0.5, False, f"{name}: test, threshold 0.5"),
+        "confusion_tuned.png": plot_confusion(y, p, t, False, f"{name}: test, tuned threshold"),
+        "confusion_tuned_normalized.png": plot_confusion(y, p, t, True, f"{name}: test, tuned, share of each class"),
+        "confusion_0.5.png": plot_confusion(y, p, 0.5, False, f"{name}: test, fixed threshold"),
         "roc.png": plot_roc(y, p, f"{name}: test ROC", name=name),
         "pr.png": plot_pr(y, p, f"{name}: test precision-recall", name=name),
     }
@@ -265,7 +272,11 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
     tracking.log_metrics(tuned, prefix="test_")
     tracking.log_metrics(default, prefix="test_at_0.5_")
     tracking.log_metrics({"auc_ci95_low": low, "auc_ci95_high": high}, prefix="test_")
-    tracking.log_artifact(_write_csv(groups, plot_dir / "subgroups.csv"), "evaluation")  # empty without subgroups
+    if chosen.get("run_id") != tracking.active_run_id():  # a model's evaluate run: its row in the runs list
+        tracking.log_metrics({"val_auc": chosen["val"]["auc"], "threshold": t})
+    _write_csv(groups, plot_dir / "subgroups.csv")  # a DVC output: header only when the data name no subgroups
+    if not groups.empty:  # an empty table is not logged to the run
+        tracking.log_artifact(plot_dir / "subgroups.csv", "evaluation")
     for row in groups.itertuples():
         tracking.log_metrics({"recall": row.recall, "auc": row.auc}, prefix=f"test_{row.group}_")
     return result

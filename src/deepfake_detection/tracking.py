@@ -7,7 +7,8 @@ a temporary copy of the project, and ``DVC_ROOT`` names the project that queued 
 land in the same store as every other run. Every run carries the tags ``stage``,
 ``git_commit``, ``data_digest``, ``model`` (per-model stages) and, under ``dvc exp run``,
 ``dvc_exp`` (the experiment's name: one tag groups all the runs of one experiment) and
-``dvc_baseline`` (the commit the experiment started from). Each run also records the splits
+``dvc_baseline`` (the commit the experiment started from), and under DVC ``pipeline_run`` (one id
+per ``dvc repro``: filter ``tags.pipeline_run = "..."``, lineage.py). Each run also records the splits
 of the dataset it read as MLflow dataset inputs (:data:`STAGE_SPLITS`), named
 ``<data dir>@<data digest>``, with the split as context.
 """
@@ -175,9 +176,14 @@ def data_digest(dvc_file: Path = DATA_DVC) -> str:
 def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    from .lineage import pipeline_run
+
     tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
     if model:
         tags["model"] = model
+    repro = pipeline_run()
+    if repro:
+        tags["pipeline_run"] = repro
     for tag, var in (("dvc_exp", "DVC_EXP_NAME"), ("dvc_baseline", "DVC_EXP_BASELINE_REV")):
         if os.environ.get(var):
             tags[tag] = os.environ[var]
@@ -253,6 +259,12 @@ def log_external_dataset(name: str, rows, source: str | Path, digest: str) -> No
     mlflow.log_input(dataset, context="external")
 
 
+def active_run_id() -> str | None:
+    """The id of the active MLflow run (written beside a stage's results: its lineage), or None."""
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
 def log_params(settings: dict[str, object]) -> None:
     mlflow.log_params({k: ("none" if v is None else v) for k, v in settings.items()})
 
@@ -309,16 +321,28 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
+OPTIMIZER_PARAMS = ("name", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "global_clipnorm")
+
+
 def epoch_logger():
-    """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the optimizer's
-    settings as ``optimizer_*`` params, the model summary as ``model_summary.txt``) logging to the active
-    run, plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
+    """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the model
+    summary as ``model_summary.txt``) logging to the active run; of the optimizer's settings only
+    :data:`OPTIMIZER_PARAMS` as ``optimizer.<name>`` params (set ones; the learning rate is the
+    run's ``lr`` param and its ``learning_rate`` metric), not MLflow's dump of its whole config;
+    plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
     schedule, the value before ReduceLROnPlateau acts otherwise), so every model's curves overlay.
     Its per-evaluation ``validation_*`` metrics are left out: the epoch logs carry ``val_*`` already."""
     import keras
     from mlflow.keras import MlflowCallback
 
     class _EpochLogger(MlflowCallback):
+        def on_train_begin(self, logs=None):
+            config = self.model.optimizer.get_config()
+            log_params({f"optimizer.{k}": config[k] for k in OPTIMIZER_PARAMS if config.get(k) is not None})
+            summary: list[str] = []
+            self.model.summary(print_fn=lambda line, *args, **kwargs: summary.append(line))
+            mlflow.log_text("\n".join(summary), artifact_file="model_summary.txt")
+
         def on_epoch_end(self, epoch, logs=None):
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             super().on_epoch_end(epoch, {**(logs or {}), "learning_rate": lr})
@@ -358,3 +382,17 @@ def log_pyfunc(
 
 def set_tags(tags: dict[str, object]) -> None:
     mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_model_card(model_id: str, card: str, tags: dict[str, str]) -> None:
+    """The model card (Markdown) as ``model_card.md`` beside the logged model's files and in the
+    active run, and ``tags`` (which model it is: ``source_model``, ``kind``) on the logged model."""
+    import tempfile
+
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model_card.md"
+        path.write_text(card, encoding="utf-8")
+        client.log_model_artifact(model_id, str(path))
+    mlflow.log_text(card, "model_card.md")
+    client.set_logged_model_tags(model_id, {k: str(v) for k, v in tags.items()})

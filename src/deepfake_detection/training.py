@@ -101,6 +101,20 @@ def compile_model(model, lr, params: Params) -> None:
     )
 
 
+def learning_rate_in_logs():
+    """A callback that adds the epoch's learning rate (``learning_rate``: the scheduled value under
+    a cosine schedule) to the epoch's logs, which the callbacks after it share: the history CSV
+    and MLflow record it."""
+    import keras
+
+    class _LearningRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return _LearningRate()
+
+
 def plot_history(history: pd.DataFrame, title: str):
     import matplotlib
 
@@ -191,6 +205,7 @@ def fit(
     ):
         callbacks = [
             keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
+            learning_rate_in_logs(),  # before the CSV logger: the history file gets its learning_rate column
             keras.callbacks.CSVLogger(str(history_csv)),
             tracking.epoch_logger(),
         ]
@@ -220,13 +235,14 @@ def fit(
         metrics.update(
             epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor), train_seconds=round(seconds, 2)
         )
+        tracking.log_metrics({(k if k.startswith("best_") else f"best_{k}"): v for k, v in metrics.items()})
+        metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
-        tracking.log_metrics({f"best_{k}": v for k, v in metrics.items()})
         tracking.log_figure(plot_history(history, f"{stage} {model_name}"), "training_curves.png")
         tracking.log_artifact(history_csv)
         model.save(out)
         tracking.log_artifact(out, "keras")
         example = next(iter(val_ds))[0].numpy()[:2]
-        tracking.log_keras_model(model, name="model", input_example=example)
+        tracking.log_keras_model(model, name=model_name, input_example=example)  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics

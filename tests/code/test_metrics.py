@@ -395,6 +395,40 @@ def test_write_summary(tmp_path):
     back = pd.read_csv(csv)
     assert list(back.columns) == list(df.columns) and len(back) == 6
     lines = md.read_text().splitlines()
-    assert lines[0].startswith("| model") and "auc" in lines[0]
-    assert len(lines) == 2 + 6  # header, separator, rows
-    assert "| strong" in lines[2]
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| model") and "auc" in table[0]
+    assert len(table) == 2 + 6  # header, separator, rows
+    assert "| strong" in table[2]
+
+
+def test_the_summary_fits_120_columns_marks_the_chosen_model_and_explains_ties(tmp_path):
+    from deepfake_detection.evaluation.summary import markdown_table, tie_notes
+
+    rows = evaluated_rows()
+    for row in rows:  # a long name, as the zoo's own efficientnet_b0_dual_attention
+        row["model"] = {"weak": "efficientnet_b0_dual_attention_xl", "vote": "ensemble_weighted"}.get(
+            row["model"], row["model"]
+        )
+    df = summary_table(rows)
+    results = [
+        {"model": m, "val": {"auc": 0.9}, "test": {"tuned": {"auc": 0.8}}} for m in ("strong", "ensemble_weighted")
+    ]
+    notes = tie_notes(results, {"ensemble_weighted": {"strong": 1.0, "efficientnet_b0_dual_attention_xl": 0.0}})
+    assert len(notes) == 1 and notes[0].startswith("ensemble_weighted equals strong: its weights put 1.00 on strong")
+    assert tie_notes(results, {}) == ["strong and ensemble_weighted tie: validation AUC 0.9000, test AUC 0.8000."]
+    md = tmp_path / "summary.md"
+    write_summary(df, tmp_path / "summary.csv", md, chosen="strong", metric="val_auc", notes=notes)
+    text = md.read_text()
+    assert max(len(line) for line in text.splitlines()) <= 120, text
+    marked = [line for line in text.splitlines() if line.startswith("| strong *")]
+    assert len(marked) == 2 and "* strong: the best val_auc on validation" in text.replace("\n", " ")
+    assert "- ensemble_weighted equals strong" in text
+    header = text.splitlines()[text.splitlines().index(next(x for x in text.splitlines() if x.startswith("| model")))]
+    assert [h.strip() for h in header.strip("|").split("|")][:5] == ["model", "at", "thr", "auc", "val_auc"]
+    narrow = markdown_table(df, "strong", width=70)  # the least important columns go first
+    assert (
+        max(len(line) for line in narrow.splitlines()) <= 70
+        and "val_auc" not in narrow
+        and "| model" in narrow
+        and "auc" in narrow
+    )

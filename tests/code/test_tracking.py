@@ -4,6 +4,7 @@ queued experiment, and a new store created once even when several processes star
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -137,3 +138,25 @@ def test_make_ui_prints_the_runs_page_of_the_experiment(tmp_path):
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run(["bash", "-c", python], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "Open the runs: http://127.0.0.1:5999/#/experiments/1/runs?workflowType=machine_learning"
+
+
+def test_the_stages_of_one_dvc_process_share_a_pipeline_run_id(tmp_path, monkeypatch):
+    """DVC runs each stage as its own process through a shell: every stage started by one `dvc`
+    process gets that process's id (start time and pid), a stage outside DVC none."""
+    import stat
+    import sys
+
+    monkeypatch.delenv("DEEPFAKE_PIPELINE_RUN", raising=False)
+    stage = f"{sys.executable} -c 'from deepfake_detection.lineage import pipeline_run; print(pipeline_run())'"
+    dvc = tmp_path / "dvc"  # stands for the dvc executable: a process named dvc that runs two stages
+    dvc.write_text(f'#!/bin/sh\nsh -c "{stage}"\nsh -c "{stage}"\n')
+    dvc.chmod(dvc.stat().st_mode | stat.S_IEXEC)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first, second = subprocess.run([str(dvc)], capture_output=True, text=True, env=env, check=True).stdout.split()
+    assert first == second and re.fullmatch(r"\d{8}-\d{6}-\d+", first), first
+    again = subprocess.run([str(dvc)], capture_output=True, text=True, env=env, check=True).stdout.split()[0]
+    assert again != first  # another dvc process, another pipeline run
+    alone = subprocess.run(["sh", "-c", stage], capture_output=True, text=True, env=env, check=True).stdout
+    assert alone.strip() == "None"
+    monkeypatch.setenv("DEEPFAKE_PIPELINE_RUN", "nightly-42")
+    assert tracking.run_tags("train", "light_se_cnn")["pipeline_run"] == "nightly-42"

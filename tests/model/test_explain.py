@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 import numpy as np
 import pytest
@@ -172,3 +174,34 @@ def test_explain_files_explains_a_logged_ensemble_as_a_whole(in_tmp):
         from deepfake_detection.explain import _Detector
 
         _Detector(info.model_uri).explain({32: x}, "block1_se_scale")
+
+
+def test_explain_tells_inputs_with_one_name_apart_prints_each_score_and_draws_a_colour_bar(in_tmp):
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import cli
+    from deepfake_detection.explain import distinct_labels
+
+    assert distinct_labels([in_tmp / "fake/1.jpg", in_tmp / "real/1.jpg", in_tmp / "real/2.jpg"]) == [
+        "fake/1.jpg",
+        "real/1.jpg",
+        "2.jpg",
+    ]
+    model = _build("light_se_cnn", 32)
+    model.save(in_tmp / "light.keras")
+    pixels = _images(2, 48)
+    fake = _save_images(in_tmp / "fake", pixels[:1], "png")[0]  # both are face0.png
+    real = _save_images(in_tmp / "real", pixels[1:], "png")[0]
+    result = CliRunner().invoke(cli, ["explain", "--model", "light.keras", str(fake), str(real), "--out", "cam"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "P(fake)" in line]
+    assert [line.split(":")[0] for line in lines] == ["fake/face0.png", "real/face0.png"], result.output
+    assert all(re.search(r"P\(fake\) 0\.\d{3} -> (fake|real) \(threshold 0\.500\)", line) for line in lines)
+    assert sorted(p.name for p in (in_tmp / "cam").iterdir()) == ["fake_face0_gradcam.png", "real_face0_gradcam.png"]
+    with Image.open(in_tmp / "cam" / "fake_face0_gradcam.png") as png:  # the colour bar: jet's dark red and blue
+        right = np.asarray(png.convert("RGB"))[:, int(png.width * 0.8) :]
+    red = (right[..., 0] > 100) & (right[..., 1] < 30) & (right[..., 2] < 30)
+    blue = (right[..., 2] > 100) & (right[..., 0] < 30) & (right[..., 1] < 30)
+    assert red.sum() > 20 and blue.sum() > 20
+    help_text = CliRunner().invoke(cli, ["explain", "--help"]).output
+    assert "onnx" not in help_text.lower() and "colour bar" in help_text

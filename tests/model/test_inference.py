@@ -547,3 +547,35 @@ def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp
     fake, real = int((rows.label == "fake").sum()), int((rows.label == "real").sum())
     assert fake + real == 6
     assert f"11 files: 6 scored ({fake} fake, {real} real, 1 with a warning), 5 errors" in result.stderr
+
+
+def test_the_cli_prints_blanks_not_none_and_no_tensorflow_start_up_lines(detector, tmp_path):
+    """A fresh `deepfake-detect predict` process: the table shows blanks where a row has no error,
+    warning or score, and stderr holds only the progress and the count (no abseil/oneDNN lines, no
+    artifact download bars), with TF_CPP_MIN_LOG_LEVEL unset as in a user's shell."""
+    from project_commands import command_env
+
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"not an image")
+    env = command_env(f"sqlite:///{detector['root'] / 'mlflow.db'}")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run(
+        [
+            "deepfake-detect",
+            "predict",
+            "--model",
+            f"runs:/{detector['run_id']}/model",
+            str(detector["files"][0]),
+            str(bad),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "None" not in done.stdout and "NaN" not in done.stdout, done.stdout
+    assert "not a decodable image" in done.stdout
+    for noise in ("absl", "oneDNN", "port.cc", "Downloading artifacts"):
+        assert noise not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("2 files: 1 scored")

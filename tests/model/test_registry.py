@@ -260,6 +260,10 @@ def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None
     model.parent.mkdir(parents=True)
     shutil.copy(_detector(root, -1.0), model)
 
+    from deepfake_detection.evaluation.metrics import binary_metrics
+
+    test = binary_metrics([0, 1, 0, 1], [0.4, 0.6, 0.6, 0.4], 0.5)  # every key a test report has (the model card)
+
     def result(name, kind, val_auc):
         return {
             "model": name,
@@ -267,7 +271,7 @@ def _stage_inputs(root: Path, fakes_bright: bool, challenger_auc_scores) -> None
             "threshold": 0.5,
             "threshold_method": "youden",
             "val": {"auc": val_auc, "f1": 0.5},
-            "test": {"tuned": {"auc": 0.5, "f1": 0.5}},
+            "test": {"tuned": test, "0.5": test},
             "test_auc_ci95": {"low": 0.4, "high": 0.6},
         }
 
@@ -311,7 +315,10 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     assert float(tags["val_auc"]) == pytest.approx(0.88)
     # few tags, so that `threshold` is easy to find; every metric in one JSON tag
     assert float(tags["threshold"]) == 0.5 and tags["test_auc_ci95"] == "0.4000-0.6000"
-    assert json.loads(tags["metrics"]) == {"val": {"auc": 0.88, "f1": 0.5}, "test": {"auc": 0.5, "f1": 0.5}}
+    every = json.loads(tags["metrics"])
+    assert every["val"] == {"auc": 0.88, "f1": 0.5} and every["test"]["auc"] == 0.5 and every["test"]["f1"] == 0.5
+    description = MlflowClient().get_model_version("det", str(out["version"])).description
+    assert description.startswith("# Model card: det version") and "## Limitations" in description
     assert not any(k.startswith("test_f1") or k == "val_f1" for k in tags) and len(tags) <= 20, sorted(tags)
     model = MlflowClient().get_registered_model("det")
     assert "fake" in model.description and "Decision rule" in model.description

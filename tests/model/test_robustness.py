@@ -230,3 +230,86 @@ def test_a_sharded_dataset_is_perturbed_from_its_records(project, monkeypatch):
     order = [by_name[p.split("/", 1)[1].removeprefix("test/")] for p in from_files.path]
     for column in ("clean", "jpeg_50", "combined"):
         np.testing.assert_allclose(from_records[column].to_numpy()[order], from_files[column], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the model card
+# The register stage's own path (log, register, card) on this project's real stage outputs.
+
+
+def _sections(card: str) -> dict[str, str]:
+    parts = card.split("\n## ")
+    return {part.split("\n", 1)[0].strip(): part.split("\n", 1)[1] for part in parts[1:]}
+
+
+def test_a_registered_version_carries_its_model_card_with_the_runs_own_numbers(project, monkeypatch):
+    from deepfake_detection import tracking
+    from deepfake_detection.stages.register import log_and_register, version_tags_of
+
+    root, params, evaluated, _ = project
+    monkeypatch.chdir(root)
+    best = json.loads(paths.stage_metrics("evaluate", MODEL).read_text())
+    with tracking.stage_run("register", params, model=MODEL) as run:
+        info, version = log_and_register(best, params, run, False, version_tags_of(best, "val_auc"))
+    client = MlflowClient()
+    mv = client.get_model_version("deepfake-detector", version)
+    card = mv.description
+    sections = _sections(card)
+    assert set(sections) >= {
+        "What it detects",
+        "Training data",
+        "Test metrics",
+        "Robustness",
+        "Training recipe",
+        "Lineage",
+        "How to load and call it",
+        "Limitations",
+    }, list(sections)
+
+    assert f"probability_fake >= {best['threshold']:.4f}" in sections["What it detects"]
+    assert "Label 1 = fake" in sections["What it detects"] and "youden" in sections["What it detects"]
+    counts = json.loads(paths.DATA_METRICS.read_text())["counts"]
+    assert f"test: {counts['test']['real']} real, {counts['test']['fake']} fake" in sections["Training data"]
+    assert tracking.data_digest() in sections["Training data"]
+    tuned, ci = best["test"]["tuned"], best["test_auc_ci95"]
+    metrics = sections["Test metrics"]
+    assert f"Test ROC AUC **{tuned['auc']:.4f}** (95% interval {ci['low']:.4f}-{ci['high']:.4f}" in metrics
+    assert (
+        f"| accuracy | {tuned['accuracy']:.3f} [" in metrics and f"{best['test']['0.5']['accuracy']:.3f} [" in metrics
+    )
+    assert f"expected calibration error {tuned['ece']:.3f}, Brier score {tuned['brier']:.3f}" in metrics
+
+    robustness = json.loads(paths.stage_metrics("robustness", MODEL).read_text())
+    worst = min(
+        (k for k, v in robustness.items() if isinstance(v, dict) and k != "clean"), key=lambda k: robustness[k]["auc"]
+    )
+    assert f"**Worst perturbation: `{worst}`**" in sections["Limitations"]
+    assert f"test AUC {robustness[worst]['auc']:.3f}" in sections["Limitations"]
+    assert f"| {worst} |" in sections["Robustness"]
+    assert "`light_se_cnn`" in sections["Training recipe"] and "32 x 32 px" in sections["Training recipe"]
+
+    # lineage: each run id is that stage's run; the version's source run is the evaluate run
+    train_run = json.loads(paths.stage_metrics("train", MODEL).read_text())["run_id"]
+    for stage, run_id in (
+        ("train", train_run),
+        ("threshold", best["runs"]["threshold"]),
+        ("evaluate", best["runs"]["evaluate"]),
+    ):
+        assert f"`{stage}-{MODEL}` run: `{run_id}`" in sections["Lineage"]
+        assert client.get_run(run_id).data.tags["stage"] == stage
+    assert mv.run_id == best["runs"]["evaluate"] and run.info.run_id in sections["Lineage"]
+    evaluate_metrics = client.get_run(mv.run_id).data.metrics  # one row per model in the runs list
+    assert {"val_auc", "test_auc", "test_auc_ci95_low", "test_auc_ci95_high", "threshold"} <= set(evaluate_metrics)
+    assert evaluate_metrics["threshold"] == pytest.approx(best["threshold"])
+
+    usage = sections["How to load and call it"]
+    assert f'mlflow.pyfunc.load_model("models:/deepfake-detector/{version}")' in usage
+    assert f"deepfake-detect predict --model models:/deepfake-detector/{version}" in usage and "curl -s" in usage
+
+    # beside the model, which is named after its network; `deepfake-detect card` prints the same card
+    assert "model_card.md" in {f.path for f in client.list_logged_model_artifacts(info.model_id)}
+    assert client.get_logged_model(info.model_id).name == MODEL
+    printed = CliRunner().invoke(cli, ["card", f"models:/deepfake-detector/{version}", "--params", "params.yaml"])
+    assert printed.exit_code == 0, printed.output
+    assert printed.output == card
+    unknown = CliRunner().invoke(cli, ["card", "models:/no-such-model/1", "--params", "params.yaml"])
+    assert unknown.exit_code != 0 and "no-such-model" in unknown.output

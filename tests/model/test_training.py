@@ -7,6 +7,7 @@ import shutil
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
 from deepfake_detection import paths
@@ -55,6 +56,8 @@ def test_train_stage_saves_model_metrics_history_and_logs_its_run(project):
     assert on_disk == metrics and {"val_loss", "val_auc", "val_accuracy", "epochs_run"} <= set(metrics)
     history = paths.history_csv("train", "light_se_cnn").read_text().splitlines()
     assert history[0].startswith("epoch") and len(history) == 1 + metrics["epochs_run"]
+    curve = pd.read_csv(paths.history_csv("train", "light_se_cnn"))  # the learning rate is a column, not NaN
+    assert curve["learning_rate"].notna().all() and (curve["learning_rate"] > 0).all()
 
     run = _run("train", "light_se_cnn")
     assert run.info.run_name == "train-light_se_cnn"
@@ -62,6 +65,10 @@ def test_train_stage_saves_model_metrics_history_and_logs_its_run(project):
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(run.info.run_id, "val_auc")) == metrics["epochs_run"]
     assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == metrics["epochs_run"]
+    # the optimizer as a few named params, no doubled metric names, the run id beside the results
+    assert run.data.params["optimizer.name"] == "adam" and not any(k.startswith("optimizer_") for k in run.data.params)
+    assert "best_epoch" in run.data.metrics and not any(k.startswith("best_best") for k in run.data.metrics)
+    assert metrics["run_id"] == run.info.run_id
 
 
 def test_same_seed_same_metrics(project, tmp_path):

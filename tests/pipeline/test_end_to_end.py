@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -109,6 +110,30 @@ def test_champion_predicts_from_the_registry_with_its_threshold(store):
     assert version.description
 
 
+def test_the_champions_description_is_its_model_card_with_the_pipelines_own_numbers(store):
+    version = mlflow.MlflowClient().get_model_version_by_alias("deepfake-detector", "champion")
+    card = version.description
+    registered = json.loads((store / "metrics" / "registered.json").read_text())
+    source = version.tags["source_model"]
+    assert card.startswith(f"# Model card: deepfake-detector version {version.version} (`{source}`")
+    assert f"Test ROC AUC **{registered['test_auc']:.4f}** (95% interval {registered['test_auc_low']:.4f}-" in card
+    assert f"probability_fake >= {registered['threshold']:.4f}" in card
+    # Limitations: the worst perturbation of reports/robustness.csv (register runs after the robustness stages)
+    robustness = pd.read_csv(store / "reports" / "robustness.csv")
+    own = robustness[(robustness.model == source) & (robustness.perturbation != "clean")]
+    worst = own.sort_values(["auc", "perturbation"]).iloc[0]
+    limitations = card.split("\n## Limitations\n", 1)[1]
+    assert (
+        f"**Worst perturbation: `{worst.perturbation}`**" in limitations and f"test AUC {worst.auc:.3f}" in limitations
+    )
+    assert "mlflow.pyfunc.load_model(" in card and "curl -s" in card and "deepfake-detect predict" in card
+    # its source run is the candidate's evaluate (or ensemble) run, whose row has the headline metrics
+    run = mlflow.get_run(version.run_id)
+    assert run.data.tags["stage"] in ("evaluate", "ensemble") and run.data.tags["model"] == source
+    assert run.data.metrics["test_auc"] == pytest.approx(registered["test_auc"])
+    assert f"`{run.info.run_name}` run" in card and run.info.run_id in card
+
+
 def test_every_stage_run_is_tagged_and_traceable(store):
     runs = mlflow.search_runs(experiment_names=["deepfake-detection"], output_format="list")
     by_stage: dict[str, list] = {}
@@ -121,6 +146,10 @@ def test_every_stage_run_is_tagged_and_traceable(store):
     assert {r.info.run_name for r in by_stage["threshold"]} == {f"threshold-{m}" for m in MODELS}
     assert len(by_stage["evaluate"]) == len(MODELS) and len(by_stage["ensemble"]) == 4
     assert {"prepare", "summary", "register"} <= set(by_stage)
+    # one `dvc repro`: one pipeline_run tag on every run; each evaluate run is a model's row
+    assert len({r.data.tags["pipeline_run"] for r in runs}) == 1
+    for r in by_stage["evaluate"]:
+        assert {"val_auc", "test_auc", "test_auc_ci95_low", "test_auc_ci95_high", "threshold"} <= set(r.data.metrics)
 
 
 def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
@@ -145,7 +174,7 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
     import keras
 
     saved = keras.models.load_model(store / "artifacts" / "models" / "light_se_cnn" / "train.keras", compile=False)
-    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    logged = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/light_se_cnn")  # named after its network
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
         np.asarray(logged.predict(x)).reshape(-1), saved.predict(x, verbose=0).reshape(-1), atol=1e-5
@@ -191,17 +220,20 @@ def test_dvc_plots_render_offline(project):
     dest, _ = project
     sh("dvc", "plots", "show", "-o", "dvc_plots", cwd=dest)
     html = (dest / "dvc_plots" / "index.html").read_text()
-    assert "roc.json" in html and "confusion.json" in html
+    assert "light_se_cnn: test ROC" in html and "light_se_cnn: test confusion at its tuned threshold" in html
     # the charts need no network: no script from a CDN, the three libraries inlined (.dvc/config's template)
     assert "<script src=" not in html and "cdn.jsdelivr" not in html
     for library in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
         assert f'<script data-library="{library}' in html, library
     assert "vegaEmbed(" in html and len(html) > 800_000
-    # the ensembles' and the summary's figures are plots too; the confusion axes say which label is fake
+    # the page leads with the answer; the ensembles' and the summary's figures are plots too; the
+    # confusion axes say which label is fake
+    body = html[html.index("<body") :]
+    first = body[body.index('"title": {"text": "') :][:100]
+    assert "The answer: test ROC of every model and ensemble" in first, first
     for plot in (
-        "plots/ensemble/ensemble_stacking/confusion.json",
-        "Test ROC of the ensembles",
-        "ensemble_weighted/roc.png",
+        "ensemble_stacking: test confusion at its tuned threshold",
+        "ensemble_weighted/pr.png",
         "roc_all.png",
     ):
         assert plot in html, plot
@@ -362,3 +394,19 @@ def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
     weights = json.loads((store / "artifacts" / "ensembles" / "ensemble_weighted" / "ensemble.json").read_text())
     assert weights["kind"] == "weighted" and sum(weights["weights"]) == pytest.approx(1.0)
     assert "test_auc" in ens.data.metrics and "val_auc" in ens.data.metrics
+
+
+def test_make_screens_regenerates_the_readme_screenshots(project, tmp_path):
+    """tools/screens.py (make screens) on the project's own runs, in headless Chromium."""
+    if not any(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chromium on PATH: make screens needs one")
+    dest, _ = project
+    out = sh(sys.executable, str(dest / "tools" / "screens.py"), "--out", str(tmp_path / "screens"), cwd=dest).stdout
+    names = {"mlflow_runs.png", "mlflow_model_version.png", "dvc_plots.png", "dvc_plots_models.png"}
+    assert {Path(line).name for line in out.split()} == names
+    from PIL import Image
+
+    for name in names:
+        with Image.open(tmp_path / "screens" / name) as png:
+            colours = len(set(png.convert("RGB").resize((200, 200)).getdata()))
+        assert colours > 50, f"{name} looks blank ({colours} colours)"

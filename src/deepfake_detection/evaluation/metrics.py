@@ -166,6 +166,18 @@ def auc_interval(y, p, confidence: float = 0.95, n_boot: int = 2000, seed: int =
     return float(low), float(high)
 
 
+def proportion_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (accuracy, recall, ...: counts from
+    :func:`binary_metrics`); ``(nan, nan)`` when ``n`` is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def confusion(y, p, threshold: float) -> dict:
     """Confusion matrix at ``threshold``: rows = true class, columns = predicted, order
     ``labels`` = ["real", "fake"]. ``normalized`` divides each row by its true-class count (a
@@ -219,11 +231,34 @@ def plot_confusion(y, p, threshold: float, normalize: bool = False, title: str =
     return fig
 
 
+def model_colour(name: str | None) -> str | None:
+    """The colour of a model or ensemble in every figure: the networks the code registers, then
+    the ensembles, take matplotlib's ``tab10`` colours in that order (then ``tab20``'s light ones);
+    any other name a fixed pick by a checksum of it. The same name, the same colour in every chart."""
+    import zlib
+
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    from ..models.registry import model_names
+    from .ensemble import KINDS
+
+    if name is None:
+        return None
+    palette = [to_hex(c) for c in colormaps["tab10"].colors]
+    palette += [to_hex(c) for c in colormaps["tab20"].colors[1::2]]
+    known = [*model_names(), *(f"ensemble_{k}" for k in KINDS)]
+    index = known.index(name) if name in known else zlib.crc32(name.encode())
+    return palette[index % len(palette)]
+
+
 def plot_roc(y, p, title: str = "ROC", name: str | None = None) -> Figure:
     """``RocCurveDisplay.from_predictions`` with the chance diagonal (2 lines), AUC in the legend."""
     y, p = validate_scores(y, p)
     fig, ax = _new_axes()
-    RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
+    RocCurveDisplay.from_predictions(
+        y, p, name=name, ax=ax, plot_chance_level=True, curve_kwargs={"color": model_colour(name)}
+    )
     ax.set_title(title)
     _roc_axes(ax)
     return fig
@@ -233,7 +268,9 @@ def plot_pr(y, p, title: str = "Precision-recall", name: str | None = None) -> F
     """``PrecisionRecallDisplay.from_predictions`` with the prevalence line (2 lines), AP in the legend."""
     y, p = validate_scores(y, p)
     fig, ax = _new_axes()
-    PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
+    PrecisionRecallDisplay.from_predictions(
+        y, p, name=name, ax=ax, plot_chance_level=True, curve_kwargs={"color": model_colour(name)}
+    )
     ax.set_title(title)
     ax.set_xlabel("recall (fake caught; 1 = fake)")
     ax.set_ylabel("precision (called fake and fake)")
@@ -245,12 +282,18 @@ def plot_roc_overlay(curves: dict[str, tuple], title: str = "ROC") -> Figure:
     diagonal: ``len(curves) + 1`` lines."""
     if not curves:
         raise ValueError("plot_roc_overlay needs at least one (y, p) curve")
-    fig, ax = _new_axes((6, 6))
-    for i, (name, (y, p)) in enumerate(curves.items()):
-        y, p = validate_scores(y, p)
-        RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=(i == len(curves) - 1))
+    fig, ax = _new_axes((9, 6))
+    # ensembles first, dashed, so that the single models' lines are drawn over them
+    order = sorted(curves, key=lambda n: not n.startswith("ensemble_"))
+    for i, name in enumerate(order):
+        y, p = validate_scores(*curves[name])
+        style = {"color": model_colour(name), "linestyle": "--" if name.startswith("ensemble_") else "-"}
+        RocCurveDisplay.from_predictions(
+            y, p, name=name, ax=ax, plot_chance_level=(i == len(order) - 1), curve_kwargs=style
+        )
     ax.set_title(title)
     _roc_axes(ax)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)  # beside the curves, not over them
     return fig
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import paths, registry, tracking
 from ..config import LOWER_IS_BETTER, Params
+from ..evaluation.card import ModelRef, load_facts, render_card
 from ..evaluation.report import headline, load_predictions, load_results, read_json
 from ..models import final_stage
 
@@ -191,25 +192,88 @@ def version_tags_of(best: dict, metric: str) -> dict[str, object]:
     }
 
 
-def run(params: Params, force: bool = False) -> dict:
+def source_run(best: dict, register_run) -> str:
+    """The run a registered version points at: the candidate's evaluate run (the ensemble's run
+    for an ensemble), which holds its test metrics and figures; the register run for a report
+    written before runs were recorded in it."""
+    runs = best.get("runs") or {}
+    return runs.get("evaluate") or runs.get("ensemble") or register_run.info.run_id
+
+
+def card_of(model_uri: str, params: Params) -> str:
+    """The model card of any logged detector (``deepfake-detect card``), from this project's
+    files of the model it was made from (the version's or logged model's ``source_model`` tag)."""
+    source = registry.describe_source(model_uri)
+    name = source["tags"].get("source_model")
+    if not name:
+        raise ValueError(
+            f"{model_uri} carries no source_model tag (a detector logged before model cards): "
+            "register it again with `deepfake-detect register`"
+        )
+    facts = load_facts(name, params)
+    ref = ModelRef(
+        uri=model_uri,
+        name=source["name"],
+        version=source["version"],
+        logged_by_run=source["run_id"],
+        git_commit=source["tags"].get("git_commit", tracking.git_commit()),
+        data_digest=source["tags"].get("data_digest", tracking.data_digest()),
+        faces=bool(source["metadata"].get("faces", False)),
+    )
+    card = render_card(facts, params, ref)
+    stored = source["tags"].get("test_auc")
+    if stored is not None and abs(float(stored) - facts["result"]["test"]["tuned"]["auc"]) > 1e-9:
+        card += (
+            f"\n> Note: this project's metrics/ are not those this version was registered with "
+            f"(its test_auc tag {float(stored):.4f}): the figures above describe today's `{name}`.\n"
+        )
+    return card
+
+
+def log_and_register(best: dict, params: Params, run, faces: bool, version_tags: dict[str, object]):
+    """Log ``best`` as a detector in the register ``run``, register it as a new version whose
+    source run is its evaluate run, and give that version its tags and its model card (the
+    description; also ``model_card.md`` beside the model). Returns MLflow's ModelInfo and the version."""
     from ..data.views import view_of
     from ..serving.pyfunc import log_detector
 
+    name = params.register.model_name
+    names, keras_paths, ensemble = _members(best)
+    info = log_detector(
+        keras_paths,
+        best["threshold"],
+        params.data.image_size,
+        name=best["model"],  # the logged model is named after its network (or ensemble)
+        ensemble=ensemble,
+        threshold_method=best["threshold_method"],
+        input_example_image=_example_image(),
+        faces=faces,
+        face_settings=params.data.faces.settings(),
+        view=params.data.view,
+        member_views=[view_of(params.data, m).view for m in names],
+    )
+    version = registry.register_version(name, info.model_uri, info.model_id, source_run(best, run))
+    ref = ModelRef(
+        uri=f"models:/{name}/{version}",
+        name=name,
+        version=version,
+        logged_by_run=run.info.run_id,
+        git_commit=str(version_tags["git_commit"]),
+        data_digest=str(version_tags["data_digest"]),
+        faces=faces,
+    )
+    card = render_card(load_facts(best["model"], params), params, ref)
+    tracking.log_model_card(info.model_id, card, {"source_model": best["model"], "kind": best["kind"]})
+    registry.tag_version(name, version, version_tags, card)  # the card is the version's description
+    return info, version
+
+
+def run(params: Params, force: bool = False) -> dict:
     reg = params.register
     best = pick_best(load_results(params), reg.metric)
-    names, keras_paths, ensemble = _members(best)
     faces = trained_on_faces()
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = version_tags_of(best, reg.metric)
-    ci = best["test_auc_ci95"]
-    description = (
-        f"Detects fake (generated or manipulated) face images: {best['model']} ({best['kind']}), "
-        f"chosen by {reg.metric}={value:.4f} on the validation split. Decision rule: label 1 = fake; "
-        f"fake if probability_fake >= {best['threshold']:.4f} ({best['threshold_method']} on validation). "
-        f"Test AUC {best['test']['tuned']['auc']:.4f} (95% CI {ci['low']:.4f}-{ci['high']:.4f}), "
-        f"F1 {best['test']['tuned']['f1']:.4f}. Input: a DataFrame with a base64 'image' or a 'path' "
-        f"column. Every metric: the 'metrics' tag (JSON)."
-    )
     log = {
         "register.model_name": reg.model_name,
         "register.metric": reg.metric,
@@ -219,22 +283,8 @@ def run(params: Params, force: bool = False) -> dict:
         "threshold": best["threshold"],
         "faces": faces,
     }
-    with tracking.stage_run("register", params, model=best["model"], log=log):
-        info = log_detector(
-            keras_paths,
-            best["threshold"],
-            params.data.image_size,
-            ensemble=ensemble,
-            threshold_method=best["threshold_method"],
-            registered_model_name=reg.model_name,
-            input_example_image=_example_image(),
-            faces=faces,
-            face_settings=params.data.faces.settings(),
-            view=params.data.view,
-            member_views=[view_of(params.data, m).view for m in names],
-        )
-        version = str(info.registered_model_version)
-        registry.tag_version(reg.model_name, version, version_tags, description)
+    with tracking.stage_run("register", params, model=best["model"], log=log) as run:
+        info, version = log_and_register(best, params, run, faces, version_tags)
         registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
         rescore = champion_rescorer(
             reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
