@@ -225,13 +225,14 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
             }
         )
         history.to_csv(history_csv, index=False)
-        tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
+        tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({f"cv_auc_C_{k:g}": v for k, v in cv_auc.items()})
         tracking.log_artifact(history_csv)
         model.save(out)
         tracking.log_artifact(out, "keras")
-        tracking.log_keras_model(model, name="model", input_example=_example(manifest))
+        tracking.log_keras_model(model, name=model_name, input_example=_example(manifest))  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics
 
