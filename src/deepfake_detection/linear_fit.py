@@ -204,7 +204,6 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
             "val_loss": float(log_loss(val_y, p_val, labels=[0, 1])),
             "val_auc": float(roc_auc_score(val_y, p_val)),
             "val_accuracy": float(accuracy_score(val_y, p_val >= 0.5)),
-            "cv_auc": cv_auc.get(c, float("nan")),
             "C": c,
             "train_images": int(len(y)),
             "train_vectors": int(X.shape[0] * X.shape[1]),
@@ -213,6 +212,8 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
             "best_epoch": 1,
             "train_seconds": round(seconds, 2),
         }
+        if cv_auc:  # C was chosen by cross-validation (c_grid lists several)
+            metrics["cv_auc"] = cv_auc[c]
         history = pd.DataFrame(
             {
                 "epoch": [0],
@@ -225,7 +226,7 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
             }
         )
         history.to_csv(history_csv, index=False)
-        tracking.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        tracking.log_metrics(metrics)
         metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({f"cv_auc_C_{k:g}": v for k, v in cv_auc.items()})
