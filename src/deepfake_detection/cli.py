@@ -508,6 +508,11 @@ def app(model_uri, host, port, max_upload_mb, params_path):
     from .serving.app import serve
 
     if model_uri is None:
+        if not params_path.is_file():
+            raise click.ClickException(
+                f"{params_path} not found: run from the project root (after `make demo`) or name the detector "
+                "with --model URI"
+            )
         reg = _params(params_path).register
         model_uri = f"models:/{reg.model_name}@{reg.alias}"
     _tracking()
