@@ -80,14 +80,13 @@ def colour_bar_css(stops: int = 11) -> str:
     return f"linear-gradient(to right, {', '.join(parts)})"
 
 
-def model_info(model_uri: str, metadata: dict, max_upload_bytes: int) -> dict:
-    """What the page shows about the model: from its registered version (tags, description)
-    when ``model_uri`` names one, and from the logged model's metadata (threshold, faces)."""
-    from deepfake_detection import registry
+def model_info(model_uri: str, version, alias: str | None, metadata: dict, max_upload_bytes: int) -> dict:
+    """What the page shows about the model: from its registered ``version`` (an MLflow
+    ``ModelVersion``, its tags and description; None when ``model_uri`` names none) and from
+    the logged model's metadata (threshold, faces, view)."""
     from deepfake_detection.data.images import MAX_PIXELS
     from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD
 
-    version, alias = registry.resolve_version(model_uri)
     tags = dict(version.tags or {}) if version is not None else {}
     threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
     method = metadata.get("threshold_method") or tags.get("threshold_method")
@@ -190,13 +189,18 @@ class PageModel:
     def __init__(self, model_uri: str, max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6)):
         import mlflow
 
+        from deepfake_detection import registry
         from deepfake_detection.explain import load_explainer
 
-        self.model = mlflow.pyfunc.load_model(model_uri)
+        # an alias is resolved once: the scores, the overlays and the panel all come from one version
+        version, alias = registry.resolve_version(model_uri)
+        pinned = f"models:/{version.name}/{version.version}" if version is not None else model_uri
+        local = mlflow.artifacts.download_artifacts(artifact_uri=pinned)  # downloaded once for both loads
+        self.model = mlflow.pyfunc.load_model(local)
         metadata = dict(self.model.metadata.metadata or {})
-        self.explainer = load_explainer(model_uri)
+        self.explainer = load_explainer(local)
         self.max_upload_bytes = int(max_upload_bytes)
-        self.info = model_info(model_uri, metadata, self.max_upload_bytes)
+        self.info = model_info(model_uri, version, alias, metadata, self.max_upload_bytes)
         self._lock = threading.Lock()
 
     def score(self, data: bytes, name: str, faces: bool | None = None) -> dict:
