@@ -1,13 +1,14 @@
 """Seconds from upload to verdict on `deepfake-detect app`'s page: the HTTP round trip of one
-image to ``/api/score`` (the pyfunc detector's scores and the Grad-CAM overlay, what the page
-waits for), for scikit-image's astronaut at 256 px (faces off) and at 1024 px with faces on.
+image to ``/api/score`` (the pyfunc detector's scores: what the page shows first) and then to
+``/api/explain`` (the Grad-CAM overlay, shown next), for scikit-image's astronaut at 256 px
+(faces off) and at 1024 px with faces on.
 
     python benchmarks/app.py [--model models:/deepfake-detector@champion] [--repeat 5]
 
 Run it in the project's root after `make demo` (the app finds the champion in the project's
-store). It starts the app on a free loopback port and stops it at the end. Printed per case:
-the first request (the first call of each code path: tracing, the face detector's start) and
-the median and best of ``--repeat`` more.
+store). It starts the app on a free loopback port and stops it at the end. Printed per case
+and endpoint: the first request (the first call of each code path: tracing, the face
+detector's start) and the median and best of ``--repeat`` more.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def _photo(side: int) -> bytes:
     return buffer.getvalue()
 
 
-def _upload(base: str, body: bytes, faces: bool) -> float:
+def _upload(base: str, what: str, body: bytes, faces: bool) -> float:
     request = urllib.request.Request(
-        f"{base}/api/score?name=photo.jpg&faces={str(faces).lower()}", data=body, method="POST"
+        f"{base}/api/{what}?name=photo.jpg&faces={str(faces).lower()}", data=body, method="POST"
     )
     start = time.perf_counter()
     with urllib.request.urlopen(request, timeout=300) as response:
@@ -89,9 +90,10 @@ def main() -> None:
             rows = []
             for label, side, faces in CASES:
                 body = _photo(side)
-                first = _upload(base, body, faces)
-                times = [_upload(base, body, faces) for _ in range(args.repeat)]
-                rows.append((label, len(body), first, statistics.median(times), min(times)))
+                for what, shown in (("score", "verdict"), ("explain", "overlay")):
+                    first = _upload(base, what, body, faces)
+                    times = [_upload(base, what, body, faces) for _ in range(args.repeat)]
+                    rows.append((f"{label}: {shown}", len(body), first, statistics.median(times), min(times)))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)

@@ -60,7 +60,8 @@ def headless_chromium(width: int = 1280, height: int = 1000):
 
 def upload(driver, url: str, images, *, faces: bool | None = None, timeout_s: float = 60.0) -> list:
     """Open the page at ``url``, wait for the model's panel, pick ``images`` (paths) in its file
-    input, and return the result cards once every one is answered."""
+    input, and return the result cards once every one is answered (verdict and overlay, or its
+    error)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -74,7 +75,7 @@ def upload(driver, url: str, images, *, faces: bool | None = None, timeout_s: fl
 
     def answered(d):
         cards = d.find_elements(By.CSS_SELECTOR, "#results .result")
-        done = len(cards) == len(images) and all(c.get_attribute("data-state") != "pending" for c in cards)
+        done = len(cards) == len(images) and all(c.get_attribute("data-state") in ("done", "error") for c in cards)
         return cards if done else False
 
     return wait.until(answered)

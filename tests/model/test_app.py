@@ -83,9 +83,9 @@ def app(tmp_path_factory):
         mlflow.set_tracking_uri(previous)
 
 
-def _post(base: str, body: bytes, name: str, faces: str | None = None) -> tuple[int, dict]:
+def _post(base: str, body: bytes, name: str, faces: str | None = None, what: str = "score") -> tuple[int, dict]:
     query = {"name": name, **({"faces": faces} if faces is not None else {})}
-    request = urllib.request.Request(f"{base}/api/score?{urllib.parse.urlencode(query)}", data=body, method="POST")
+    request = urllib.request.Request(f"{base}/api/{what}?{urllib.parse.urlencode(query)}", data=body, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
@@ -117,11 +117,16 @@ def test_bad_uploads_get_a_clear_message_and_the_upload_limit_holds(app):
     for body, name, status, message in cases:
         got, answer = _post(base, body, name)
         assert (got, answer["name"]) == (status, name) and answer["error"].startswith(message), (name, answer)
+    for body, name, status, message in cases[0], cases[2], cases[4]:  # the overlay's endpoint checks alike
+        got, answer = _post(base, body, name, what="explain")
+        assert got == status and answer["error"].startswith(message), (name, answer)
     got, answer = _post(base, (app["files"] / "cat.jpg").read_bytes(), "cat.jpg", faces="maybe")
     assert got == 400 and "'faces' param must be true or false" in answer["error"]
     # still serving, and no upload left behind in the temporary folder
     got, answer = _post(base, (app["files"] / "cat.jpg").read_bytes(), "cat.jpg")
     assert got == 200 and answer["rows"][0]["label"] in ("real", "fake")
+    got, answer = _post(base, (app["files"] / "cat.jpg").read_bytes(), "cat.jpg", what="explain")
+    assert got == 200 and answer["overlay"].startswith("data:image/png;base64,")
     assert not [p.name for p in app["tmp"].iterdir() if p.name.startswith("deepfake-app-")]
 
 
@@ -133,13 +138,17 @@ def test_faces_on_gives_each_face_its_box_and_score_and_says_no_face_found(app):
     assert got == 200 and answer["faces"] and not answer["no_face"], answer
     (face,) = answer["rows"]
     assert face["face"] == 0 and face["face_w"] > 20 and face["label"] in ("real", "fake")
-    assert answer["overlay"].startswith("data:image/png;base64,")
+    got, answer = _post(app["base"], photo, "astronaut.jpg", faces="true", what="explain")
+    assert got == 200 and answer["overlay"].startswith("data:image/png;base64,")
     overlay = Image.open(io.BytesIO(base64.b64decode(answer["overlay"].split(",", 1)[1])))
     assert overlay.size == (256, 256)  # the whole photo, the face's box drawn on it
     flat = _encoded(np.full((120, 120, 3), 128, np.uint8), "PNG")
     got, answer = _post(app["base"], flat, "wall.png", faces="true")
     assert got == 200 and answer["no_face"] and answer["rows"][0]["error"] == "no face found"
-    assert answer["overlay"] is None
+    assert _post(app["base"], flat, "wall.png", faces="true", what="explain") == (
+        200,
+        {"name": "wall.png", "faces": True, "overlay": None},
+    )
 
 
 def test_the_page_is_self_contained_and_the_model_panel_reads_the_version(app):

@@ -11,7 +11,10 @@ A small FastAPI app (FastAPI and uvicorn come with MLflow) that serves one self-
 ``POST /api/score?name=FILE&faces=true|false``
     The raw bytes of ONE image as the request body (no multipart form: nothing is spooled to
     disk by a parser, and the body is read with a hard cap). The answer is the detector's rows
-    for that image and its explanation overlay (:meth:`PageModel.score`).
+    for that image (:meth:`PageModel.score`): the verdict, in a fraction of a second.
+``POST /api/explain?name=FILE&faces=true|false``
+    The same upload's explanation overlay (:meth:`PageModel.explain`), which takes seconds
+    (Grad-CAM runs each network eagerly): the page shows the verdict first, then asks for this.
 
 Scores come from the model loaded by ``mlflow.pyfunc.load_model`` and its ``predict`` on a
 DataFrame with an ``image`` (base64) column: the code path of ``mlflow models serve`` and of
@@ -203,41 +206,45 @@ class PageModel:
         self.info = model_info(model_uri, version, alias, metadata, self.max_upload_bytes)
         self._lock = threading.Lock()
 
-    def score(self, data: bytes, name: str, faces: bool | None = None) -> dict:
-        """The verdict on one uploaded image: ``name``, ``faces`` (on or off for this image),
-        ``rows`` (the detector's rows: one, or one per face), ``overlay`` (a PNG data URI, or
-        None when nothing was scored) and ``no_face``. Raises :class:`UploadError` for an
-        upload that cannot be scored (with the detector's own message for a row that failed)."""
-        from deepfake_detection.data.faces import NO_FACE
-        from deepfake_detection.explain import explain_files
-
-        check_upload(data, self.max_upload_bytes)
+    def _faces(self, faces: bool | None) -> bool:
         faces = self.info["faces"] if faces is None else bool(faces)
         if faces and not self.info["faces_allowed"]:
             raise UploadError(400, "this detector scores whole images (data.view: patches): turn face detection off")
-        params = {"faces": True} if faces else {"faces": False}
-        safe = _safe_name(name)
+        return faces
+
+    def score(self, data: bytes, name: str, faces: bool | None = None) -> dict:
+        """The verdict on one uploaded image, scored from its bytes in memory: ``name``,
+        ``faces`` (on or off for this image), ``rows`` (the detector's rows: one, or one per
+        face) and ``no_face``. Raises :class:`UploadError` for an upload that cannot be scored
+        (with the detector's own message when its row failed)."""
+        from deepfake_detection.data.faces import NO_FACE
+
+        check_upload(data, self.max_upload_bytes)
+        faces = self._faces(faces)
+        frame = pd.DataFrame({"image": [base64.b64encode(data).decode("ascii")]})
+        with self._lock:
+            rows = _records(self.model.predict(frame, params={"faces": faces}))
+        scored = [r for r in rows if r["error"] is None]
+        failed = [r["error"] for r in rows if r["error"] not in (None, NO_FACE)]
+        if failed and not scored:
+            raise UploadError(422, failed[0])
+        no_face = faces and not scored and any(r["error"] == NO_FACE for r in rows)
+        return {"name": name, "faces": faces, "rows": rows, "no_face": no_face}
+
+    def explain(self, data: bytes, name: str, faces: bool | None = None) -> dict:
+        """The explanation overlay of one uploaded image (``explain``'s PNG as a data URI, None
+        when the image gives none, e.g. no face). The upload is written to its own temporary
+        folder for :func:`~deepfake_detection.explain.explain_files`, removed right after."""
+        from deepfake_detection.explain import explain_files
+
+        check_upload(data, self.max_upload_bytes)
+        faces = self._faces(faces)
         with self._lock, tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX) as tmp:
-            upload = Path(tmp) / safe
+            upload = Path(tmp) / _safe_name(name)
             upload.write_bytes(data)
-            frame = pd.DataFrame({"image": [base64.b64encode(data).decode("ascii")]})
-            rows = _records(self.model.predict(frame, params=params))
-            scored = [r for r in rows if r["error"] is None]
-            failed = [r["error"] for r in rows if r["error"] not in (None, NO_FACE)]
-            if failed and not scored:
-                raise UploadError(422, failed[0])
-            overlay = None
-            if scored:
-                written = explain_files(self.explainer, [upload], Path(tmp) / "explained", faces=faces)
-                if written:
-                    overlay = "data:image/png;base64," + base64.b64encode(written[0].read_bytes()).decode("ascii")
-        return {
-            "name": name,
-            "faces": faces,
-            "rows": rows,
-            "overlay": overlay,
-            "no_face": faces and not scored and any(r["error"] == NO_FACE for r in rows),
-        }
+            written = explain_files(self.explainer, [upload], Path(tmp) / "explained", faces=faces)
+            overlay = base64.b64encode(written[0].read_bytes()).decode("ascii") if written else None
+        return {"name": name, "faces": faces, "overlay": overlay and f"data:image/png;base64,{overlay}"}
 
 
 # --------------------------------------------------------------------------- the HTTP app
@@ -294,23 +301,26 @@ def create_app(page: PageModel):
     def _model():
         return page.info
 
-    @app.post("/api/score")
-    async def _score(request: Request, name: str = "upload", faces: str | None = None):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return JSONResponse({"name": name, "error": too_large}, status_code=413)
-        try:
-            flag = None if faces in (None, "") else faces_param(faces)
-        except ValueError as err:
-            return JSONResponse({"name": name, "error": str(err)}, status_code=400)
-        data = await _read_capped(request, limit)
-        if data is None:
-            return JSONResponse({"name": name, "error": too_large}, status_code=413)
-        try:
-            return await run_in_threadpool(page.score, data, name, flag)
-        except UploadError as err:
-            return JSONResponse({"name": name, "error": str(err)}, status_code=err.status)
+    def upload_endpoint(path: str, method):
+        @app.post(path)
+        async def _endpoint(request: Request, name: str = "upload", faces: str | None = None):
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                return JSONResponse({"name": name, "error": too_large}, status_code=413)
+            try:
+                flag = None if faces in (None, "") else faces_param(faces)
+            except ValueError as err:
+                return JSONResponse({"name": name, "error": str(err)}, status_code=400)
+            data = await _read_capped(request, limit)
+            if data is None:
+                return JSONResponse({"name": name, "error": too_large}, status_code=413)
+            try:
+                return await run_in_threadpool(method, data, name, flag)
+            except UploadError as err:
+                return JSONResponse({"name": name, "error": str(err)}, status_code=err.status)
 
+    upload_endpoint("/api/score", page.score)
+    upload_endpoint("/api/explain", page.explain)
     return app
 
 
