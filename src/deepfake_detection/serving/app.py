@@ -1,7 +1,7 @@
 """The web page of a detector (``deepfake-detect app``): drop images, read the verdicts.
 
 A small FastAPI app (FastAPI and uvicorn come with MLflow) that serves one self-contained page
-(``static/app.html``: inline CSS and JS, no outside asset) and two JSON endpoints:
+(``static/app.html``: inline CSS and JS, no outside asset) and three JSON endpoints:
 
 ``GET /api/model``
     What the side panel shows (:func:`model_info`): the registered name, version and alias,
@@ -19,11 +19,11 @@ A small FastAPI app (FastAPI and uvicorn come with MLflow) that serves one self-
 Scores come from the model loaded by ``mlflow.pyfunc.load_model`` and its ``predict`` on a
 DataFrame with an ``image`` (base64) column: the code path of ``mlflow models serve`` and of
 ``deepfake-detect predict``. The overlay is :func:`deepfake_detection.explain.explain_files`'s
-(Grad-CAM, the face boxes with their scores when faces are on). An upload lives only in its own
-temporary folder (``deepfake-app-*`` under the system's temporary folder), removed once the
-image is scored and explained. The page makes no request to any other host (its
-Content-Security-Policy forbids it), and FastAPI's documentation pages, which load their
-scripts from a CDN, are switched off.
+(Grad-CAM, the face boxes with their scores when faces are on). Scores are computed from the
+uploaded bytes in memory; for its overlay an upload is written only to its own temporary
+folder (``deepfake-app-*`` under the system's temporary folder), removed once it is explained.
+The page makes no request to any other host (its Content-Security-Policy forbids it), and
+FastAPI's documentation pages, which load their scripts from a CDN, are switched off.
 """
 
 import base64
@@ -43,7 +43,7 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
 UPLOAD_PREFIX = "deepfake-app-"
-"""Each upload's temporary folder starts with this (removed after scoring)."""
+"""Each upload's temporary folder (for its overlay) starts with this; removed once explained."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
