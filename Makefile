@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv ui mlflow-server bench plots-template compare screens clean help
+.PHONY: demo test lint format venv ui mlflow-server bench plots-template compare screens clean help app browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,8 +31,18 @@ demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
 	@echo "Compare the runs: make ui (it prints the URL of the runs page)"
 	@echo "Use the champion: $(BIN)/deepfake-detect predict --model models:/deepfake-detector@champion data/test"
 
-test: lint  ## lint, then run the whole test suite
+test: lint browser  ## lint, then run the whole test suite
 	$(BIN)/python -m pytest
+
+# The web page's browser test (tests/model/test_app.py) drives Debian's chromium through
+# chromium-driver: installed here when missing (as root, with apt-get). Without them it skips.
+browser:  ## install chromium + chromium-driver for the browser test (as root, when missing)
+	@if ! { command -v chromedriver && { command -v chromium || command -v chromium-browser; }; } >/dev/null 2>&1 && \
+	  command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium and chromium-driver (the web page's browser test)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	    echo "warning: could not install chromium and chromium-driver: the browser test will skip"; \
+	fi
 
 lint: $(STAMP)  ## ruff: lint and check the formatting (configured in pyproject.toml)
 	$(BIN)/ruff check .
@@ -53,6 +63,11 @@ compare:  ## the DVC experiments in 120 columns: registered model's val/test AUC
 
 screens: $(STAMP)  ## regenerate docs/screens/ from this project's runs (after make demo; headless chromium)
 	$(BIN)/python tools/screens.py --out docs/screens
+
+APP_PORT ?= 8000
+APP_ARGS ?=
+app: $(STAMP)  ## the web page of the champion on http://127.0.0.1:$(APP_PORT) (APP_ARGS="--model URI ...")
+	$(BIN)/deepfake-detect app --port $(APP_PORT) $(APP_ARGS)
 
 # A shared tracking server for a team (README: Working as a team). Give the database and where
 # artifacts go, e.g. make mlflow-server MLFLOW_BACKEND_STORE_URI=postgresql://mlflow@db:5432/mlflow

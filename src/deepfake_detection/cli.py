@@ -547,6 +547,56 @@ def explain(model_uri, images, out_dir, faces):
         )
 
 
+@cli.command()
+@click.option(
+    "--model",
+    "model_uri",
+    default=None,
+    help="A registered or logged detector: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/<id>/model or a "
+    "model folder [default: models:/<register.model_name>@<register.alias> of --params, "
+    "models:/deepfake-detector@champion].",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind. Anything but loopback exposes a page with no login and no TLS: put an "
+    "authenticating HTTPS proxy in front (README: The web page).",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0.001),
+    default=20.0,
+    show_default=True,
+    help="The largest file the page accepts (MB); a larger one gets a message, unread.",
+)
+@params_option
+def app(model_uri, host, port, max_upload_mb, params_path):
+    """A local web page for a detector: drop or pick images and read, for each, P(fake), the label at
+    the model's threshold, a gauge and the Grad-CAM overlay (each face's box and score with face
+    detection on), beside the model's version, threshold, test AUC and limitations. Scores come
+    from the same pyfunc model as REST and `predict`; uploads stay in a temporary folder, deleted
+    after scoring; the page loads nothing from other hosts."""
+    from mlflow.exceptions import MlflowException
+
+    from .serving.app import serve
+
+    if model_uri is None:
+        if not params_path.is_file():
+            raise click.ClickException(
+                f"{params_path} not found: run from the project root (after `make demo`) or name the detector "
+                "with --model URI"
+            )
+        reg = _params(params_path).register
+        model_uri = f"models:/{reg.model_name}@{reg.alias}"
+    _tracking()
+    try:
+        serve(model_uri, host, port, max_upload_mb)
+    except (MlflowException, ValueError, FileNotFoundError, OSError) as err:
+        raise click.ClickException(f"{model_uri}: {err}") from None
+
+
 # ----------------------------------------------------------------------------- team
 @cli.command("mlflow-server", context_settings={"ignore_unknown_options": True})
 @click.option(

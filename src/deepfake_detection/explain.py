@@ -36,6 +36,8 @@ import numpy as np
 _logger = logging.getLogger(__name__)
 
 TARGETS = ("predicted", "fake", "real")
+COLORMAP = "jet"
+"""The matplotlib colour map of every heat-map overlay (0: blue, 1: red)."""
 
 
 def _score_model(model, layer_name: str):
@@ -234,7 +236,7 @@ def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) ->
         raise ValueError(f"heatmap must be 2-D, got shape {heat.shape}")
     if heat.shape != image.shape[:2]:
         heat = np.asarray(Image.fromarray(heat, mode="F").resize(image.shape[1::-1], Image.BILINEAR))
-    colours = colormaps["jet"](heat)[..., :3] * 255.0
+    colours = colormaps[COLORMAP](heat)[..., :3] * 255.0
     blended = (1.0 - alpha) * image.astype(np.float64) + alpha * colours
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
@@ -359,6 +361,12 @@ def _stem(label: str) -> str:
     return Path(label).with_suffix("").as_posix().replace("/", "_")
 
 
+def load_explainer(model_uri_or_path: str | Path) -> _Detector:
+    """A detector's Keras member(s) loaded once, to pass to :func:`explain_files` many times
+    (the web app explains every upload without reloading the model)."""
+    return _Detector(model_uri_or_path)
+
+
 def _unique_name(stem: str, used: set[str]) -> str:
     name, k = f"{stem}_gradcam.png", 1
     while name in used:
@@ -411,9 +419,9 @@ def explain_files(
     into ``out_dir``; return their paths (undecodable images are skipped with a warning).
 
     ``model_uri_or_path``: a ``.keras`` file or a logged detector (``models:/...``, ``runs:/...``,
-    a model folder). An ensemble is explained as a whole (:func:`ensemble_gradcam`: every
-    member's map of the ensemble's decision, weighted by its influence), the members' P(fake)
-    under the title. Images are decoded and resized exactly as for prediction.
+    a model folder), or one loaded by :func:`load_explainer`. An ensemble is explained as a whole
+    (:func:`ensemble_gradcam`: every member's map of the ensemble's decision, weighted by its
+    influence), the members' P(fake) under the title. Images are decoded and resized exactly as for prediction.
 
     ``faces`` (default: the detector's ``faces`` flag; off for a ``.keras`` file): every face of
     each photo is found and cropped as for prediction (the detector's ``face_settings``), each
@@ -427,7 +435,7 @@ def explain_files(
     from deepfake_detection.data.decode import check_images, decode_images, decode_native
     from deepfake_detection.serving.io import read_inputs
 
-    detector = _Detector(model_uri_or_path)
+    detector = model_uri_or_path if isinstance(model_uri_or_path, _Detector) else _Detector(model_uri_or_path)
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
     if faces is None:

@@ -185,3 +185,20 @@ def describe_source(model_uri: str) -> dict[str, object]:
         tags.update(mv.tags)
     out["tags"] = tags
     return out
+
+
+def resolve_version(model_uri: str):
+    """The registered version that a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI names
+    and the alias it was named by (None for a version number); ``(None, None)`` for any other
+    URI (``runs:/...``, a model folder), which names no registered version."""
+    if not model_uri.startswith("models:/"):
+        return None, None
+    rest = model_uri[len("models:/") :].strip("/")
+    client = MlflowClient()
+    if "@" in rest:
+        name, alias = rest.rsplit("@", 1)
+        return client.get_model_version_by_alias(name, alias), alias
+    name, _, version = rest.rpartition("/")
+    if name and version.isdigit():
+        return client.get_model_version(name, version), None
+    return None, None

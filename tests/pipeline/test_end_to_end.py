@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from loopback import free_port, stop, wait_for
 from project_commands import command_env
 
 from deepfake_detection.serving.io import local_files
@@ -410,3 +412,41 @@ def test_make_screens_regenerates_the_readme_screenshots(project, tmp_path):
         with Image.open(tmp_path / "screens" / name) as png:
             colours = len(set(png.convert("RGB").resize((200, 200)).getdata()))
         assert colours > 50, f"{name} looks blank ({colours} colours)"
+
+
+def test_the_app_serves_the_champion_with_its_threshold_and_predicts_scores(project, tmp_path):
+    """`deepfake-detect app` in the project after `dvc repro` (what `make app` runs after `make
+    demo`): the champion's page answers on loopback with the registered threshold, and a test
+    image gets the probability `predict` gives it."""
+    dest, _ = project
+    image = sorted((dest / "data" / "test").rglob("*.jpg"))[0]
+    uri, out = "models:/deepfake-detector@champion", tmp_path / "p.json"
+    sh("deepfake-detect", "predict", "--model", uri, str(image), "--output", str(out), cwd=dest)
+    (expected,) = json.loads(out.read_text())
+    port, log_path = free_port(), tmp_path / "app.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["deepfake-detect", "app", "--port", str(port)],
+            cwd=dest,
+            env=command_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/ping", proc, log_path, 180)
+        with urllib.request.urlopen(f"{base}/api/model", timeout=30) as response:
+            info = json.loads(response.read())
+        registered = json.loads((dest / "metrics" / "registered.json").read_text())
+        assert info["alias"] == "champion" and info["threshold"] == pytest.approx(registered["threshold"])
+        assert info["test_auc"] == pytest.approx(registered["test_auc"])
+        request = urllib.request.Request(f"{base}/api/score?name={image.name}", data=image.read_bytes(), method="POST")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            (row,) = json.loads(response.read())["rows"]
+        assert row["probability_fake"] == pytest.approx(expected["probability_fake"], abs=1e-6)
+        assert row["label"] == expected["label"]
+        with urllib.request.urlopen(f"{base}/", timeout=30) as response:
+            assert "Deepfake detector" in response.read().decode()
+    finally:
+        stop(proc)
