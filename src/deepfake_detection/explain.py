@@ -183,6 +183,42 @@ def ensemble_gradcam(models, ensemble, images, *, threshold: float = 0.5) -> tup
     return np.clip(heat, 0.0, 1.0).astype(np.float32), p, P
 
 
+def mixed_maps(models, ensemble, image: np.ndarray, *, threshold: float = 0.5):
+    """The map of one native-resolution ``(h, w, 3)`` image for a detector with forensic members:
+    a forensic member's residual-energy map (``models.forensic.energy_map``: its head reads
+    statistics pooled over the whole image, so there is no Grad-CAM), a CNN member's Grad-CAM of
+    the detector's decision on the image resized to its input (as the pyfunc scores it), the maps
+    resized to the image and averaged with each member's :func:`member_influence`. Returns the map
+    ``(h, w)`` in [0, 1], the detector's P(fake) and the members' ``(k,)`` (one model: its own)."""
+    import tensorflow as tf
+
+    from deepfake_detection.data.pipeline import resize
+    from deepfake_detection.evaluation.ensemble import Ensemble
+    from deepfake_detection.models.forensic import energy_map
+    from deepfake_detection.serving.pyfunc import input_size
+
+    h, w = image.shape[:2]
+    sizes = [input_size(m) for m in models]
+    inputs = [image[np.newaxis] if s is None else resize(image, s).numpy()[np.newaxis] for s in sizes]
+    P = np.array([[float(np.asarray(m(x, training=False)).reshape(-1)[0]) for m, x in zip(models, inputs)]])
+    P = np.clip(P, 0.0, 1.0)
+    if ensemble is None:
+        p, W = P[:, 0], np.ones((1, 1))
+    else:
+        ensemble = ensemble if isinstance(ensemble, Ensemble) else Ensemble.from_dict(ensemble)
+        p, W = np.asarray(ensemble.predict(P), dtype=np.float64), member_influence(ensemble, P)
+    heat = np.zeros((h, w))
+    for m, (model, size, x) in enumerate(zip(models, sizes, inputs)):
+        if size is None:
+            part = energy_map(model, image)
+        else:
+            part = gradcam_with_scores(model, x, target=p >= threshold)[0][0]
+            part = tf.image.resize(part[..., None], (h, w), method="bilinear")[..., 0].numpy()
+        heat += W[0, m] * part
+    peak = heat.max()
+    return np.clip(heat / peak if peak > 0 else heat, 0.0, 1.0), float(p[0]), P[0]
+
+
 def patch_gradcam(
     models, ensemble, image: np.ndarray, patch: int, *, threshold: float = 0.5, layer_name: str | None = None
 ) -> tuple[np.ndarray, float, np.ndarray]:
@@ -288,12 +324,10 @@ class _Detector:
         views = self.metadata.get("member_views") or [self.view] * len(self.models)
         self.member_views = ["native" if input_size(m) is None else v for m, v in zip(self.models, views)]
         self.forensic = "native" in self.member_views
-        if self.forensic and self.ensemble is not None:
-            raise ValueError(
-                "this ensemble has forensic members (native view), which have no Grad-CAM: explain its "
-                "members' .keras files one by one (a forensic one gets its residual-energy map)"
-            )
-        self.map_name = "residual energy (forensic: no Grad-CAM)" if self.forensic else "Grad-CAM"
+        self.map_name = "Grad-CAM"
+        if self.forensic:
+            only = self.ensemble is None or all(v == "native" for v in self.member_views)
+            self.map_name = "residual energy (forensic: no Grad-CAM)" if only else "Grad-CAM + residual energy"
 
     def explain(self, pixels: dict[int, np.ndarray], layer_name: str | None):
         """Heatmaps at the largest input size, P(fake) and the members' P(fake) (``None`` for
@@ -311,12 +345,11 @@ class _Detector:
         each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model).
         A forensic network gets its residual-energy map (``models.forensic.energy_map``)."""
         if self.forensic:
-            from deepfake_detection.models.forensic import energy_map
-
-            model = self.models[0]
-            heat = [energy_map(model, im) for im in images]
-            probs = np.array([float(np.asarray(model(im[np.newaxis])).reshape(-1)[0]) for im in images])
-            return heat, probs, None
+            self._check_layer(layer_name)
+            out = [mixed_maps(self.models, self.ensemble, im, threshold=self.threshold) for im in images]
+            heat = [h for h, _, _ in out]
+            probs = np.array([p for _, p, _ in out])
+            return heat, probs, None if self.ensemble is None else np.stack([P for _, _, P in out])
         self._check_layer(layer_name)
         out = [
             patch_gradcam(

@@ -148,3 +148,43 @@ def test_threshold_scores_validation_under_the_perturbations_for_the_robust_auc(
     np.testing.assert_allclose(perturbed.clean, val.probability, atol=1e-5)  # one scoring path
     by_hand = (roc_auc_score(val.y, val.probability) + roc_auc_score(val.y, perturbed.jpeg_75)) / 2
     assert info["val"]["robust_auc"] == pytest.approx(by_hand, abs=1e-9)
+
+
+def test_an_ensemble_with_a_forensic_member_is_served_and_explained(project, tmp_path):
+    """A soft vote of the forensic network (native view) and a small CNN (resized): the pyfunc
+    averages the two members' own scores, and explain draws one map per image."""
+    from deepfake_detection.config import ModelsParams
+    from deepfake_detection.data.pipeline import resize
+    from deepfake_detection.explain import explain_files
+    from deepfake_detection.models.networks import LightSECNNParams
+    from deepfake_detection.models.zoo import build_model
+    from deepfake_detection.serving.pyfunc import log_detector
+
+    root, _, _, evaluated, forensic = project
+    cnn = build_model("light_se_cnn", 32, ModelsParams(light_se_cnn=LightSECNNParams(filters=[4])), seed=1)
+    cnn.save(tmp_path / "cnn.keras")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("serve-forensic-ensemble")
+    ensemble = {"kind": "soft_vote", "members": [MODEL, "light_se_cnn"], "threshold": 0.5}
+    with mlflow.start_run():
+        info = log_detector(
+            [root / paths.model_file(MODEL, "train"), tmp_path / "cnn.keras"],
+            0.5,
+            32,
+            ensemble=ensemble,
+            member_views=["native", "resize"],
+        )
+    files = sorted((root / "data" / "test").rglob("*.png"))[:3]
+    with local_files():
+        out = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"path": [str(f) for f in files]}))
+    by_members = [
+        (
+            float(np.asarray(forensic(native(f)[np.newaxis]))[0, 0])
+            + float(np.asarray(cnn(resize(native(f), 32)[np.newaxis]))[0, 0])
+        )
+        / 2
+        for f in files
+    ]
+    np.testing.assert_allclose(out.probability_fake, by_members, atol=1e-5)
+    written = explain_files(info.model_uri, files, tmp_path / "maps")
+    assert len(written) == len(files) and all(p.stat().st_size > 1000 for p in written)
