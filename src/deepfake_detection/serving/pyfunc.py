@@ -63,6 +63,11 @@ DEFAULT_THRESHOLD = 0.5
 # --------------------------------------------------------------------------- scoring rows
 
 
+SCORE_CHUNK = 256
+"""Rows decoded and scored together: the decoded pixels of one chunk at a time are held
+(256 x 128² x 3 float32 = 50 MB at 128 px), however many rows a request has."""
+
+
 def score_rows(
     model_input: pd.DataFrame,
     sizes: Sequence[int],
@@ -73,36 +78,43 @@ def score_rows(
     native: bool = False,
 ) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
-    ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
-    decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
+    ``max_pixels`` and the request's pixel budget ``access.request_pixels``) and decode every row
+    (once per input size in ``sizes``) and ``score`` the decodable ones (pixels keyed by size
+    -> P(fake)), :data:`SCORE_CHUNK` rows at a time. Returns P(fake), NaN where a row failed,
     one error message or None per row (a bad row never fails the batch) and one warning or
     None per row. ``native`` (the patch view): rows are decoded at their own resolution and
     ``score`` gets the list of ``(h, w, 3)`` images instead (``sizes`` is not used)."""
     contents, errors = read_inputs(model_input, access)
     header_errors, warnings_ = decode.check_images(
-        [c if e is None else None for c, e in zip(contents, errors)], max_pixels
+        [c if e is None else None for c, e in zip(contents, errors)], max_pixels, access.request_pixels
     )
     errors = [e or h for e, h in zip(errors, header_errors)]
     ok = [i for i, e in enumerate(errors) if e is None]
     probabilities = np.full(len(contents), np.nan)
-    if ok and native:
-        images, decode_errors = decode.decode_native([contents[i] for i in ok])
-        for i, e in zip(ok, decode_errors):
-            errors[i] = errors[i] or e
-        good = [j for j, i in enumerate(ok) if errors[i] is None]
-        if good:
-            probabilities[[ok[j] for j in good]] = score([images[j] for j in good])
-    elif ok:
-        pixels = {}
-        for size in sorted(set(sizes)):
-            pixels[size], decode_errors = decode.decode_checked([contents[i] for i in ok], size)
-            for i, e in zip(ok, decode_errors):
-                errors[i] = errors[i] or e
-        good = [j for j, i in enumerate(ok) if errors[i] is None]
-        if good:
-            probabilities[[ok[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
+    for start in range(0, len(ok), SCORE_CHUNK):
+        _score_chunk(ok[start : start + SCORE_CHUNK], contents, errors, probabilities, sizes, score, native)
     warnings_ = [None if e else w for e, w in zip(errors, warnings_)]
     return probabilities, errors, warnings_
+
+
+def _score_chunk(rows, contents, errors, probabilities, sizes, score, native) -> None:
+    """Decode and score the rows ``rows`` (indices), filling ``errors`` and ``probabilities``."""
+    if native:
+        images, decode_errors = decode.decode_native([contents[i] for i in rows])
+        for i, e in zip(rows, decode_errors):
+            errors[i] = errors[i] or e
+        good = [j for j, i in enumerate(rows) if errors[i] is None]
+        if good:
+            probabilities[[rows[j] for j in good]] = score([images[j] for j in good])
+        return
+    pixels = {}
+    for size in sorted(set(sizes)):
+        pixels[size], decode_errors = decode.decode_checked([contents[i] for i in rows], size)
+        for i, e in zip(rows, decode_errors):
+            errors[i] = errors[i] or e
+    good = [j for j, i in enumerate(rows) if errors[i] is None]
+    if good:
+        probabilities[[rows[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
 
 
 def result_frame(
