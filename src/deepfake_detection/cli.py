@@ -424,6 +424,25 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
 
 @cli.command()
 @model_uri_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True)
+def serve(model_uri, host, port):
+    """Serve a detector over REST (the way to serve it): MLflow's scoring app (/invocations,
+    /ping, /health, /version, as `mlflow models serve`) with a body-size limit (413 past
+    DEEPFAKE_SERVE_MAX_BODY bytes, default 32 MiB), unknown request params refused (400), strict
+    JSON answers (null, not NaN) and a per-request pixel budget (DEEPFAKE_SERVE_REQUEST_PIXELS).
+    See the README's "Serving" section for the other settings."""
+    from .serving.rest import serve as run_server
+
+    _tracking()
+    try:
+        run_server(model_uri, host, port)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+@cli.command()
+@model_uri_option
 @click.option("--format", "fmt", type=click.Choice(["savedmodel", "onnx"]), required=True)
 @click.argument("out", type=click.Path(path_type=Path))
 def export(model_uri, fmt, out):

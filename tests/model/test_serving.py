@@ -64,6 +64,16 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str, str] | None = None):
     """``mlflow models serve`` of ``model_uri`` on a free loopback port; yields its base URL."""
+    with _server(model_uri, store_uri, workdir, extra_env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def _server(
+    model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str, str] | None = None, cli: str = "mlflow"
+):
+    """``mlflow models serve`` (``cli="mlflow"``) or ``deepfake-detect serve`` (``cli="project"``)
+    of ``model_uri`` on a free loopback port; yields its base URL and the server's process."""
     port = _free_port()
     bin_dir = Path(sys.executable).parent
     inherited = {k: v for k, v in os.environ.items() if k not in (serving_io.PATH_ROOT_ENV, serving_io.MAX_BYTES_ENV)}
@@ -78,28 +88,12 @@ def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str,
     }
     log_path = workdir / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally
-    proc = subprocess.Popen(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-w",
-            "1",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    if cli == "mlflow":
+        argv = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        argv += ["-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    else:  # one process: the CLI runs uvicorn itself
+        argv = [str(bin_dir / "deepfake-detect"), "serve", "--model", model_uri, "--port", str(port)]
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + PING_TIMEOUT_S
@@ -115,15 +109,15 @@ def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str,
             if time.monotonic() > deadline:
                 pytest.fail(f"no /ping after {PING_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield base
+        yield base, proc
     finally:
         _stop(proc)
         log.close()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A tiny detector registered as deepfake-detector@champion in a throwaway store, served."""
+def registered(tmp_path_factory):
+    """A tiny detector registered as deepfake-detector@champion in a throwaway store."""
     from deepfake_detection.config import ModelsParams
     from deepfake_detection.models.zoo import build_model
 
@@ -147,20 +141,23 @@ def served(tmp_path_factory):
         )
     client.set_registered_model_alias(MODEL_NAME, ALIAS, info.registered_model_version)
     model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
-    in_process = mlflow.pyfunc.load_model(model_uri)
-
     try:
-        with _serving(model_uri, uri, root) as base:
-            yield {
-                "base": base,
-                "image": image_path,
-                "model": in_process,
-                "root": root,
-                "uri": uri,
-                "model_uri": model_uri,
-            }
+        yield {
+            "image": image_path,
+            "model": mlflow.pyfunc.load_model(model_uri),
+            "root": root,
+            "uri": uri,
+            "model_uri": model_uri,
+        }
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def served(registered):
+    """The registered detector served by ``mlflow models serve``."""
+    with _serving(registered["model_uri"], registered["uri"], registered["root"]) as base:
+        yield {**registered, "base": base}
 
 
 def test_served_champion_scores_a_base64_image_like_the_in_process_model(served):
