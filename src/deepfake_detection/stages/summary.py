@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 def run(params: Params):
     results = load_results(params)
     table = summary_table(summary_rows(results))
-    with paths.removed_on_failure(paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL):  # nothing half-written
+    with paths.replaced_on_success(paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL):  # nothing half-written
         paths.REPORTS.mkdir(parents=True, exist_ok=True)
         write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD)
         curves = {}

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 def run(model_name: str, params: Params) -> dict:
     outputs = (paths.predictions(model_name, "valid"), paths.stage_metrics("threshold", model_name))
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         val = predict_split(model_name, "valid", params)
         with tracking.stage_run("threshold", params, model=model_name, log=flatten(params.threshold, "threshold.")):
             info = choose_threshold(model_name, val, params)
