@@ -390,13 +390,15 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
+    from mlflow.exceptions import MlflowException
+
     _tracking()
     try:
         rows = predict_files(
             model_uri, list(inputs), threshold=threshold, runtime=runtime, batch_size=batch_size, faces=faces
         )
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+    except (ValueError, FileNotFoundError, MlflowException) as err:
+        raise click.ClickException(str(getattr(err, "message", None) or err)) from None
     if output is None:
         click.echo(rows.to_string(index=False))
     elif output.suffix.lower() == ".csv":

@@ -51,6 +51,11 @@ def is_better(metric: str, new: float, old: float) -> bool:
 Rescore = Callable[[object], tuple[float, float]]
 
 
+class Unloadable(Exception):
+    """``rescore`` could not load the champion at all (a missing, truncated or corrupt model
+    file): the gate then treats it as beaten, whatever its tags say."""
+
+
 def promote(
     name: str, version: str, alias: str, metric: str, value: float, force: bool = False, rescore: Rescore | None = None
 ) -> Decision:
@@ -59,12 +64,14 @@ def promote(
 
     ``rescore(champion_version) -> (challenger, champion)``: both versions' ``metric`` on the
     current validation split. With it the gate compares those two numbers and records them on
-    the new version (:func:`gate_tag`); if it raises, or without it, the gate compares ``value``
-    with the champion's stored ``metric`` tag, which may come from other data.
+    the new version (:func:`gate_tag`); if it raises :class:`Unloadable`, the champion is
+    beaten (the reason says why it cannot be loaded; the old version gets an ``unloadable``
+    tag); if it raises anything else, or without it, the gate compares ``value`` with the
+    champion's stored ``metric`` tag, which may come from other data.
     """
     client = MlflowClient()
     old = current_champion(name, alias)
-    new_value = old_value = None
+    new_value = old_value = unloadable = None
     if old is None:
         promoted, reason = True, f"no version held the alias '{alias}' yet"
     elif str(old.version) == str(version):
@@ -76,14 +83,18 @@ def promote(
         if rescore is not None:
             try:
                 new_value, old_value = (float(v) for v in rescore(old))
-            except Exception as err:  # noqa: BLE001 - any failure to load or score means: fall back
+            except Unloadable as err:
+                unloadable = str(err).splitlines()[0] if str(err) else type(err).__name__
+            except Exception as err:  # noqa: BLE001 - any failure to score means: fall back
                 new_value = old_value = None
                 fallback = (
                     f" (version {old.version} could not be scored on the current validation split: "
                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
                     f"compared with its stored {metric} tag, which may come from other data)"
                 )
-        if old_value is not None:
+        if unloadable is not None:
+            promoted, reason = True, f"version {old.version}, the champion, cannot be loaded: {unloadable}"
+        elif old_value is not None:
             where = "both on the current validation split"
             stored = old.tags.get(metric)
             also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
@@ -116,6 +127,8 @@ def promote(
                     ),
                 )
             reason += fallback
+    if unloadable is not None:
+        client.set_model_version_tag(name, str(old.version), "unloadable", unloadable)
     if promoted:
         client.set_registered_model_alias(name, alias, version)
     if old_value is not None:

@@ -207,6 +207,38 @@ def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(vers
     assert "gate_champion_val_auc" not in MlflowClient().get_model_version("det", v1).tags
 
 
+def test_a_champion_that_cannot_be_loaded_is_replaced_and_predict_names_the_failure(gate_store):
+    """With the champion's model file truncated, register once kept it ("could not be scored ...
+    'champion' stays") and predict said "File not found" about a file that exists."""
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import cli
+    from deepfake_detection.stages.register import champion_rescorer
+
+    client = MlflowClient()
+    champion = _register(_detector(gate_store, +1.0), 0.99)
+    assert registry.promote("det", champion, "champion", "val_auc", 0.99).promoted
+    (stored,) = [p for p in gate_store.rglob("*.keras") if "mlruns" in p.parts or "artifacts" in p.parts]
+    stored.write_bytes(stored.read_bytes()[:1000])  # truncated
+
+    val = _split(gate_store, "valid", fakes_bright=True)
+    challenger = _register(_detector(gate_store, -1.0), 0.60)
+    decision = registry.promote(
+        "det", challenger, "champion", "val_auc", 0.60, rescore=champion_rescorer("det", val, 0.5, "val_auc")
+    )
+    assert decision.promoted, decision.reason
+    assert decision.reason.startswith(f"version {champion}, the champion, cannot be loaded: models:/det/{champion}")
+    assert "not a valid .keras archive (truncated or corrupt)" in decision.reason
+    assert str(client.get_model_version_by_alias("det", "champion").version) == challenger
+    assert client.get_model_version("det", challenger).tags["promotion_reason"] == decision.reason
+    assert "truncated or corrupt" in client.get_model_version("det", champion).tags["unloadable"]
+
+    result = CliRunner().invoke(cli, ["predict", "--model", f"models:/det/{champion}", val.path[0]])
+    assert result.exit_code == 1
+    assert "is not a valid .keras archive (truncated or corrupt)" in result.output
+    assert "File not found" not in result.output and "Traceback" not in result.output
+
+
 def test_the_challenger_is_scored_only_on_predictions_of_the_current_validation_split(in_tmp):
     import pandas as pd
 

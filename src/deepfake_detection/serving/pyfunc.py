@@ -156,6 +156,27 @@ def input_size(model) -> int:
     return int(shape[1])
 
 
+def load_member(path: str | Path, key: str = "model"):
+    """A member's ``.keras`` file loaded, or an ``MlflowException`` naming the real failure (a
+    missing file; a truncated or corrupt one, which Keras reports as "File not found")."""
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlflowException(f"the model file of {key} is missing: {path}")
+    if not zipfile.is_zipfile(path):
+        raise MlflowException(
+            f"the model file of {key} is unreadable: {path} ({path.stat().st_size:,} bytes) is not a valid .keras "
+            "archive (truncated or corrupt): log and register the model again"
+        )
+    try:
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as err:
+        raise MlflowException(f"the model file of {key} is unreadable: {path}: {type(err).__name__}: {err}") from err
+
+
 def _forward(model, size: int):
     """``model(x, training=False)`` compiled once for any batch size (no retracing per size)."""
     import tensorflow as tf
@@ -180,15 +201,13 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        import keras
-
         config = dict(context.model_config or {})
         keys = member_keys(context.artifacts)
         if not keys:
             raise MlflowException(
                 f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}"
             )
-        self.models = [keras.models.load_model(context.artifacts[k], compile=False) for k in keys]
+        self.models = [load_member(context.artifacts[k], k) for k in keys]
         self.sizes = [input_size(m) for m in self.models]
         self._forwards = [_forward(m, s) for m, s in zip(self.models, self.sizes)]
         self.threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
@@ -511,13 +530,11 @@ def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]
 def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict | None, dict]:
     """The Keras model(s) of a logged detector (or of a ``.keras`` file), the description of the
     ensemble that combines them (``Ensemble.to_dict()``; ``None`` for one model) and its metadata."""
-    import keras
-
     source = str(model_uri_or_keras_path)
     if source.endswith(".keras"):
         if not Path(source).is_file():
             raise FileNotFoundError(f"Keras model file not found: {source}")
-        return [keras.models.load_model(source, compile=False)], None, {}
+        return [load_member(source)], None, {}
     from mlflow.models import Model
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
@@ -527,7 +544,7 @@ def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict
     keys = member_keys(artifacts)
     if not keys:
         raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
-    models = [keras.models.load_model(str(local / artifacts[k]["path"]), compile=False) for k in keys]
+    models = [load_member(local / artifacts[k]["path"], k) for k in keys]
     description = (flavor.get("model_config") or {}).get("ensemble")
     if description is None and ENSEMBLE_ARTIFACT in artifacts:
         description = json.loads((local / artifacts[ENSEMBLE_ARTIFACT]["path"]).read_text())

@@ -118,14 +118,17 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
     this does not depend on whether the detector may read paths. The images are the model's own
     kind of input (face crops when it was trained on them), so the face path is off. Raises if any
-    image fails."""
+    image fails; :class:`registry.Unloadable` if the detector cannot be loaded."""
     import base64
 
     import mlflow
 
     from ..data.shards import iter_contents
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as err:  # noqa: BLE001 - whatever stops it loading: the gate replaces it
+        raise registry.Unloadable(f"{model_uri}: {type(err).__name__}: {err}") from err
     files = val.path.astype(str).tolist()  # files, or records of TFRecord shards (`ingest --shards`)
 
     def encoded(chunk: list[str]) -> list[str]:
