@@ -13,10 +13,9 @@ import time
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from project_commands import BIN, command_env
+from project_commands import BIN, command_env, params_text
 
 from deepfake_detection import paths, signals, tracking
 from deepfake_detection.cli import _InOrder
@@ -43,7 +42,7 @@ def _train_run(client: MlflowClient):
 
 def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_tmp):
     generate(in_tmp / "data", images_per_class=16, size=40, seed=3, progress=False)
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(TINY))
+    (in_tmp / "params.yaml").write_text(params_text(TINY))
     prepare.run(parse_params(TINY), progress=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
 
@@ -155,7 +154,7 @@ def test_threshold_with_the_tracking_server_down_keeps_its_previous_outputs(in_t
 
     tiny = {**TINY, "train": {"epochs": 1}, "models": {MODEL: {"filters": [8], "convs_per_block": 1}}}
     generate(in_tmp / "data", images_per_class=8, size=40, seed=3, progress=False)
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(tiny))
+    (in_tmp / "params.yaml").write_text(params_text(tiny))
     params = parse_params(tiny)
     prepare.run(params, progress=False)
     train.run(MODEL, params)
