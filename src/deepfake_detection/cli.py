@@ -205,6 +205,11 @@ def ingest(src, dest, reencode, quality, faces, shards, params_path):
         )
     except ValueError as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:  # a full disk, a read-only folder, a file too large for the file system
+        where = f": {err.filename}" if err.filename else ""
+        raise click.ClickException(
+            f"ingest stopped, {dest} was not written: {err.strerror or type(err).__name__}{where}"
+        ) from None
     shown = {k: report[k] for k in ("seen", "written", "skipped", "counts", "written_by_method") if k in report}
     shown["skipped_by_reason"] = {r: n for r, n in report.get("skipped_by_reason", {}).items() if n}
     if "faces" in report:
@@ -385,7 +390,8 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
     """Classify image files and folders (searched recursively): one row per file, in the
     order given, with probability_fake, label (at the model's tuned threshold), and the error
     (not an image, unsupported format, too large, dangling link, ...) or warning (small or
-    elongated image) of that file. With faces on: one row per face of each file."""
+    elongated image) of that file. With faces on: one row per face of each file. Exits with
+    status 1 when nothing was scored (every row has an error; the rows are still written)."""
     from .serving.predict import predict_files
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
@@ -415,13 +421,15 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
             f"{n_err} rows without a score (no face, or the error)" + (f"; written to {output}" if output else ""),
             err=True,
         )
-        return
-    click.echo(
-        f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
-        f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
-        f"{n_err} errors" + (f"; written to {output}" if output else ""),
-        err=True,
-    )
+    else:
+        click.echo(
+            f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
+            f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
+            f"{n_err} errors" + (f"; written to {output}" if output else ""),
+            err=True,
+        )
+    if n_err == len(rows):
+        raise click.ClickException("nothing was scored: every row has an error (see the error column)")
 
 
 @cli.command()

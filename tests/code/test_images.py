@@ -284,7 +284,15 @@ def test_encode_rejects_bad_arguments():
 
 
 def test_reasons_vocabulary_is_fixed():
-    assert set(REASONS) == {"zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable"}
+    assert set(REASONS) == {
+        "zero_bytes",
+        "not_an_image",
+        "truncated",
+        "unsupported_mode",
+        "too_large",
+        "too_small",
+        "unreadable",
+    }
     assert images.MAX_PIXELS == 8192 * 8192
 
 

@@ -63,7 +63,7 @@ it is squashed into the model's square input."""
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
 """Pillow format names whose files the TensorFlow decoder of the model pipeline reads."""
 
-REASONS = ("zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable")
+REASONS = ("zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "too_small", "unreadable")
 """Every value :attr:`ImageInfo.reason` / :attr:`ImageError.reason` can take."""
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -233,7 +233,8 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> I
     ``max_pixels``, decided from the header before any pixel memory is allocated, or
     Pillow's decompression-bomb guard), ``unsupported_mode`` (mode outside
     :data:`SUPPORTED_MODES`), ``truncated`` (data ends early; ``LOAD_TRUNCATED_IMAGES`` is
-    forced off while decoding), ``unreadable`` (any other decoder or I/O error)."""
+    forced off while decoding), ``too_small`` (a side under :data:`MIN_SIDE`, which inference
+    refuses), ``unreadable`` (any other decoder or I/O error)."""
     path = Path(path)
     try:
         img, orientation = _open(path, max_pixels)
@@ -241,6 +242,17 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> I
         info = _header(path) if err.reason in ("too_large", "unsupported_mode") else {}
         return ImageInfo(ok=False, reason=err.reason, detail=err.detail, **info)
     with img:
+        if min(img.size) < MIN_SIDE:
+            return ImageInfo(
+                ok=False,
+                reason="too_small",
+                detail=f"{img.width}x{img.height} pixels: inference refuses images under {MIN_SIDE} px a side",
+                format=img.format,
+                mode=img.mode,
+                width=img.width,
+                height=img.height,
+                orientation=orientation,
+            )
         return ImageInfo(
             ok=True,
             reason=None,
