@@ -129,14 +129,14 @@ def promote(
             reason += fallback
     if unloadable is not None:
         client.set_model_version_tag(name, str(old.version), "unloadable", unloadable)
-    if promoted:
-        client.set_registered_model_alias(name, alias, version)
     if old_value is not None:
         client.set_model_version_tag(name, version, gate_tag("challenger", metric), str(new_value))
         client.set_model_version_tag(name, version, gate_tag("champion", metric), str(old_value))
         client.set_model_version_tag(name, version, "gate_champion_version", str(old.version))
-    client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
     client.set_model_version_tag(name, version, "promotion_reason", reason)
+    client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
+    if promoted:  # last: a process killed before this leaves the alias where it was
+        client.set_registered_model_alias(name, alias, version)
     return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
 
 
@@ -148,8 +148,42 @@ def describe_model(name: str, description: str, tags: dict[str, str]) -> None:
         client.set_registered_model_tag(name, key, value)
 
 
-def tag_version(name: str, version: str, tags: dict[str, object], description: str) -> None:
+def register_version(name: str, model_uri: str, tags: dict[str, object], description: str) -> str:
+    """Create a version of ``name`` from a logged model with its ``tags`` (the threshold among
+    them) in the same call, so that no version ever exists without them; then its description.
+    Returns the version number."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()}).version
+    MlflowClient().update_model_version(name, str(version), description=description)
+    return str(version)
+
+
+INTERRUPTED = "interrupted"
+"""The ``promotion`` tag :func:`repair` gives a version whose gate never decided."""
+
+
+def repair(name: str, alias: str) -> list[str]:
+    """Mark the versions of ``name`` a killed ``register`` left half-done: those without a
+    ``promotion`` tag (the gate never decided) that do not hold ``alias`` get
+    ``promotion: interrupted`` and a reason, so nothing mistakes them for judged versions.
+    Returns their numbers (none when the model is not registered yet)."""
     client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    client.update_model_version(name, version, description=description)
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return []
+    holder = current_champion(name, alias) if versions else None
+    repaired = []
+    for v in versions:
+        if "promotion" in v.tags or (holder is not None and str(v.version) == str(holder.version)):
+            continue
+        client.set_model_version_tag(
+            name,
+            str(v.version),
+            "promotion_reason",
+            "the register run that created it stopped before the gate decided (killed?); a later run registered anew",
+        )
+        client.set_model_version_tag(name, str(v.version), "promotion", INTERRUPTED)
+        repaired.append(str(v.version))
+    return repaired

@@ -88,6 +88,30 @@ def test_force_overrides_the_gate(versions):
     assert MlflowClient().get_model_version("det", v2).tags["promotion_reason"] == forced.reason
 
 
+def test_a_version_is_created_with_its_tags_and_a_killed_runs_versions_are_repaired(versions):
+    """``kill -9`` during register once left a READY version without tags (no threshold): the
+    version is now created with its tags in one call, and a version whose gate never decided
+    (the run was killed before it) is tagged ``promotion: interrupted`` by the next run."""
+    client = MlflowClient()
+    (v1, a1), (v2, _), (v3, _) = versions  # none has been through the gate
+    registry.promote("det", v1, "champion", "val_auc", a1)
+    source = client.get_model_version("det", v1).source
+    v4 = registry.register_version("det", source, {"threshold": 0.42, "val_auc": 0.5}, "with its tags")
+    created = client.get_model_version("det", v4)
+    assert created.tags["threshold"] == "0.42" and created.description == "with its tags"
+
+    assert sorted(registry.repair("det", "champion"), key=int) == [v2, v3, v4]
+    for v in (v2, v3, v4):
+        tags = client.get_model_version("det", v).tags
+        assert (
+            tags["promotion"] == registry.INTERRUPTED and "stopped before the gate decided" in tags["promotion_reason"]
+        )
+    assert client.get_model_version("det", v1).tags["promotion"] == "promoted"  # the champion is left alone
+    assert str(client.get_model_version_by_alias("det", "champion").version) == v1
+    assert registry.repair("det", "champion") == []  # nothing left to repair
+    assert registry.repair("no-such-model", "champion") == []
+
+
 # ----------------------------------------------------------------------------- the gate on current data
 # The gate must compare numbers measured on the same images: the champion's stored val_auc was
 # earned on the validation split of ITS data, so register scores it again on the current split.

@@ -7,10 +7,13 @@ its validation predictions (cross-fitted for the weighted and stacking ensembles
 loading its registered pyfunc and scoring the same images in-process, each at its own decision
 threshold, with the project's metric code. A version's stored ``val_*`` tag was earned on the
 data it was trained with and may come from other images; the gate falls back to it only when the
-champion cannot be loaded or scored, and says so in its reason."""
+champion cannot be scored, and says so in its reason; a champion that cannot even be loaded is
+beaten. The new version is created with its tags in one call and the alias moves last; a run
+killed half-way leaves versions that the next run tags ``promotion: interrupted``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from ..config import LOWER_IS_BETTER, Params
 from ..evaluation.report import headline, load_predictions, load_results, read_json
 from ..models import final_stage
 
+logger = logging.getLogger(__name__)
 SCORE_CHUNK = 128  # validation images per pyfunc call when scoring the champion
 
 # What the registered model is, on its page in the MLflow UI (each version adds its own numbers).
@@ -216,6 +220,14 @@ def run(params: Params, force: bool = False) -> dict:
         "threshold": best["threshold"],
         "faces": faces,
     }
+    repaired = registry.repair(reg.model_name, reg.alias)
+    if repaired:
+        logger.warning(
+            "versions %s of %s were left half-done by a killed run: tagged promotion=%s",
+            repaired,
+            reg.model_name,
+            registry.INTERRUPTED,
+        )
     with tracking.stage_run("register", params, model=best["model"], log=log):
         info = log_detector(
             keras_paths,
@@ -223,14 +235,13 @@ def run(params: Params, force: bool = False) -> dict:
             params.data.image_size,
             ensemble=ensemble,
             threshold_method=best["threshold_method"],
-            registered_model_name=reg.model_name,
             input_example_image=_example_image(),
             faces=faces,
             face_settings=params.data.faces.settings(),
             view=params.data.view,
         )
-        version = str(info.registered_model_version)
-        registry.tag_version(reg.model_name, version, version_tags, description)
+        # the version with its threshold and tags in one call; the alias moves last (promote)
+        version = registry.register_version(reg.model_name, info.model_uri, version_tags, description)
         registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
         rescore = champion_rescorer(
             reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
