@@ -501,6 +501,24 @@ def explain(model_uri, images, out_dir, faces):
         )
 
 
+@cli.group()
+def runs():
+    """Housekeeping of the project's MLflow runs."""
+
+
+@runs.command("clean")
+@params_option
+def runs_clean(params_path):
+    """Mark FAILED the runs of the experiment (mlflow.experiment) that a process of this machine
+    left RUNNING when it was killed outright (SIGKILL, a crash), with a failed_reason tag. The next
+    stage of the same model does it too; runs of other machines are left alone."""
+    from . import tracking
+
+    p = _params(params_path)
+    closed = tracking.close_stale_runs(tracking.setup(p.mlflow.experiment), "deepfake-detect runs clean")
+    click.echo(f"{len(closed)} run(s) marked FAILED" + (f": {', '.join(closed)}" if closed else ""))
+
+
 # ----------------------------------------------------------------------------- team
 @cli.command("mlflow-server", context_settings={"ignore_unknown_options": True})
 @click.option(

@@ -175,13 +175,57 @@ def data_digest(dvc_file: Path = DATA_DVC) -> str:
 def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
+    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest(), PROCESS_TAG: _process()}
     if model:
         tags["model"] = model
     for tag, var in (("dvc_exp", "DVC_EXP_NAME"), ("dvc_baseline", "DVC_EXP_BASELINE_REV")):
         if os.environ.get(var):
             tags[tag] = os.environ[var]
     return tags
+
+
+PROCESS_TAG = "process"
+"""A stage run's ``<host>:<pid>``: a run still RUNNING whose process has ended was killed outright."""
+
+
+def _process() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _ended(process: str) -> bool:
+    """Whether the ``<host>:<pid>`` of a run is a process of this machine that has ended (a
+    process elsewhere, or a run without the tag, cannot be told: False)."""
+    import socket
+
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def close_stale_runs(experiment_id: str, by: str, where: str = "") -> list[str]:
+    """Mark FAILED the runs of ``experiment_id`` left RUNNING by a process of this machine that
+    has ended (SIGKILL, a crash, a power cut), with a ``failed_reason`` tag saying so and ``by``
+    what; ``where``: an extra MLflow filter (``tags.model = 'x'``). Returns their run ids."""
+    client = MlflowClient()
+    query = "attributes.status = 'RUNNING'" + (f" and {where}" if where else "")
+    closed = []
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        process = run.data.tags.get(PROCESS_TAG, "")
+        if _ended(process):
+            reason = f"its process {process} ended without closing the run (killed outright?); marked FAILED by {by}"
+            client.set_tag(run.info.run_id, "failed_reason", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 @contextlib.contextmanager
@@ -191,13 +235,15 @@ def stage_run(
     """Start the MLflow run of one stage, named ``<stage>-<model>`` (or ``<stage>``).
 
     The run ends FINISHED, FAILED on an error, or KILLED when interrupted (``KeyboardInterrupt``:
-    Ctrl-C, or SIGTERM, which the CLI turns into one).
+    Ctrl-C, or SIGTERM, which the CLI turns into one). Runs of the same model (or stage) that a
+    killed process left RUNNING are marked FAILED first (:func:`close_stale_runs`).
 
     ``log`` holds the effective settings to record as params (dotted keys); the seed and
     the data settings are always recorded.
     """
-    setup(params.mlflow.experiment)
+    exp_id = setup(params.mlflow.experiment)
     name = f"{stage}-{model}" if model else stage
+    close_stale_runs(exp_id, f"the next {name} run", f"tags.model = '{model}'" if model else f"tags.stage = '{stage}'")
     with mlflow.start_run(run_name=name, tags=run_tags(stage, model)) as run:
         settings = {"seed": params.seed, **flatten(params.data, "data.")}
         settings.update(log or {})

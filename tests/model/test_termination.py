@@ -284,3 +284,47 @@ def test_an_error_without_sigterm_still_fails_the_run_and_the_command(in_tmp):
     result = CliRunner().invoke(_stage_command("plain", bug), ["work"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemError)
     assert _only_run_status(in_tmp, "plain") == "FAILED"
+
+
+def test_runs_a_killed_process_left_running_are_marked_failed(in_tmp):
+    """SIGKILL gives no chance to end a run: it stayed RUNNING forever. The next stage of the
+    same model marks it FAILED, `deepfake-detect runs clean` the rest; a live one is left alone."""
+    experiment = "test-stale"
+    (in_tmp / "params.yaml").write_text(params_text({"mlflow": {"experiment": experiment}}))
+    killed = (
+        "import os, signal\n"
+        "from mlflow.tracking import MlflowClient\n"
+        "from deepfake_detection import tracking\n"
+        f"exp = tracking.setup({experiment!r})\n"
+        "for model in ('light_se_cnn', 'resnet50'):\n"
+        "    run = MlflowClient().create_run(exp, tags=tracking.run_tags('train', model))\n"
+        "    print(run.info.run_id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", killed], cwd=in_tmp, env=command_env(), capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    light, resnet = done.stdout.split()
+    exp_id = tracking.setup(experiment)
+    client = MlflowClient()
+    alive = client.create_run(exp_id, tags=tracking.run_tags("train", "resnet50")).info.run_id  # this process
+    assert {client.get_run(r).info.status for r in (light, resnet, alive)} == {"RUNNING"}
+
+    with tracking.stage_run("threshold", parse_params({"mlflow": {"experiment": experiment}}), model="light_se_cnn"):
+        pass
+    run = client.get_run(light)
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert "ended without closing the run" in run.data.tags["failed_reason"]
+    assert "the next threshold-light_se_cnn run" in run.data.tags["failed_reason"]
+    assert client.get_run(resnet).info.status == "RUNNING"  # another model's: not this stage's business
+
+    from deepfake_detection.cli import cli
+
+    result = CliRunner().invoke(cli, ["runs", "clean"])
+    assert result.exit_code == 0, result.output
+    assert f"1 run(s) marked FAILED: {resnet}" in result.output
+    assert client.get_run(resnet).info.status == "FAILED"
+    assert "deepfake-detect runs clean" in client.get_run(resnet).data.tags["failed_reason"]
+    assert client.get_run(alive).info.status == "RUNNING"  # its process is alive
+    client.set_terminated(alive, "FINISHED")
