@@ -519,6 +519,21 @@ def runs_clean(params_path):
     click.echo(f"{len(closed)} run(s) marked FAILED" + (f": {', '.join(closed)}" if closed else ""))
 
 
+@cli.command("relocate-store")
+@click.argument("old_folder", type=click.Path(file_okay=False, path_type=Path))
+def relocate_store(old_folder):
+    """After moving or copying a project from OLD_FOLDER to here (the current folder), point its
+    MLflow store (mlflow.db) at the artifacts here (mlartifacts/): the store records absolute
+    paths, which still name OLD_FOLDER."""
+    from .relocate import relocate_store as relocate
+
+    try:
+        changed = relocate(Path("mlflow.db"), old_folder, Path.cwd())
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{changed} artifact location(s) moved from {Path(old_folder).absolute()} to {Path.cwd()}")
+
+
 # ----------------------------------------------------------------------------- team
 @cli.command("mlflow-server", context_settings={"ignore_unknown_options": True})
 @click.option(
