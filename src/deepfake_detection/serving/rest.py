@@ -97,8 +97,8 @@ class RequestGuard:
 
         async def replay():
             nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
+            if sent:  # after the body: what the client does next (a disconnect, when it comes)
+                return await receive()
             sent = True
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
