@@ -375,6 +375,32 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     assert compact == {"val_auc": 0.88, "test_auc": 0.5, "test_auc_low": 0.4, "test_auc_high": 0.6, "threshold": 0.5}
 
 
+def test_a_register_run_that_fails_keeps_the_previous_register_metrics(gate_store, monkeypatch):
+    import socket
+
+    from deepfake_detection import paths
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.stages import register
+
+    _stage_inputs(gate_store, fakes_bright=True, challenger_auc_scores=[0.1] * 5 + [0.9] * 5)
+    paths.REGISTER_METRICS.write_text('{"version": 7}')
+    paths.REGISTERED.write_text('{"val_auc": 0.7}')
+    with socket.socket() as s:  # a tracking server that is not there
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{s.getsockname()[1]}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    params = parse_params({"data": {"image_size": 32}, "register": {"model_name": "det"}})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a dead server
+        register.run(params)
+    assert paths.REGISTER_METRICS.read_text() == '{"version": 7}'
+    assert paths.REGISTERED.read_text() == '{"val_auc": 0.7}'
+    assert sorted(p.name for p in paths.REGISTER_METRICS.parent.iterdir() if p.is_file()) == [
+        "register.json",
+        "registered.json",
+    ]
+
+
 def test_register_turns_the_faces_flag_on_for_face_crops_and_rescores_them_as_crops(gate_store):
     """Trained on face crops (every manifest row has a crop box): the registered detector's
     metadata says faces (with data.faces' settings). The gate scores the champion on the

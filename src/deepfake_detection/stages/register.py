@@ -194,6 +194,14 @@ def version_tags_of(best: dict, metric: str) -> dict[str, object]:
 
 
 def run(params: Params, force: bool = False) -> dict:
+    """Register, gate, then write ``metrics/register.json`` and ``metrics/registered.json``: the
+    previous ones are set aside while it runs (``paths.replaced_on_success``), so a killed run
+    leaves them missing, which ``dvc status`` reports, never naming a version the alias left."""
+    with paths.replaced_on_success(paths.REGISTER_METRICS, paths.REGISTERED):
+        return _register(params, force)
+
+
+def _register(params: Params, force: bool) -> dict:
     from ..serving.pyfunc import log_detector
 
     reg = params.register
