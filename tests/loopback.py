@@ -71,7 +71,6 @@ def register_tiny_detector(
     ``threshold``, registered as ``deepfake-detector@champion`` (with the version ``tags`` and
     ``description`` given) in a SQLite store inside ``root``, made the current store. Returns
     the store's URI and the model's ``models:/`` URI."""
-    from deepfake_detection import registry
     from deepfake_detection.config import ModelsParams
     from deepfake_detection.models.zoo import build_model
     from deepfake_detection.serving import pyfunc
@@ -88,7 +87,9 @@ def register_tiny_detector(
             [keras_path], threshold, size, registered_model_name=MODEL_NAME, input_example_image=input_example
         )
     version = str(info.registered_model_version)
-    if tags or description:
-        registry.tag_version(MODEL_NAME, version, tags or {}, description or "")
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(MODEL_NAME, version, key, str(value))
+    if description:
+        client.update_model_version(MODEL_NAME, version, description=description)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version)
     return uri, f"models:/{MODEL_NAME}@{ALIAS}"

@@ -25,3 +25,13 @@ def command_env(tracking_uri: str | None = None, **extra: str) -> dict[str, str]
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return env
+
+
+def params_text(settings: dict) -> str:
+    """A params file stating every key (as ``load_params`` requires): ``settings`` with every
+    key it leaves out at the code's default, so a test's few settings mean what they did."""
+    import yaml
+
+    from deepfake_detection.config import parse_params
+
+    return yaml.safe_dump(parse_params(settings).model_dump(mode="json", by_alias=True), sort_keys=False)

@@ -226,6 +226,11 @@ def ingest(src, dest, reencode, quality, faces, shards, params_path):
         )
     except ValueError as err:
         raise click.ClickException(str(err)) from None
+    except OSError as err:  # a full disk, a read-only folder, a file too large for the file system
+        where = f": {err.filename}" if err.filename else ""
+        raise click.ClickException(
+            f"ingest stopped, {dest} was not written: {err.strerror or type(err).__name__}{where}"
+        ) from None
     shown = {k: report[k] for k in ("seen", "written", "skipped", "counts", "written_by_method") if k in report}
     shown["skipped_by_reason"] = {r: n for r, n in report.get("skipped_by_reason", {}).items() if n}
     if "faces" in report:
@@ -452,19 +457,22 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
     """Classify image files and folders (searched recursively): one row per file, in the
     order given, with probability_fake, label (at the model's tuned threshold), and the error
     (not an image, unsupported format, too large, dangling link, ...) or warning (small or
-    elongated image) of that file. With faces on: one row per face of each file."""
+    elongated image) of that file. With faces on: one row per face of each file. Exits with
+    status 1 when nothing was scored (every row has an error; the rows are still written)."""
     from .serving.predict import predict_files
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise click.BadParameter("must end in .csv or .json", param_hint="--output")
     _quiet_tensorflow()
+    from mlflow.exceptions import MlflowException
+
     _tracking()
     try:
         rows = predict_files(
             model_uri, list(inputs), threshold=threshold, runtime=runtime, batch_size=batch_size, faces=faces
         )
-    except (ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err)) from None
+    except (ValueError, FileNotFoundError, MlflowException) as err:
+        raise click.ClickException(str(getattr(err, "message", None) or err)) from None
     if output is None:  # blanks, not None/NaN, where a row has no error, warning or score
         click.echo(rows.astype(object).where(rows.notna(), "").to_string(index=False))
     elif output.suffix.lower() == ".csv":
@@ -481,13 +489,34 @@ def predict(model_uri, inputs, output, threshold, runtime, batch_size, faces):
             f"{n_err} rows without a score (no face, or the error)" + (f"; written to {output}" if output else ""),
             err=True,
         )
-        return
-    click.echo(
-        f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
-        f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
-        f"{n_err} errors" + (f"; written to {output}" if output else ""),
-        err=True,
-    )
+    else:
+        click.echo(
+            f"{len(rows)} files: {len(rows) - n_err} scored ({int((rows.label == 'fake').sum())} fake, "
+            f"{int((rows.label == 'real').sum())} real{f', {n_warn} with a warning' if n_warn else ''}), "
+            f"{n_err} errors" + (f"; written to {output}" if output else ""),
+            err=True,
+        )
+    if n_err == len(rows):
+        raise click.ClickException("nothing was scored: every row has an error (see the error column)")
+
+
+@cli.command()
+@model_uri_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=5001, show_default=True)
+def serve(model_uri, host, port):
+    """Serve a detector over REST (the way to serve it): MLflow's scoring app (/invocations,
+    /ping, /health, /version, as `mlflow models serve`) with a body-size limit (413 past
+    DEEPFAKE_SERVE_MAX_BODY bytes, default 32 MiB), unknown request params refused (400), strict
+    JSON answers (null, not NaN) and a per-request pixel budget (DEEPFAKE_SERVE_REQUEST_PIXELS).
+    See the README's "Serving" section for the other settings."""
+    from .serving.rest import serve as run_server
+
+    _tracking()
+    try:
+        run_server(model_uri, host, port)
+    except (ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
 
 
 @cli.command()
@@ -595,6 +624,39 @@ def app(model_uri, host, port, max_upload_mb, params_path):
         serve(model_uri, host, port, max_upload_mb)
     except (MlflowException, ValueError, FileNotFoundError, OSError) as err:
         raise click.ClickException(f"{model_uri}: {err}") from None
+
+
+@cli.group()
+def runs():
+    """Housekeeping of the project's MLflow runs."""
+
+
+@runs.command("clean")
+@params_option
+def runs_clean(params_path):
+    """Mark FAILED the runs of the experiment (mlflow.experiment) that a process of this machine
+    left RUNNING when it was killed outright (SIGKILL, a crash), with a failed_reason tag. The next
+    stage of the same model does it too; runs of other machines are left alone."""
+    from . import tracking
+
+    p = _params(params_path)
+    closed = tracking.close_stale_runs(tracking.setup(p.mlflow.experiment), "deepfake-detect runs clean")
+    click.echo(f"{len(closed)} run(s) marked FAILED" + (f": {', '.join(closed)}" if closed else ""))
+
+
+@cli.command("relocate-store")
+@click.argument("old_folder", type=click.Path(file_okay=False, path_type=Path))
+def relocate_store(old_folder):
+    """After moving or copying a project from OLD_FOLDER to here (the current folder), point its
+    MLflow store (mlflow.db) at the artifacts here (mlartifacts/): the store records absolute
+    paths, which still name OLD_FOLDER."""
+    from .relocate import relocate_store as relocate
+
+    try:
+        changed = relocate(Path("mlflow.db"), old_folder, Path.cwd())
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{changed} artifact location(s) moved from {Path(old_folder).absolute()} to {Path.cwd()}")
 
 
 # ----------------------------------------------------------------------------- team

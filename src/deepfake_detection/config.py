@@ -1,7 +1,8 @@
 """params.yaml -> typed, validated settings.
 
-Every stage calls :func:`load_params` and reads only its own section. Unknown keys and wrong
-types are errors that name the key (``train.epochs: Input should be a valid integer``).
+Every stage calls :func:`load_params` and reads only its own section. Unknown keys, missing
+keys and wrong types are errors that name the key (``train.epochs: Input should be a valid
+integer``); booleans are YAML booleans only (``flip: "no"`` is an error, not False).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .models.networks import DualAttentionParams, LightSECNNParams, TransferParams  # noqa: F401  (re-exported)
 from .models.registry import SPECS
@@ -67,7 +77,7 @@ class DegradeParams(_Section):
 
 
 class AugmentParams(_Section):
-    flip: bool = True
+    flip: StrictBool = True  # YAML true/false only: "no" or 0 is an error, not False
     rotation: float = Field(0.03, ge=0, le=0.5)
     zoom: float = Field(0.1, ge=0, lt=1)
     brightness: float = Field(0.1, ge=0, le=1)
@@ -156,8 +166,8 @@ class TrainParams(_Section):
     monitor: Literal["val_loss", "val_auc"] = "val_loss"  # early stopping (and LR plateau) watch this
     schedule: Literal["plateau", "cosine"] = "plateau"  # ReduceLROnPlateau, or cosine decay to 0 over epochs
     weight_decay: float = Field(0.0, ge=0, lt=1)  # > 0: AdamW with this decoupled weight decay
-    class_weighting: bool = True
-    jit_compile: bool = False
+    class_weighting: StrictBool = True
+    jit_compile: StrictBool = False
     # tf.distribute (training.distribution_strategy): none = one device; mirrored = every local GPU
     # (MirroredStrategy; on a CPU-only machine, the CPU); multi_worker = MultiWorkerMirroredStrategy
     # over the cluster in TF_CONFIG. data.batch_size stays the GLOBAL batch, split across replicas.
@@ -396,7 +406,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate a params YAML file.
 
     An empty or comment-only file is an error (it would silently train on the code's defaults,
-    which differ from the shipped ``params.yaml``), and so is a key repeated within a section.
+    which differ from the shipped ``params.yaml``), and so is a key repeated within a section and
+    a section or key the file does not state (:func:`missing_keys`). Settings in code
+    (:func:`parse_params`) may leave keys out: they take the code's defaults.
     """
     path = Path(path)
     if not path.is_file():
@@ -407,7 +419,30 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
             f"{path} holds no settings (empty or only comments): the code's defaults differ "
             f"from the shipped params.yaml; write the settings out (see the shipped file)"
         )
-    return parse_params(raw, source=str(path))
+    params = parse_params(raw, source=str(path))
+    missing = missing_keys(params, raw)
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        raise ConfigError(
+            f"{path} does not state {len(missing)} setting(s): {shown}. Every key must be written out (the "
+            f"code's defaults differ from the shipped params.yaml): copy the missing ones from the shipped file"
+        )
+    return params
+
+
+def missing_keys(params: BaseModel, raw: object, prefix: str = "") -> list[str]:
+    """The dotted keys of ``params`` (sections and settings) that the raw mapping ``raw`` does
+    not state; a setting whose value may be null must be stated too (``target: null``)."""
+    missing = []
+    for name, field in type(params).model_fields.items():
+        key = field.alias or name
+        if not isinstance(raw, dict) or key not in raw:
+            missing.append(f"{prefix}{key}")
+            continue
+        value = getattr(params, name)
+        if isinstance(value, BaseModel):
+            missing += missing_keys(value, raw[key], f"{prefix}{key}.")
+    return missing
 
 
 def flatten(params: BaseModel, prefix: str = "") -> dict[str, object]:

@@ -191,7 +191,7 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
     manifest = load_manifest(paths.MANIFEST)
     with (
         tracking.stage_run(stage, params, model=model_name, log=settings),
-        paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)),
+        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name)),
     ):
         start = time.perf_counter()
         X, y = split_features(model, manifest, "train", degrade, params.seed)

@@ -5,6 +5,7 @@ tests/pipeline/test_end_to_end.py."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,22 +80,60 @@ EXTERNAL_METRICS = METRICS / "external.json"  # {set: {model: {auc, ap, eer, acc
 EXTERNAL_REPORT = REPORTS / "external.md"
 
 
-@contextlib.contextmanager
-def removed_on_failure(*outputs: Path) -> Iterator[None]:
-    """Remove ``outputs`` (files or folders) if the block fails or is interrupted (Ctrl-C, SIGTERM).
+PREVIOUS = ".previous"
+"""Suffix of a previous output set aside while its stage runs (:func:`replaced_on_success`)."""
 
-    A stage that stops half-way would otherwise leave an empty model folder, a 0-byte history
-    CSV or a model without its metrics: files that look like results. Their folders go too when
-    this leaves them empty. The exception propagates.
+
+def set_aside(output: Path) -> Path:
+    """Where :func:`replaced_on_success` keeps the previous ``output`` while its stage runs: a
+    hidden name beside it (same folder, so moving it is one atomic rename)."""
+    output = Path(output)
+    return output.with_name(f".{output.name}{PREVIOUS}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+@contextlib.contextmanager
+def replaced_on_success(*outputs: Path) -> Iterator[None]:
+    """Replace a stage's ``outputs`` (files or folders) only if the whole block succeeds.
+
+    On entry the previous outputs are set aside (renamed to :func:`set_aside`, beside them);
+    the block writes the new ones in place. If the block fails or is interrupted (an error,
+    the tracking server down while logging, a full disk, Ctrl-C, SIGTERM), what it wrote is
+    removed and the previous outputs are moved back, untouched; on success they are deleted.
+    A run killed outright (SIGKILL) leaves them aside: the next run of the stage moves them
+    back first. Folders left empty by a failed first run are removed. The exception propagates.
     """
+    outputs = tuple(map(Path, outputs))
+    for out in outputs:  # a killed run's previous outputs: back in place before anything else
+        if _present(set_aside(out)):
+            _remove(out)
+            os.replace(set_aside(out), out)
+    kept = []
     try:
+        for out in outputs:
+            if _present(out):
+                os.replace(out, set_aside(out))
+                kept.append(out)
         yield
     except BaseException:
-        for out in map(Path, outputs):
-            if out.is_dir() and not out.is_symlink():
-                shutil.rmtree(out, ignore_errors=True)
+        for out in outputs:
+            _remove(out)
+            if out in kept:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(set_aside(out), out)
             else:
-                out.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # not empty, or already gone
-                out.parent.rmdir()
+                with contextlib.suppress(OSError):  # not empty, or already gone
+                    out.parent.rmdir()
         raise
+    for out in kept:
+        _remove(set_aside(out))

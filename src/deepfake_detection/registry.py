@@ -52,6 +52,11 @@ def is_better(metric: str, new: float, old: float) -> bool:
 Rescore = Callable[[object], tuple[float, float]]
 
 
+class Unloadable(Exception):
+    """``rescore`` could not load the champion at all (a missing, truncated or corrupt model
+    file): the gate then treats it as beaten, whatever its tags say."""
+
+
 def promote(
     name: str, version: str, alias: str, metric: str, value: float, force: bool = False, rescore: Rescore | None = None
 ) -> Decision:
@@ -60,12 +65,14 @@ def promote(
 
     ``rescore(champion_version) -> (challenger, champion)``: both versions' ``metric`` on the
     current validation split. With it the gate compares those two numbers and records them on
-    the new version (:func:`gate_tag`); if it raises, or without it, the gate compares ``value``
-    with the champion's stored ``metric`` tag, which may come from other data.
+    the new version (:func:`gate_tag`); if it raises :class:`Unloadable`, the champion is
+    beaten (the reason says why it cannot be loaded; the old version gets an ``unloadable``
+    tag); if it raises anything else, or without it, the gate compares ``value`` with the
+    champion's stored ``metric`` tag, which may come from other data.
     """
     client = MlflowClient()
     old = current_champion(name, alias)
-    new_value = old_value = None
+    new_value = old_value = unloadable = None
     if old is None:
         promoted, reason = True, f"no version held the alias '{alias}' yet"
     elif str(old.version) == str(version):
@@ -77,14 +84,18 @@ def promote(
         if rescore is not None:
             try:
                 new_value, old_value = (float(v) for v in rescore(old))
-            except Exception as err:  # noqa: BLE001 - any failure to load or score means: fall back
+            except Unloadable as err:
+                unloadable = str(err).splitlines()[0] if str(err) else type(err).__name__
+            except Exception as err:  # noqa: BLE001 - any failure to score means: fall back
                 new_value = old_value = None
                 fallback = (
                     f" (version {old.version} could not be scored on the current validation split: "
                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
                     f"compared with its stored {metric} tag, which may come from other data)"
                 )
-        if old_value is not None:
+        if unloadable is not None:
+            promoted, reason = True, f"version {old.version}, the champion, cannot be loaded: {unloadable}"
+        elif old_value is not None:
             where = "both on the current validation split"
             stored = old.tags.get(metric)
             also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
@@ -117,14 +128,16 @@ def promote(
                     ),
                 )
             reason += fallback
-    if promoted:
-        client.set_registered_model_alias(name, alias, version)
+    if unloadable is not None:
+        client.set_model_version_tag(name, str(old.version), "unloadable", unloadable)
     if old_value is not None:
         client.set_model_version_tag(name, version, gate_tag("challenger", metric), str(new_value))
         client.set_model_version_tag(name, version, gate_tag("champion", metric), str(old_value))
         client.set_model_version_tag(name, version, "gate_champion_version", str(old.version))
-    client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
     client.set_model_version_tag(name, version, "promotion_reason", reason)
+    client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
+    if promoted:  # last: a process killed before this leaves the alias where it was
+        client.set_registered_model_alias(name, alias, version)
     return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
 
 
@@ -136,16 +149,13 @@ def describe_model(name: str, description: str, tags: dict[str, str]) -> None:
         client.set_registered_model_tag(name, key, value)
 
 
-def tag_version(name: str, version: str, tags: dict[str, object], description: str) -> None:
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    client.update_model_version(name, version, description=description)
-
-
-def register_version(name: str, model_uri: str, model_id: str | None, source_run: str, description: str = "") -> str:
-    """A new version of ``name`` from a logged model, its source run ``source_run`` (the model's
-    evaluate run: the version's page links to the run with its test metrics, curves and datasets)."""
+def register_version(
+    name: str, model_uri: str, model_id: str | None, source_run: str, tags: dict[str, object], description: str = ""
+) -> str:
+    """Create a version of ``name`` from a logged model with its ``tags`` (the threshold among
+    them) and ``description`` in one call, so that no version ever exists without them. Its source
+    run is ``source_run`` (the model's evaluate run: the version's page links to the run with its
+    test metrics, curves and datasets). Returns the version number."""
     client = MlflowClient()
     try:
         client.create_registered_model(name)
@@ -153,9 +163,49 @@ def register_version(name: str, model_uri: str, model_id: str | None, source_run
         if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
     version = client.create_model_version(
-        name, source=model_uri, run_id=source_run, model_id=model_id, description=description
+        name,
+        source=model_uri,
+        run_id=source_run,
+        model_id=model_id,
+        tags={k: str(v) for k, v in tags.items()},
+        description=description,
     )
     return str(version.version)
+
+
+def describe_version(name: str, version: str, description: str) -> None:
+    """Replace a version's description (its model card, which names the version it describes)."""
+    MlflowClient().update_model_version(name, version, description=description)
+
+
+INTERRUPTED = "interrupted"
+"""The ``promotion`` tag :func:`repair` gives a version whose gate never decided."""
+
+
+def repair(name: str, alias: str) -> list[str]:
+    """Mark the versions of ``name`` a killed ``register`` left half-done: those without a
+    ``promotion`` tag (the gate never decided) that do not hold ``alias`` get
+    ``promotion: interrupted`` and a reason, so nothing mistakes them for judged versions.
+    Returns their numbers (none when the model is not registered yet)."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return []
+    holder = current_champion(name, alias) if versions else None
+    repaired = []
+    for v in versions:
+        if "promotion" in v.tags or (holder is not None and str(v.version) == str(holder.version)):
+            continue
+        client.set_model_version_tag(
+            name,
+            str(v.version),
+            "promotion_reason",
+            "the register run that created it stopped before the gate decided (killed?); a later run registered anew",
+        )
+        client.set_model_version_tag(name, str(v.version), "promotion", INTERRUPTED)
+        repaired.append(str(v.version))
+    return repaired
 
 
 _REGISTERED = re.compile(r"^models:/(?!m-)(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")

@@ -2,7 +2,8 @@
 
 While a command runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so what
 handles Ctrl-C handles it: the stage's MLflow run ends KILLED (``tracking.stage_run``), a stage's
-partial outputs are removed (``paths.removed_on_failure``) and the CLI exits 143.
+partial outputs are removed and its previous ones put back (``paths.replaced_on_success``) and
+the CLI exits 143.
 
 The handler also records that the signal came (:func:`interrupted`). Raised between two bytecodes
 that sit inside C code (TensorFlow, a list operation calling back into Python), the exception can

@@ -178,7 +178,7 @@ def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
     from .lineage import pipeline_run
 
-    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest()}
+    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest(), PROCESS_TAG: _process()}
     if model:
         tags["model"] = model
     repro = pipeline_run()
@@ -190,6 +190,50 @@ def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
     return tags
 
 
+PROCESS_TAG = "process"
+"""A stage run's ``<host>:<pid>``: a run still RUNNING whose process has ended was killed outright."""
+
+
+def _process() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _ended(process: str) -> bool:
+    """Whether the ``<host>:<pid>`` of a run is a process of this machine that has ended (a
+    process elsewhere, or a run without the tag, cannot be told: False)."""
+    import socket
+
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def close_stale_runs(experiment_id: str, by: str, where: str = "") -> list[str]:
+    """Mark FAILED the runs of ``experiment_id`` left RUNNING by a process of this machine that
+    has ended (SIGKILL, a crash, a power cut), with a ``failed_reason`` tag saying so and ``by``
+    what; ``where``: an extra MLflow filter (``tags.model = 'x'``). Returns their run ids."""
+    client = MlflowClient()
+    query = "attributes.status = 'RUNNING'" + (f" and {where}" if where else "")
+    closed = []
+    for run in client.search_runs([experiment_id], query, max_results=1000):
+        process = run.data.tags.get(PROCESS_TAG, "")
+        if _ended(process):
+            reason = f"its process {process} ended without closing the run (killed outright?); marked FAILED by {by}"
+            client.set_tag(run.info.run_id, "failed_reason", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed
+
+
 @contextlib.contextmanager
 def stage_run(
     stage: str, params: Params, model: str | None = None, log: dict[str, object] | None = None
@@ -197,13 +241,15 @@ def stage_run(
     """Start the MLflow run of one stage, named ``<stage>-<model>`` (or ``<stage>``).
 
     The run ends FINISHED, FAILED on an error, or KILLED when interrupted (``KeyboardInterrupt``:
-    Ctrl-C, or SIGTERM, which the CLI turns into one).
+    Ctrl-C, or SIGTERM, which the CLI turns into one). Runs of the same model (or stage) that a
+    killed process left RUNNING are marked FAILED first (:func:`close_stale_runs`).
 
     ``log`` holds the effective settings to record as params (dotted keys); the seed and
     the data settings are always recorded.
     """
-    setup(params.mlflow.experiment)
+    exp_id = setup(params.mlflow.experiment)
     name = f"{stage}-{model}" if model else stage
+    close_stale_runs(exp_id, f"the next {name} run", f"tags.model = '{model}'" if model else f"tags.stage = '{stage}'")
     with mlflow.start_run(run_name=name, tags=run_tags(stage, model)) as run:
         settings = {"seed": params.seed, **flatten(params.data, "data.")}
         settings.update(log or {})

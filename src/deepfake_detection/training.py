@@ -199,9 +199,9 @@ def fit(
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "total_params": int(model.count_params()),
     }
-    with (
+    with (  # outputs outermost: they are replaced only once the run has ended well too
+        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name)),
         tracking.stage_run(stage, params, model=model_name, log=settings),
-        paths.removed_on_failure(out, history_csv, paths.stage_metrics(stage, model_name)),
     ):
         callbacks = [
             keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),

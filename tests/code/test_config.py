@@ -126,11 +126,61 @@ def test_a_duplicated_key_is_an_error_naming_the_file_key_and_line(tmp_path, tex
     assert f"duplicate key '{key}' at line {line}" in str(err.value)
 
 
+def _shipped_with(tmp_path, edit) -> Path:
+    """The shipped params.yaml with ``edit(raw)`` applied, written to a temporary file."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(raw)
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return f
+
+
 def test_the_same_key_in_different_sections_is_fine(tmp_path):
-    f = tmp_path / "ok.yaml"
-    f.write_text("train:\n  epochs: 4\n  patience: 2\nfinetune:\n  epochs: 1\n  patience: 2\n")
-    p = load_params(f)
+    def edit(raw):
+        raw["train"].update(epochs=4, patience=2)
+        raw["finetune"].update(epochs=1, patience=2)
+
+    p = load_params(_shipped_with(tmp_path, edit))
     assert (p.train.epochs, p.finetune.epochs, p.train.patience, p.finetune.patience) == (4, 1, 2, 2)
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params-real.yaml", "benchmarks/params-benchmark.yaml"])
+def test_the_shipped_files_state_every_key(name):
+    from deepfake_detection.config import missing_keys
+
+    raw = yaml.safe_load((ROOT / name).read_text())
+    assert missing_keys(load_params(ROOT / name), raw) == []
+
+
+def test_a_file_missing_a_section_or_key_is_an_error_naming_them(tmp_path):
+    """A file with only ``seed: 1`` once trained with the code's defaults (epochs 3, lr 1e-4),
+    not the shipped values."""
+    f = tmp_path / "seed.yaml"
+    f.write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match=r"does not state \d+ setting\(s\): data, models, loss") as err:
+        load_params(f)
+    assert str(f) in str(err.value) and "copy the missing ones from the shipped file" in str(err.value)
+
+    def edit(raw):
+        del raw["train"]["lr"]
+        del raw["threshold"]["target"]  # a null value must be stated too
+        del raw["evaluate"]
+
+    with pytest.raises(ConfigError, match=r"does not state 3 setting\(s\): train\.lr, threshold\.target, evaluate\."):
+        load_params(_shipped_with(tmp_path, edit))
+
+
+@pytest.mark.parametrize("value", ['"no"', '"false"', "0", "1", '"yes"', "no_thanks"])
+def test_booleans_are_yaml_booleans_only(tmp_path, value):
+    def edit(raw):
+        raw["data"]["augment"]["flip"] = "PLACEHOLDER"
+
+    f = _shipped_with(tmp_path, edit)
+    f.write_text(f.read_text().replace("PLACEHOLDER", value))
+    with pytest.raises(ConfigError, match="data.augment.flip: Input should be a valid boolean"):
+        load_params(f)
+    f.write_text(f.read_text().replace(f"flip: {value}", "flip: false"))
+    assert load_params(f).data.augment.flip is False
 
 
 def test_a_network_may_have_its_own_epoch_budget():

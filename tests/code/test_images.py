@@ -284,7 +284,15 @@ def test_encode_rejects_bad_arguments():
 
 
 def test_reasons_vocabulary_is_fixed():
-    assert set(REASONS) == {"zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable"}
+    assert set(REASONS) == {
+        "zero_bytes",
+        "not_an_image",
+        "truncated",
+        "unsupported_mode",
+        "too_large",
+        "too_small",
+        "unreadable",
+    }
     assert images.MAX_PIXELS == 8192 * 8192
 
 
@@ -354,3 +362,41 @@ def test_decode_rgb_reads_bytes_as_load_rgb_reads_the_file(tmp_path):
     with pytest.raises(images.ImageError) as err:
         images.decode_rgb(png_declaring(9000, 9000))
     assert err.value.reason == "too_large"
+
+
+# --- animated files: decoding costs frames x pixels ---------------------------------------------
+
+
+def test_an_animated_image_is_budgeted_by_frames_times_pixels_from_its_header(tmp_path, monkeypatch):
+    """An 80-frame 8192² GIF (4 MB) once passed the width x height check and took ~16 GB to
+    decode: the model's decoder decodes every frame. The header now counts every frame."""
+    from bombs import animated_gif
+
+    gif = animated_gif(5, 64)  # 5 x 4,096 = 20,480 pixels to decode
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or real_load(self))
+    found = images.check_encoded(gif, max_pixels=20_479)
+    assert found.error == (
+        "image too large: 5 frames of 64x64 = 20,480 pixels to decode > the limit of 20,479 "
+        "(an animated image is scored on its first frame, but every frame is decoded)"
+    )
+    assert decoded == [] and found.frames == 5 and found.pixels == 20_480
+    assert images.check_encoded(gif, max_pixels=20_480).error is None
+    (tmp_path / "anim.gif").write_bytes(gif)
+    info = inspect_image(tmp_path / "anim.gif", max_pixels=20_479)  # ingest refuses it too
+    assert not info.ok and info.reason == "too_large" and "5 frames of 64x64" in info.detail
+    assert inspect_image(tmp_path / "anim.gif", max_pixels=20_480).ok
+
+
+def test_the_80_frame_8192_gif_is_refused_from_its_header_in_a_fraction_of_a_second():
+    import time
+
+    from bombs import animated_gif
+
+    gif = animated_gif(80, 8192)
+    assert len(gif) < 8 * 1024 * 1024
+    start = time.monotonic()
+    found = images.check_encoded(gif)
+    assert time.monotonic() - start < 2
+    assert found.error.startswith("image too large: 80 frames of 8192x8192 = 5,368,709,120 pixels to decode")

@@ -105,12 +105,15 @@ def test_path_rows_are_off_unless_local_files_or_the_serving_root(tree, monkeypa
     root, outside = tree
     monkeypatch.delenv(serving_io.PATH_ROOT_ENV, raising=False)
     monkeypatch.delenv(serving_io.MAX_BYTES_ENV, raising=False)
+    monkeypatch.delenv(serving_io.REQUEST_PIXELS_ENV, raising=False)
     frame = pd.DataFrame({"path": [str(root / "a.jpg"), str(outside / "secret.jpg")]})
-    assert serving_io.path_access() == serving_io.PathAccess(False, None, serving_io.MAX_IMAGE_BYTES)
+    budget = serving_io.DEFAULT_REQUEST_PIXELS  # a REST call's pixel budget
+    assert serving_io.path_access() == serving_io.PathAccess(False, None, serving_io.MAX_IMAGE_BYTES, budget)
     contents, errors = serving_io.read_inputs(frame, serving_io.path_access())
     assert contents == [None, None] and errors == [PATHS_DISABLED, PATHS_DISABLED]
 
     with serving_io.local_files():
+        assert serving_io.path_access().request_pixels is None  # in process: no request budget
         contents, errors = serving_io.read_inputs(frame, serving_io.path_access())
     assert contents == [b"inside", b"secret"] and errors == [None, None]
     assert not serving_io.path_access().allowed  # the block ended
@@ -118,7 +121,7 @@ def test_path_rows_are_off_unless_local_files_or_the_serving_root(tree, monkeypa
     monkeypatch.setenv(serving_io.PATH_ROOT_ENV, str(root))
     monkeypatch.setenv(serving_io.MAX_BYTES_ENV, "1000")
     access = serving_io.path_access()
-    assert access == serving_io.PathAccess(True, os.path.realpath(root), 1000)
+    assert access == serving_io.PathAccess(True, os.path.realpath(root), 1000, budget)
     contents, errors = serving_io.read_inputs(frame, access)
     assert contents == [b"inside", None] and errors == [None, OUTSIDE_ROOT]
 

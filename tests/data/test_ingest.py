@@ -50,6 +50,7 @@ EXPECTED = {
     "Train/Fake/face.png": None,
     "Train/Fake/cmyk.jpg": "converted",
     "Train/Fake/huge.png": "too_large",
+    "Train/Fake/dot.png": "too_small",  # 1 x 1: inference refuses it, so ingest skips it
     "Train/Fake/float.tif": "unsupported_mode",
     "Validation/Real/good_v.jpg": None,
 }
@@ -74,6 +75,7 @@ def _build_corpus(src: Path) -> None:
     (src / "Train/Real/notes.jpg").write_text("this is a text file with a .jpg name\n")
     Image.new("CMYK", (20, 10), (0, 255, 0, 0)).save(src / "Train/Fake/cmyk.jpg", quality=95)
     (src / "Train/Fake/huge.png").write_bytes(_png_declaring(20000, 20000))
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(src / "Train/Fake/dot.png")
     Image.fromarray(np.zeros((10, 20), np.float32)).save(src / "Train/Fake/float.tif")
     (src / "Validation/Fake").mkdir(parents=True)  # an empty class folder
     (src / "README.txt").write_text("downloaded from somewhere\n")  # no Test split at all
@@ -408,3 +410,31 @@ def test_images_inference_would_flag_are_kept_listed_and_warned_about(tmp_path):
     assert "1 written image(s) under 32 px a side" in warnings and "beyond 4:1" in warnings
     saved = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
     assert saved["odd_sizes"] == report["odd_sizes"]
+
+
+def test_an_os_error_while_writing_is_one_line_and_leaves_no_dest(corpus, tmp_path):
+    """On a full disk ingest once printed a raw traceback. Here the file-size limit of the
+    process (RLIMIT_FSIZE: writes past 1 KB fail with EFBIG, as ENOSPC would on a full disk)."""
+    import resource
+    import subprocess
+
+    from project_commands import BIN, command_env
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    root = Path(__file__).resolve().parents[2]
+    dest = tmp_path / "data"
+    done = subprocess.run(
+        [str(BIN / "deepfake-detect"), "ingest", str(corpus), str(dest), "--params", str(root / "params.yaml")],
+        env=command_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"Error: ingest stopped, {dest} was not written: File too large: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not dest.exists() and list(tmp_path.iterdir()) == []

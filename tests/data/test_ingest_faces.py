@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from project_commands import params_text
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
@@ -91,7 +92,7 @@ def cropped(source) -> tuple[Path, dict, str]:
     root = source.parent
     params = root / "params.yaml"
     params.write_text(
-        f"data:\n  image_size: {SIZE}\n  split: {{valid: 0.25, test: 0.25}}\n  faces: {{margin: {MARGIN}}}\n"
+        params_text({"data": {"image_size": SIZE, "split": {"valid": 0.25, "test": 0.25}, "faces": {"margin": MARGIN}}})
     )
     dest = root / "data"
     result = CliRunner().invoke(cli, ["ingest", str(source), str(dest), "--faces", "--params", str(params)])

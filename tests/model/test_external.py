@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from project_commands import params_text
 
 from deepfake_detection import paths
 from deepfake_detection.cli import cli
@@ -186,7 +186,7 @@ def test_an_empty_setting_writes_empty_outputs_and_logs_nothing(in_tmp):
 def test_a_missing_or_empty_folder_is_a_clear_error_naming_the_key_and_path(in_tmp, make, expected):
     folder = in_tmp / "ext"
     make(folder)
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(_params({"ciplab": "ext"})))
+    (in_tmp / "params.yaml").write_text(params_text(_params({"ciplab": "ext"})))
     result = CliRunner().invoke(cli, ["external", "--params", "params.yaml"])
     assert result.exit_code == 1, result.output
     assert "evaluate.external.ciplab (ext)" in result.output and expected in result.output, result.output

@@ -548,6 +548,14 @@ def test_every_file_in_a_folder_gets_a_row_and_the_cli_counts_them(detector, tmp
     assert fake + real == 6
     assert f"11 files: 6 scored ({fake} fake, {real} real, 1 with a warning), 5 errors" in result.stderr
 
+    # nothing scored: the rows are still written, and the exit status says so (it was 0)
+    bad = [str(folder / name) for name in ("e_scan.tif", "f_notes.txt", "g_empty.jpg")]
+    result = CliRunner().invoke(cli, ["predict", "--model", uri, *bad, "--output", str(tmp_path / "bad.csv")])
+    assert result.exit_code == 1, result.output
+    assert "3 files: 0 scored (0 fake, 0 real), 3 errors" in result.stderr
+    assert "Error: nothing was scored: every row has an error" in result.stderr
+    assert len(pd.read_csv(tmp_path / "bad.csv")) == 3
+
 
 def test_the_cli_prints_blanks_not_none_and_no_tensorflow_start_up_lines(detector, tmp_path):
     """A fresh `deepfake-detect predict` process: the table shows blanks where a row has no error,

@@ -88,6 +88,30 @@ def test_force_overrides_the_gate(versions):
     assert MlflowClient().get_model_version("det", v2).tags["promotion_reason"] == forced.reason
 
 
+def test_a_version_is_created_with_its_tags_and_a_killed_runs_versions_are_repaired(versions):
+    """``kill -9`` during register once left a READY version without tags (no threshold): the
+    version is now created with its tags in one call, and a version whose gate never decided
+    (the run was killed before it) is tagged ``promotion: interrupted`` by the next run."""
+    client = MlflowClient()
+    (v1, a1), (v2, _), (v3, _) = versions  # none has been through the gate
+    registry.promote("det", v1, "champion", "val_auc", a1)
+    source = client.get_model_version("det", v1).source
+    v4 = registry.register_version("det", source, None, None, {"threshold": 0.42, "val_auc": 0.5}, "with its tags")
+    created = client.get_model_version("det", v4)
+    assert created.tags["threshold"] == "0.42" and created.description == "with its tags"
+
+    assert sorted(registry.repair("det", "champion"), key=int) == [v2, v3, v4]
+    for v in (v2, v3, v4):
+        tags = client.get_model_version("det", v).tags
+        assert (
+            tags["promotion"] == registry.INTERRUPTED and "stopped before the gate decided" in tags["promotion_reason"]
+        )
+    assert client.get_model_version("det", v1).tags["promotion"] == "promoted"  # the champion is left alone
+    assert str(client.get_model_version_by_alias("det", "champion").version) == v1
+    assert registry.repair("det", "champion") == []  # nothing left to repair
+    assert registry.repair("no-such-model", "champion") == []
+
+
 # ----------------------------------------------------------------------------- the gate on current data
 # The gate must compare numbers measured on the same images: the champion's stored val_auc was
 # earned on the validation split of ITS data, so register scores it again on the current split.
@@ -205,6 +229,38 @@ def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(vers
     assert "stored val_auc tag" in decision.reason
     assert decision.champion_value is None and decision.challenger_value is None
     assert "gate_champion_val_auc" not in MlflowClient().get_model_version("det", v1).tags
+
+
+def test_a_champion_that_cannot_be_loaded_is_replaced_and_predict_names_the_failure(gate_store):
+    """With the champion's model file truncated, register once kept it ("could not be scored ...
+    'champion' stays") and predict said "File not found" about a file that exists."""
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import cli
+    from deepfake_detection.stages.register import champion_rescorer
+
+    client = MlflowClient()
+    champion = _register(_detector(gate_store, +1.0), 0.99)
+    assert registry.promote("det", champion, "champion", "val_auc", 0.99).promoted
+    (stored,) = [p for p in gate_store.rglob("*.keras") if "mlruns" in p.parts or "artifacts" in p.parts]
+    stored.write_bytes(stored.read_bytes()[:1000])  # truncated
+
+    val = _split(gate_store, "valid", fakes_bright=True)
+    challenger = _register(_detector(gate_store, -1.0), 0.60)
+    decision = registry.promote(
+        "det", challenger, "champion", "val_auc", 0.60, rescore=champion_rescorer("det", val, 0.5, "val_auc")
+    )
+    assert decision.promoted, decision.reason
+    assert decision.reason.startswith(f"version {champion}, the champion, cannot be loaded: models:/det/{champion}")
+    assert "not a valid .keras archive (truncated or corrupt)" in decision.reason
+    assert str(client.get_model_version_by_alias("det", "champion").version) == challenger
+    assert client.get_model_version("det", challenger).tags["promotion_reason"] == decision.reason
+    assert "truncated or corrupt" in client.get_model_version("det", champion).tags["unloadable"]
+
+    result = CliRunner().invoke(cli, ["predict", "--model", f"models:/det/{champion}", val.path[0]])
+    assert result.exit_code == 1
+    assert "is not a valid .keras archive (truncated or corrupt)" in result.output
+    assert "File not found" not in result.output and "Traceback" not in result.output
 
 
 def test_the_challenger_is_scored_only_on_predictions_of_the_current_validation_split(in_tmp):
@@ -326,6 +382,32 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
     assert "label 1 = fake" in MlflowClient().get_model_version("det", str(out["version"])).description
     compact = json.loads(paths.REGISTERED.read_text())  # the register stage's DVC metrics file
     assert compact == {"val_auc": 0.88, "test_auc": 0.5, "test_auc_low": 0.4, "test_auc_high": 0.6, "threshold": 0.5}
+
+
+def test_a_register_run_that_fails_keeps_the_previous_register_metrics(gate_store, monkeypatch):
+    import socket
+
+    from deepfake_detection import paths
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.stages import register
+
+    _stage_inputs(gate_store, fakes_bright=True, challenger_auc_scores=[0.1] * 5 + [0.9] * 5)
+    paths.REGISTER_METRICS.write_text('{"version": 7}')
+    paths.REGISTERED.write_text('{"val_auc": 0.7}')
+    with socket.socket() as s:  # a tracking server that is not there
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{s.getsockname()[1]}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    params = parse_params({"data": {"image_size": 32}, "register": {"model_name": "det"}})
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a dead server
+        register.run(params)
+    assert paths.REGISTER_METRICS.read_text() == '{"version": 7}'
+    assert paths.REGISTERED.read_text() == '{"val_auc": 0.7}'
+    assert sorted(p.name for p in paths.REGISTER_METRICS.parent.iterdir() if p.is_file()) == [
+        "register.json",
+        "registered.json",
+    ]
 
 
 def test_register_turns_the_faces_flag_on_for_face_crops_and_rescores_them_as_crops(gate_store):

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
+from project_commands import params_text
 
 from deepfake_detection import paths
 from deepfake_detection.cli import cli
@@ -50,7 +50,7 @@ def project(tmp_path_factory):
     os.chdir(root)
     try:
         generate(root / "data", images_per_class=24, size=40, seed=3, progress=False)
-        (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+        (root / "params.yaml").write_text(params_text(TINY))
         params = parse_params(TINY)
         prepare.run(params, progress=False)
         train.run(MODEL, params)
@@ -168,7 +168,7 @@ def test_the_ensembles_combine_their_members_stored_combination_and_the_report_j
         ens.threshold = 0.4
         paths.ensemble_file(f"ensemble_{kind}").parent.mkdir(parents=True, exist_ok=True)
         paths.ensemble_file(f"ensemble_{kind}").write_text(json.dumps(ens.to_dict()))
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump({"mlflow": {"experiment": "test-robustness"}}))
+    (in_tmp / "params.yaml").write_text(params_text({"mlflow": {"experiment": "test-robustness"}}))
 
     runner = CliRunner()
     result = runner.invoke(cli, ["robustness-ensemble"])
@@ -202,7 +202,7 @@ def test_the_ensembles_need_their_members_scores(in_tmp):
         path = paths.ensemble_file(f"ensemble_{kind}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"kind": "soft_vote", "members": ["light_se_cnn", "resnet50"], "threshold": 0.5}))
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump({}))
+    (in_tmp / "params.yaml").write_text(params_text({}))
     result = CliRunner().invoke(cli, ["robustness-ensemble"])
     assert result.exit_code != 0 and "robustness@light_se_cnn" in result.output
 

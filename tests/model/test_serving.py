@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,14 +20,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from loopback import free_port, register_tiny_detector, stop, wait_for
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from deepfake_detection.serving import io as serving_io
 from deepfake_detection.serving import pyfunc
 
+MODEL_NAME = "deepfake-detector"
+ALIAS = "champion"
 SIZE = 32
 PING_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _post(url: str, body: bytes) -> tuple[int, str]:
@@ -37,10 +47,34 @@ def _post(url: str, body: bytes) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (the CLI, its shell and uvicorn), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
 @contextlib.contextmanager
 def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str, str] | None = None):
     """``mlflow models serve`` of ``model_uri`` on a free loopback port; yields its base URL."""
-    port = free_port()
+    with _server(model_uri, store_uri, workdir, extra_env) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def _server(
+    model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str, str] | None = None, cli: str = "mlflow"
+):
+    """``mlflow models serve`` (``cli="mlflow"``) or ``deepfake-detect serve`` (``cli="project"``)
+    of ``model_uri`` on a free loopback port; yields its base URL and the server's process."""
+    port = _free_port()
     bin_dir = Path(sys.executable).parent
     inherited = {k: v for k, v in os.environ.items() if k not in (serving_io.PATH_ROOT_ENV, serving_io.MAX_BYTES_ENV)}
     env = {
@@ -54,60 +88,76 @@ def _serving(model_uri: str, store_uri: str, workdir: Path, extra_env: dict[str,
     }
     log_path = workdir / f"server-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally
-    proc = subprocess.Popen(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-w",
-            "1",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    if cli == "mlflow":
+        argv = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        argv += ["-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    else:  # one process: the CLI runs uvicorn itself
+        argv = [str(bin_dir / "deepfake-detect"), "serve", "--model", model_uri, "--port", str(port)]
+    proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/ping", proc, log_path, PING_TIMEOUT_S)
-        yield base
+        deadline = time.monotonic() + PING_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no /ping after {PING_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, proc
     finally:
-        stop(proc)
+        _stop(proc)
         log.close()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A tiny detector registered as deepfake-detector@champion in a throwaway store, served."""
+def registered(tmp_path_factory):
+    """A tiny detector registered as deepfake-detector@champion in a throwaway store."""
+    from deepfake_detection.config import ModelsParams
+    from deepfake_detection.models.zoo import build_model
+
     root = tmp_path_factory.mktemp("serving")
     previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    mlflow.set_experiment(experiment_id=client.create_experiment("test-serving", (root / "mlartifacts").as_uri()))
+
+    model = build_model("light_se_cnn", SIZE, ModelsParams(), seed=3)
+    keras_path = root / "light.keras"
+    model.save(keras_path)
     image_path = root / "face.jpg"
     rng = np.random.default_rng(3)
     Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8), "RGB").save(image_path, quality=90)
-    uri, model_uri = register_tiny_detector(root, 0.42, size=SIZE, input_example=image_path)
-    in_process = mlflow.pyfunc.load_model(model_uri)
-
+    with mlflow.start_run():
+        info = pyfunc.log_detector(
+            [keras_path], 0.42, SIZE, registered_model_name=MODEL_NAME, input_example_image=image_path
+        )
+    client.set_registered_model_alias(MODEL_NAME, ALIAS, info.registered_model_version)
+    model_uri = f"models:/{MODEL_NAME}@{ALIAS}"
     try:
-        with _serving(model_uri, uri, root) as base:
-            yield {
-                "base": base,
-                "image": image_path,
-                "model": in_process,
-                "root": root,
-                "uri": uri,
-                "model_uri": model_uri,
-            }
+        yield {
+            "image": image_path,
+            "model": mlflow.pyfunc.load_model(model_uri),
+            "root": root,
+            "uri": uri,
+            "model_uri": model_uri,
+        }
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def served(registered):
+    """The registered detector served by ``mlflow models serve``."""
+    with _serving(registered["model_uri"], registered["uri"], registered["root"]) as base:
+        yield {**registered, "base": base}
 
 
 def test_served_champion_scores_a_base64_image_like_the_in_process_model(served):

@@ -13,10 +13,9 @@ import time
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
-from project_commands import BIN, command_env
+from project_commands import BIN, command_env, params_text
 
 from deepfake_detection import paths, signals, tracking
 from deepfake_detection.cli import _InOrder
@@ -43,7 +42,7 @@ def _train_run(client: MlflowClient):
 
 def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_tmp):
     generate(in_tmp / "data", images_per_class=16, size=40, seed=3, progress=False)
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(TINY))
+    (in_tmp / "params.yaml").write_text(params_text(TINY))
     prepare.run(parse_params(TINY), progress=False)
     client = MlflowClient(tracking_uri=f"sqlite:///{in_tmp / 'mlflow.db'}")
 
@@ -88,7 +87,7 @@ def test_sigterm_ends_the_run_killed_exits_143_and_leaves_no_partial_outputs(in_
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
-def test_removed_on_failure_removes_outputs_and_their_emptied_folders(in_tmp, interrupt):
+def test_a_failed_stage_removes_its_new_outputs_and_their_emptied_folders(in_tmp, interrupt):
     model = in_tmp / "artifacts/models/m/train.keras"
     model.parent.mkdir(parents=True)
     keep = in_tmp / "artifacts/models/m2/train.keras"  # another model's output stays
@@ -97,15 +96,90 @@ def test_removed_on_failure_removes_outputs_and_their_emptied_folders(in_tmp, in
     csv = in_tmp / "plots/train/m.csv"
     csv.parent.mkdir(parents=True)
     (in_tmp / "plots/train/other.csv").write_text("x")
-    with pytest.raises(interrupt), paths.removed_on_failure(model, csv, in_tmp / "metrics/train/m.json"):
+    with pytest.raises(interrupt), paths.replaced_on_success(model, csv, in_tmp / "metrics/train/m.json"):
         csv.write_text("")  # the 0-byte CSV a stopped fit leaves
         raise interrupt()
     assert not model.parent.exists() and not csv.exists()
     assert keep.is_file() and (in_tmp / "plots/train/other.csv").is_file()
 
-    with paths.removed_on_failure(csv):  # success: nothing is removed
+    with paths.replaced_on_success(csv):  # success: nothing is removed
         csv.write_text("epoch\n")
     assert csv.is_file()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError, OSError])
+def test_a_failed_stage_puts_the_previous_outputs_back_untouched(in_tmp, interrupt):
+    """With the tracking server down, `threshold` once deleted the previous threshold metrics
+    and validation predictions; with the disk full, `prepare` deleted the manifest."""
+    metrics, plots = in_tmp / "metrics/threshold/m.json", in_tmp / "plots/evaluate/m"
+    plots.mkdir(parents=True)
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"threshold": 0.4}')
+    (plots / "roc.csv").write_text("old")
+    with pytest.raises(interrupt), paths.replaced_on_success(metrics, plots):
+        assert not metrics.exists() and not plots.exists()  # set aside while the stage runs
+        metrics.write_text('{"thresh')  # half-written
+        plots.mkdir()
+        (plots / "new.csv").write_text("new")
+        raise interrupt()
+    assert metrics.read_text() == '{"threshold": 0.4}'
+    assert [p.name for p in plots.iterdir()] == ["roc.csv"] and (plots / "roc.csv").read_text() == "old"
+    assert sorted(p.name for p in metrics.parent.iterdir()) == ["m.json"]  # nothing aside left
+
+    with paths.replaced_on_success(metrics, plots):  # success: the new outputs, nothing aside
+        metrics.write_text('{"threshold": 0.5}')
+    assert metrics.read_text() == '{"threshold": 0.5}' and not plots.exists()
+    assert sorted(p.name for p in metrics.parent.iterdir()) == ["m.json"]
+
+
+def test_previous_outputs_a_killed_stage_left_aside_come_back_first(in_tmp):
+    """SIGKILL leaves no chance to put them back: the next run of the stage does it first."""
+    metrics = in_tmp / "metrics/threshold/m.json"
+    metrics.parent.mkdir(parents=True)
+    paths.set_aside(metrics).write_text("previous")
+    metrics.write_text("half-writ")
+    with pytest.raises(RuntimeError), paths.replaced_on_success(metrics):
+        raise RuntimeError("the tracking server is down")
+    assert metrics.read_text() == "previous" and not paths.set_aside(metrics).exists()
+
+
+def test_threshold_with_the_tracking_server_down_keeps_its_previous_outputs(in_tmp):
+    """`deepfake-detect threshold` with MLFLOW_TRACKING_URI naming a dead server fails and
+    leaves the previous threshold metrics and validation predictions in place."""
+    import json
+    import socket
+
+    from deepfake_detection.data.sample import generate
+    from deepfake_detection.stages import threshold, train
+
+    tiny = {**TINY, "train": {"epochs": 1}, "models": {MODEL: {"filters": [8], "convs_per_block": 1}}}
+    generate(in_tmp / "data", images_per_class=8, size=40, seed=3, progress=False)
+    (in_tmp / "params.yaml").write_text(params_text(tiny))
+    params = parse_params(tiny)
+    prepare.run(params, progress=False)
+    train.run(MODEL, params)
+    threshold.run(MODEL, params)
+    metrics, predictions = in_tmp / paths.stage_metrics("threshold", MODEL), in_tmp / paths.predictions(MODEL, "valid")
+    previous = {**json.loads(metrics.read_text()), "marker": "the previous run"}
+    metrics.write_text(json.dumps(previous))
+    rows = predictions.read_bytes()
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = command_env(dead, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    done = subprocess.run(
+        [str(BIN / "deepfake-detect"), "threshold", MODEL, "--params", "params.yaml"],
+        cwd=in_tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0, done.stderr[-2000:]
+    assert json.loads(metrics.read_text()) == previous
+    assert predictions.read_bytes() == rows
+    assert sorted(p.name for p in predictions.parent.iterdir()) == ["valid.csv"]
 
 
 def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkeypatch):
@@ -214,3 +288,47 @@ def test_an_error_without_sigterm_still_fails_the_run_and_the_command(in_tmp):
     result = CliRunner().invoke(_stage_command("plain", bug), ["work"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemError)
     assert _only_run_status(in_tmp, "plain") == "FAILED"
+
+
+def test_runs_a_killed_process_left_running_are_marked_failed(in_tmp):
+    """SIGKILL gives no chance to end a run: it stayed RUNNING forever. The next stage of the
+    same model marks it FAILED, `deepfake-detect runs clean` the rest; a live one is left alone."""
+    experiment = "test-stale"
+    (in_tmp / "params.yaml").write_text(params_text({"mlflow": {"experiment": experiment}}))
+    killed = (
+        "import os, signal\n"
+        "from mlflow.tracking import MlflowClient\n"
+        "from deepfake_detection import tracking\n"
+        f"exp = tracking.setup({experiment!r})\n"
+        "for model in ('light_se_cnn', 'resnet50'):\n"
+        "    run = MlflowClient().create_run(exp, tags=tracking.run_tags('train', model))\n"
+        "    print(run.info.run_id, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", killed], cwd=in_tmp, env=command_env(), capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    light, resnet = done.stdout.split()
+    exp_id = tracking.setup(experiment)
+    client = MlflowClient()
+    alive = client.create_run(exp_id, tags=tracking.run_tags("train", "resnet50")).info.run_id  # this process
+    assert {client.get_run(r).info.status for r in (light, resnet, alive)} == {"RUNNING"}
+
+    with tracking.stage_run("threshold", parse_params({"mlflow": {"experiment": experiment}}), model="light_se_cnn"):
+        pass
+    run = client.get_run(light)
+    assert run.info.status == "FAILED" and run.info.end_time is not None
+    assert "ended without closing the run" in run.data.tags["failed_reason"]
+    assert "the next threshold-light_se_cnn run" in run.data.tags["failed_reason"]
+    assert client.get_run(resnet).info.status == "RUNNING"  # another model's: not this stage's business
+
+    from deepfake_detection.cli import cli
+
+    result = CliRunner().invoke(cli, ["runs", "clean"])
+    assert result.exit_code == 0, result.output
+    assert f"1 run(s) marked FAILED: {resnet}" in result.output
+    assert client.get_run(resnet).info.status == "FAILED"
+    assert "deepfake-detect runs clean" in client.get_run(resnet).data.tags["failed_reason"]
+    assert client.get_run(alive).info.status == "RUNNING"  # its process is alive
+    client.set_terminated(alive, "FINISHED")

@@ -10,7 +10,11 @@ MLflow code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,15 +39,29 @@ _DECODERS: dict[int | str, Any] = {}  # image size (or "native") -> compiled dec
 
 
 def check_images(
-    contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS
+    contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS, request_pixels: int | None = None
 ) -> tuple[list[str | None], list[str | None]]:
     """One error and one warning (or ``None``) per encoded image, from its header alone
-    (:func:`deepfake_detection.data.images.check_encoded`); ``None`` entries get neither."""
+    (:func:`deepfake_detection.data.images.check_encoded`); ``None`` entries get neither.
+
+    ``request_pixels`` (a server's per-request budget, ``None``: none): the images' decoding
+    costs (frames x width x height) are summed in order, and an image that would take the sum
+    past it is refused (its error says so), so one request cannot keep the server decoding."""
     errors: list[str | None] = []
     warnings_: list[str | None] = []
+    spent = 0
     for data in contents:
         found = check_encoded(data, max_pixels=max_pixels) if data is not None else None
-        errors.append(found.error if found else None)
+        error = found.error if found else None
+        if found and error is None and request_pixels is not None:
+            if spent + found.pixels > request_pixels:
+                error = (
+                    f"request pixel budget spent: this image ({found.pixels:,} pixels to decode) would take the "
+                    f"request past {request_pixels:,} pixels; send it in another request"
+                )
+            else:
+                spent += found.pixels
+        errors.append(error)
         warnings_.append(found.warning if found else None)
     return errors, warnings_
 
@@ -64,10 +82,9 @@ def decode_images(
 
 
 def decode_checked(contents: Sequence[bytes | None], image_size: int) -> tuple[np.ndarray, list[str | None]]:
-    """:func:`decode_images` without the header checks (the caller made them). Images go one by
-    one through the compiled ``decode_resize``, so each failure has its own message; on 2 busy
-    cores this was as fast as a parallel tf.data map over chunks of 64 (whose set-up costs
-    ~30 ms a chunk)."""
+    """:func:`decode_images` without the header checks (the caller made them). Images go through
+    the compiled ``decode_resize`` one per call, in parallel threads (:func:`_decode_each`), so
+    each failure has its own message."""
     if image_size not in _DECODERS:
         _DECODERS[image_size] = _decoder(image_size)
     decoded, errors = _decode_each(contents, _DECODERS[image_size])
@@ -93,24 +110,63 @@ def decode_native(contents: Sequence[bytes | None]) -> tuple[list[np.ndarray | N
     return _decode_each(contents, _DECODERS["native"])
 
 
+class PixelGate:
+    """A process-wide bound on the pixels being decoded at once, by every thread together (a
+    server answers requests in threads): decoding an image holds its frames x width x height
+    (at most the whole capacity, so an image as large as the gate decodes alone) until done.
+    Decoding memory is then bounded whatever the number of requests or threads."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self.free = int(capacity)
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        n = min(max(int(pixels), 1), self.capacity)
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= n)
+            self.free -= n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += n
+                self._cond.notify_all()
+
+
+DECODE_GATE = PixelGate(MAX_PIXELS)
+"""Pixels decoded at once in this process: one image of ``MAX_PIXELS`` (~1.3 GB while it is
+decoded), or many smaller ones in parallel."""
+
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+"""Threads a batch is decoded with (TensorFlow's decode and resize ops release the GIL)."""
+
+
 def _decode_each(contents: Sequence[bytes | None], decode) -> tuple[list[np.ndarray | None], list[str | None]]:
-    """Each entry through the compiled ``decode`` (bytes -> pixels): the pixels or ``None``, and
-    one error per entry (``None`` entries are skipped and get neither)."""
+    """Each entry through the compiled ``decode`` (bytes -> pixels), in :data:`DECODE_THREADS`
+    threads under :data:`DECODE_GATE`: the pixels or ``None``, and one error per entry, in the
+    order given (``None`` entries are skipped and get neither)."""
     import tensorflow as tf
 
-    images: list[np.ndarray | None] = [None] * len(contents)
-    errors: list[str | None] = [None] * len(contents)
-    for i, data in enumerate(contents):
+    def one(data: bytes | None) -> tuple[np.ndarray | None, str | None]:
         if data is None:
-            continue
+            return None, None
         if len(data) == 0:
-            errors[i] = "not a decodable image: empty content"
-            continue
+            return None, "not a decodable image: empty content"
         try:
-            images[i] = decode(tf.constant(data)).numpy()
+            with DECODE_GATE.hold(check_encoded(data, max_pixels=1 << 62).pixels):
+                return decode(tf.constant(data)).numpy(), None
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as err:
-            errors[i] = f"not a decodable image: {_tf_error_message(err)}"
-    return images, errors
+            return None, f"not a decodable image: {_tf_error_message(err)}"
+
+    busy = [c for c in contents if c]
+    if len(busy) < 2 or DECODE_THREADS < 2:
+        done = [one(data) for data in contents]
+    else:
+        with ThreadPoolExecutor(min(DECODE_THREADS, len(busy)), thread_name_prefix="decode") as pool:
+            done = list(pool.map(one, contents))
+    return [d[0] for d in done], [d[1] for d in done]
 
 
 def _tf_error_message(err: Exception) -> str:

@@ -42,8 +42,9 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 8192 * 8192
-"""Largest accepted width x height (67 M pixels, ~200 MB as RGB). Checked from the header,
-before decoding, so a file that merely *declares* a huge size costs nothing."""
+"""Largest accepted decoding cost: frames x width x height (67 M pixels, ~200 MB as RGB; an
+animated file counts every frame, since the model's decoder decodes them all). Checked from the
+header, before decoding, so a file that merely *declares* a huge size costs nothing."""
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 """Largest encoded image (file or base64 payload) inference reads: 64 MiB. A bigger file is
@@ -62,7 +63,7 @@ it is squashed into the model's square input."""
 DECODABLE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
 """Pillow format names whose files the TensorFlow decoder of the model pipeline reads."""
 
-REASONS = ("zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "unreadable")
+REASONS = ("zero_bytes", "not_an_image", "truncated", "unsupported_mode", "too_large", "too_small", "unreadable")
 """Every value :attr:`ImageInfo.reason` / :attr:`ImageError.reason` can take."""
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -170,10 +171,9 @@ def _open(path: Path | bytes, max_pixels: int) -> tuple[Image.Image, int]:
             width, height = img.size
             if width <= 0 or height <= 0:
                 raise ImageError("unreadable", f"declares an empty size {width}x{height}", path)
-            if width * height > max_pixels:
-                raise ImageError(
-                    "too_large", f"declares {width}x{height} = {width * height:,} pixels > {max_pixels:,}", path
-                )
+            too_large = budget_error(width, height, frame_count(img, path), max_pixels)
+            if too_large:
+                raise ImageError("too_large", f"declares {too_large}", path)
             if img.mode not in SUPPORTED_MODES:
                 raise UnsupportedModeError(img.mode, path)
             orientation = _orientation(img)
@@ -190,6 +190,29 @@ def _open(path: Path | bytes, max_pixels: int) -> tuple[Image.Image, int]:
             img.close()
             raise
     return img, orientation
+
+
+def frame_count(img: Image.Image, path: str | os.PathLike | None = None) -> int:
+    """How many frames ``img`` holds (animated GIF, PNG or WebP), read from the file's frame
+    headers without decoding any pixels; 1 for a still image."""
+    try:
+        return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception as err:  # a frame header Pillow cannot parse
+        raise ImageError("unreadable", f"cannot count its frames: {type(err).__name__}: {err}", path) from None
+
+
+def budget_error(width: int, height: int, frames: int, max_pixels: int) -> str | None:
+    """Why an image of ``frames`` frames of ``width`` x ``height`` is over the decoding budget
+    ``max_pixels`` (``None`` when it fits). Decoding costs frames x pixels: the model's decoder
+    (``tf.io.decode_image``) decodes every frame of an animated file, then keeps the first."""
+    if frames * width * height <= max_pixels:
+        return None
+    if frames == 1:
+        return f"{width}x{height} = {width * height:,} pixels > the limit of {max_pixels:,}"
+    return (
+        f"{frames} frames of {width}x{height} = {frames * width * height:,} pixels to decode > the limit of "
+        f"{max_pixels:,} (an animated image is scored on its first frame, but every frame is decoded)"
+    )
 
 
 def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -210,7 +233,8 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> I
     ``max_pixels``, decided from the header before any pixel memory is allocated, or
     Pillow's decompression-bomb guard), ``unsupported_mode`` (mode outside
     :data:`SUPPORTED_MODES`), ``truncated`` (data ends early; ``LOAD_TRUNCATED_IMAGES`` is
-    forced off while decoding), ``unreadable`` (any other decoder or I/O error)."""
+    forced off while decoding), ``too_small`` (a side under :data:`MIN_SIDE`, which inference
+    refuses), ``unreadable`` (any other decoder or I/O error)."""
     path = Path(path)
     try:
         img, orientation = _open(path, max_pixels)
@@ -218,6 +242,17 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> I
         info = _header(path) if err.reason in ("too_large", "unsupported_mode") else {}
         return ImageInfo(ok=False, reason=err.reason, detail=err.detail, **info)
     with img:
+        if min(img.size) < MIN_SIDE:
+            return ImageInfo(
+                ok=False,
+                reason="too_small",
+                detail=f"{img.width}x{img.height} pixels: inference refuses images under {MIN_SIDE} px a side",
+                format=img.format,
+                mode=img.mode,
+                width=img.width,
+                height=img.height,
+                orientation=orientation,
+            )
         return ImageInfo(
             ok=True,
             reason=None,
@@ -325,13 +360,20 @@ class EncodedCheck:
     format: str | None = None
     width: int | None = None
     height: int | None = None
+    frames: int = 1
+
+    @property
+    def pixels(self) -> int:
+        """What decoding costs: frames x width x height (0 when the header was unreadable)."""
+        return self.frames * (self.width or 0) * (self.height or 0)
 
 
 def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
     """Check encoded image bytes from their header alone, before anything decodes the pixels.
 
     Refused (``error``): bytes no format recognises, a format the model's decoder cannot read
-    (:data:`DECODABLE_FORMATS`; TIFF for instance), more than ``max_pixels`` pixels (or
+    (:data:`DECODABLE_FORMATS`; TIFF for instance), more than ``max_pixels`` pixels to decode
+    (frames x width x height, :func:`budget_error`; or
     Pillow's own decompression-bomb guard), a side below :data:`MIN_SIDE`. Scored with a
     ``warning``: a shorter side below :data:`SMALL_SIDE`, a ratio of the sides above
     :data:`MAX_ASPECT_RATIO`. Pillow's ``Image.open`` reads the header only."""
@@ -344,20 +386,22 @@ def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 fmt, (width, height) = img.format, img.size
+                frames = frame_count(img) if fmt in DECODABLE_FORMATS else 1
     except Image.DecompressionBombError as err:
         return EncodedCheck(f"image too large: {err}")
     except UnidentifiedImageError:
         return EncodedCheck("not a decodable image: no image format recognises it")
+    except ImageError as err:
+        return EncodedCheck(f"not a decodable image: {err.detail}")
     except Exception as err:  # a header Pillow cannot parse
         return EncodedCheck(f"not a decodable image: {type(err).__name__}: {err}")
-    found = {"format": fmt, "width": width, "height": height}
+    found = {"format": fmt, "width": width, "height": height, "frames": frames}
     if fmt not in DECODABLE_FORMATS:
         readable = ", ".join(sorted(DECODABLE_FORMATS - {"MPO"}))
         return EncodedCheck(f"unsupported image format {fmt}: the model reads {readable}", **found)
-    if width * height > max_pixels:
-        return EncodedCheck(
-            f"image too large: {width}x{height} = {width * height:,} pixels > the limit of {max_pixels:,}", **found
-        )
+    too_large = budget_error(width, height, frames, max_pixels)
+    if too_large:
+        return EncodedCheck(f"image too large: {too_large}", **found)
     if min(width, height) < MIN_SIDE:
         return EncodedCheck(f"image too small: {width}x{height} pixels, at least {MIN_SIDE} a side needed", **found)
     notes = []

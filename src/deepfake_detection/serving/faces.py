@@ -93,7 +93,9 @@ def score_faces(
     for :func:`~deepfake_detection.serving.pyfunc.score_rows`. A bad row never fails the batch."""
     settings = settings or FaceSettings()
     contents, errors = read_inputs(model_input, access)
-    header_errors, _ = decode.check_images([c if e is None else None for c, e in zip(contents, errors)], max_pixels)
+    header_errors, _ = decode.check_images(
+        [c if e is None else None for c, e in zip(contents, errors)], max_pixels, access.request_pixels
+    )
     errors = [e or h for e, h in zip(errors, header_errors)]
     sizes = sorted(set(sizes))
     rows: list[tuple[int, int | None, Face | None, str | None]] = []  # input, face index, face, error

@@ -28,13 +28,18 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from deepfake_detection.data.images import MAX_IMAGE_BYTES
+from deepfake_detection.data.images import MAX_IMAGE_BYTES, MAX_PIXELS
 
 INPUT_COLUMNS = ("path", "image")
 PATH_ROOT_ENV = "DEEPFAKE_SERVE_PATH_ROOT"
 """Set for a serving process: ``path`` rows may name files inside this one folder."""
 MAX_BYTES_ENV = "DEEPFAKE_SERVE_MAX_BYTES"
 """Optional: the byte cap on one image (file or base64), default ``MAX_IMAGE_BYTES``."""
+REQUEST_PIXELS_ENV = "DEEPFAKE_SERVE_REQUEST_PIXELS"
+"""Optional: the pixels (frames x width x height, summed over its images) one REST request may
+have decoded, default :data:`DEFAULT_REQUEST_PIXELS`; images past it get an error row."""
+DEFAULT_REQUEST_PIXELS = 4 * MAX_PIXELS
+"""268 M pixels: four 8192 x 8192 images, or about twenty 12-megapixel photos, per request."""
 PATHS_DISABLED = (
     "'path' input is disabled: send the image base64-encoded in an 'image' column "
     f"(a server can allow files of one folder with {PATH_ROOT_ENV})"
@@ -51,12 +56,13 @@ class InvalidInputError(MlflowException, ValueError):
 
 
 class PathAccess(NamedTuple):
-    """Whether ``path`` rows are read, confined to which folder (``None``: anywhere) and the
-    byte cap on one image."""
+    """Whether ``path`` rows are read, confined to which folder (``None``: anywhere), the byte
+    cap on one image and the pixels one call may decode (``None``: no budget, in process)."""
 
     allowed: bool
     root: str | None = None
     max_bytes: int = MAX_IMAGE_BYTES
+    request_pixels: int | None = None
 
 
 LOCAL_ACCESS = PathAccess(True)
@@ -76,33 +82,46 @@ def local_files():
         _LOCAL_FILES.reset(token)
 
 
-def max_bytes_setting() -> int:
-    """The byte cap on one image: ``$DEEPFAKE_SERVE_MAX_BYTES``, else ``MAX_IMAGE_BYTES``."""
-    value = os.environ.get(MAX_BYTES_ENV, "").strip()
+def _positive_setting(name: str, default: int, what: str) -> int:
+    value = os.environ.get(name, "").strip()
     if not value:
-        return MAX_IMAGE_BYTES
+        return default
     try:
         cap = int(value)
     except ValueError:
-        raise MlflowException(f"{MAX_BYTES_ENV} must be a number of bytes, got {value!r}") from None
+        raise MlflowException(f"{name} must be a number of {what}, got {value!r}") from None
     if cap < 1:
-        raise MlflowException(f"{MAX_BYTES_ENV} must be >= 1, got {cap}")
+        raise MlflowException(f"{name} must be >= 1, got {cap}")
     return cap
+
+
+def max_bytes_setting() -> int:
+    """The byte cap on one image: ``$DEEPFAKE_SERVE_MAX_BYTES``, else ``MAX_IMAGE_BYTES``."""
+    return _positive_setting(MAX_BYTES_ENV, MAX_IMAGE_BYTES, "bytes")
+
+
+def request_pixels_setting() -> int:
+    """The pixel budget of one REST request: ``$DEEPFAKE_SERVE_REQUEST_PIXELS``, else
+    :data:`DEFAULT_REQUEST_PIXELS`."""
+    return _positive_setting(REQUEST_PIXELS_ENV, DEFAULT_REQUEST_PIXELS, "pixels")
 
 
 def path_access() -> PathAccess:
     """What the detector may read for ``path`` rows in this call: anywhere inside
-    :func:`local_files`, inside ``$DEEPFAKE_SERVE_PATH_ROOT`` when set, else nothing."""
+    :func:`local_files` (and no pixel budget: the caller's own files), inside
+    ``$DEEPFAKE_SERVE_PATH_ROOT`` when set, else nothing; a REST call gets the request pixel
+    budget :func:`request_pixels_setting`."""
     max_bytes = max_bytes_setting()
     if _LOCAL_FILES.get():
         return PathAccess(True, None, max_bytes)
+    budget = request_pixels_setting()
     root = os.environ.get(PATH_ROOT_ENV, "").strip()
     if root:
         resolved = os.path.realpath(root)
         if not os.path.isdir(resolved):
             raise MlflowException(f"{PATH_ROOT_ENV}={root!r} is not a folder")
-        return PathAccess(True, resolved, max_bytes)
-    return PathAccess(False, None, max_bytes)
+        return PathAccess(True, resolved, max_bytes, budget)
+    return PathAccess(False, None, max_bytes, budget)
 
 
 class RowError(ValueError):

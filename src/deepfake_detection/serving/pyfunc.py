@@ -63,6 +63,11 @@ DEFAULT_THRESHOLD = 0.5
 # --------------------------------------------------------------------------- scoring rows
 
 
+SCORE_CHUNK = 256
+"""Rows decoded and scored together: the decoded pixels of one chunk at a time are held
+(256 x 128² x 3 float32 = 50 MB at 128 px), however many rows a request has."""
+
+
 def score_rows(
     model_input: pd.DataFrame,
     sizes: Sequence[int],
@@ -73,36 +78,43 @@ def score_rows(
     native: bool = False,
 ) -> tuple[np.ndarray, list[str | None], list[str | None]]:
     """Read (:func:`read_inputs` with ``access``), check (:func:`check_images` with
-    ``max_pixels``) and decode every row (once per input size in ``sizes``) and ``score`` the
-    decodable ones (pixels keyed by size -> P(fake)). Returns P(fake), NaN where a row failed,
+    ``max_pixels`` and the request's pixel budget ``access.request_pixels``) and decode every row
+    (once per input size in ``sizes``) and ``score`` the decodable ones (pixels keyed by size
+    -> P(fake)), :data:`SCORE_CHUNK` rows at a time. Returns P(fake), NaN where a row failed,
     one error message or None per row (a bad row never fails the batch) and one warning or
     None per row. ``native`` (the patch view): rows are decoded at their own resolution and
     ``score`` gets the list of ``(h, w, 3)`` images instead (``sizes`` is not used)."""
     contents, errors = read_inputs(model_input, access)
     header_errors, warnings_ = decode.check_images(
-        [c if e is None else None for c, e in zip(contents, errors)], max_pixels
+        [c if e is None else None for c, e in zip(contents, errors)], max_pixels, access.request_pixels
     )
     errors = [e or h for e, h in zip(errors, header_errors)]
     ok = [i for i, e in enumerate(errors) if e is None]
     probabilities = np.full(len(contents), np.nan)
-    if ok and native:
-        images, decode_errors = decode.decode_native([contents[i] for i in ok])
-        for i, e in zip(ok, decode_errors):
-            errors[i] = errors[i] or e
-        good = [j for j, i in enumerate(ok) if errors[i] is None]
-        if good:
-            probabilities[[ok[j] for j in good]] = score([images[j] for j in good])
-    elif ok:
-        pixels = {}
-        for size in sorted(set(sizes)):
-            pixels[size], decode_errors = decode.decode_checked([contents[i] for i in ok], size)
-            for i, e in zip(ok, decode_errors):
-                errors[i] = errors[i] or e
-        good = [j for j, i in enumerate(ok) if errors[i] is None]
-        if good:
-            probabilities[[ok[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
+    for start in range(0, len(ok), SCORE_CHUNK):
+        _score_chunk(ok[start : start + SCORE_CHUNK], contents, errors, probabilities, sizes, score, native)
     warnings_ = [None if e else w for e, w in zip(errors, warnings_)]
     return probabilities, errors, warnings_
+
+
+def _score_chunk(rows, contents, errors, probabilities, sizes, score, native) -> None:
+    """Decode and score the rows ``rows`` (indices), filling ``errors`` and ``probabilities``."""
+    if native:
+        images, decode_errors = decode.decode_native([contents[i] for i in rows])
+        for i, e in zip(rows, decode_errors):
+            errors[i] = errors[i] or e
+        good = [j for j, i in enumerate(rows) if errors[i] is None]
+        if good:
+            probabilities[[rows[j] for j in good]] = score([images[j] for j in good])
+        return
+    pixels = {}
+    for size in sorted(set(sizes)):
+        pixels[size], decode_errors = decode.decode_checked([contents[i] for i in rows], size)
+        for i, e in zip(rows, decode_errors):
+            errors[i] = errors[i] or e
+    good = [j for j, i in enumerate(rows) if errors[i] is None]
+    if good:
+        probabilities[[rows[j] for j in good]] = score({s: x[good] for s, x in pixels.items()})
 
 
 def result_frame(
@@ -148,6 +160,27 @@ def input_size(model) -> int | None:
     return int(shape[1])
 
 
+def load_member(path: str | Path, key: str = "model"):
+    """A member's ``.keras`` file loaded, or an ``MlflowException`` naming the real failure (a
+    missing file; a truncated or corrupt one, which Keras reports as "File not found")."""
+    import zipfile
+
+    from deepfake_detection.models.saved import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlflowException(f"the model file of {key} is missing: {path}")
+    if not zipfile.is_zipfile(path):
+        raise MlflowException(
+            f"the model file of {key} is unreadable: {path} ({path.stat().st_size:,} bytes) is not a valid .keras "
+            "archive (truncated or corrupt): log and register the model again"
+        )
+    try:
+        return load_model(path)
+    except Exception as err:
+        raise MlflowException(f"the model file of {key} is unreadable: {path}: {type(err).__name__}: {err}") from err
+
+
 def _forward(model, size: int | None):
     """``model(x, training=False)`` compiled once for any batch size (no retracing per size); a
     model of any input size (``size`` None) once for every image size."""
@@ -179,9 +212,7 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
             raise MlflowException(
                 f"no '{MEMBER_PREFIX}<i>' Keras model among the artifacts {sorted(context.artifacts)}"
             )
-        from deepfake_detection.models.saved import load_model
-
-        self.models = [load_model(context.artifacts[k]) for k in keys]
+        self.models = [load_member(context.artifacts[k], k) for k in keys]
         self.sizes = [input_size(m) for m in self.models]
         self._forwards = [_forward(m, s) for m, s in zip(self.models, self.sizes)]
         self.threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
@@ -539,13 +570,11 @@ def load_keras_members(model_uri_or_keras_path: str | Path) -> tuple[list, dict]
 def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict | None, dict]:
     """The Keras model(s) of a logged detector (or of a ``.keras`` file), the description of the
     ensemble that combines them (``Ensemble.to_dict()``; ``None`` for one model) and its metadata."""
-    from deepfake_detection.models.saved import load_model
-
     source = str(model_uri_or_keras_path)
     if source.endswith(".keras"):
         if not Path(source).is_file():
             raise FileNotFoundError(f"Keras model file not found: {source}")
-        return [load_model(source)], None, {}
+        return [load_member(source)], None, {}
     from mlflow.models import Model
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
@@ -555,7 +584,7 @@ def load_keras_detector(model_uri_or_keras_path: str | Path) -> tuple[list, dict
     keys = member_keys(artifacts)
     if not keys:
         raise ValueError(f"{source} is not a detector logged by log_detector (no {MEMBER_PREFIX}<i> artifacts)")
-    models = [load_model(local / artifacts[k]["path"]) for k in keys]
+    models = [load_member(local / artifacts[k]["path"], k) for k in keys]
     description = (flavor.get("model_config") or {}).get("ensemble")
     if description is None and ENSEMBLE_ARTIFACT in artifacts:
         description = json.loads((local / artifacts[ENSEMBLE_ARTIFACT]["path"]).read_text())

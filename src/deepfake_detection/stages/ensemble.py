@@ -45,7 +45,7 @@ def run(params: Params) -> list[dict]:
     member_thresholds = [read_json(paths.stage_metrics("threshold", m))["threshold"] for m in members]
     perturbed_rows, P_perturbed = _perturbed_val(members)
     outputs = (paths.ARTIFACTS / "ensembles", paths.PLOTS / "ensemble", paths.METRICS / "ensemble")
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         results = []
         for kind in KINDS:
             name = f"ensemble_{kind}"

@@ -27,7 +27,7 @@ def run(model_name: str, params: Params) -> dict:
         paths.stage_metrics("evaluate", model_name),
         paths.eval_plots("evaluate", model_name),
     )
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         test = predict_split(model_name, "test", params, model=model)
         log = {
             "threshold": chosen["threshold"],

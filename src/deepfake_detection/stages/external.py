@@ -96,7 +96,7 @@ def _in_domain(name: str, kind: str) -> dict[str, float]:
 def run(params: Params) -> dict:
     sets = resolve_sets(params)
     outputs = (paths.EXTERNAL, paths.EXTERNAL_METRICS, paths.EXTERNAL_REPORT)
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         shutil.rmtree(paths.EXTERNAL, ignore_errors=True)  # sets no longer configured go too
         paths.EXTERNAL.mkdir(parents=True)
         if not sets:

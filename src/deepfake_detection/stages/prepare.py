@@ -22,7 +22,7 @@ def run(params: Params, progress: bool = True) -> dict:
     flat.update({f"fake_fraction_{s}": v for s, v in stats["fake_fraction"].items()})
     flat.update({f"class_weight_{lb}": v for lb, v in stats["class_weights"].items()})
     flat.update(n_images=stats["total"], duplicates_across_splits=stats["duplicates_across_splits"])
-    with paths.removed_on_failure(paths.MANIFEST, paths.DATA_METRICS):  # nothing half-written
+    with paths.replaced_on_success(paths.MANIFEST, paths.DATA_METRICS):  # nothing half-written
         paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(paths.MANIFEST, index=False)
         tracking.write_json(stats, paths.DATA_METRICS)

@@ -7,10 +7,13 @@ its validation predictions (cross-fitted for the weighted and stacking ensembles
 loading its registered pyfunc and scoring the same images in-process, each at its own decision
 threshold, with the project's metric code. A version's stored ``val_*`` tag was earned on the
 data it was trained with and may come from other images; the gate falls back to it only when the
-champion cannot be loaded or scored, and says so in its reason."""
+champion cannot be scored, and says so in its reason; a champion that cannot even be loaded is
+beaten. The new version is created with its tags in one call and the alias moves last; a run
+killed half-way leaves versions that the next run tags ``promotion: interrupted``."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from ..evaluation.card import ModelRef, load_facts, render_card
 from ..evaluation.report import headline, load_predictions, load_results, read_json
 from ..models import final_stage
 
+logger = logging.getLogger(__name__)
 SCORE_CHUNK = 128  # validation images per pyfunc call when scoring the champion
 
 # What the registered model is, on its page in the MLflow UI (each version adds its own numbers).
@@ -124,14 +128,17 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
     this does not depend on whether the detector may read paths. The images are the model's own
     kind of input (face crops when it was trained on them), so the face path is off. Raises if any
-    image fails."""
+    image fails; :class:`registry.Unloadable` if the detector cannot be loaded."""
     import base64
 
     import mlflow
 
     from ..data.shards import iter_contents
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as err:  # noqa: BLE001 - whatever stops it loading: the gate replaces it
+        raise registry.Unloadable(f"{model_uri}: {type(err).__name__}: {err}") from err
     files = val.path.astype(str).tolist()  # files, or records of TFRecord shards (`ingest --shards`)
 
     def encoded(chunk: list[str]) -> list[str]:
@@ -252,7 +259,8 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
         view=params.data.view,
         member_views=[view_of(params.data, m).view for m in names],
     )
-    version = registry.register_version(name, info.model_uri, info.model_id, source_run(best, run))
+    # the version with its threshold and tags in one call; the alias moves last (promote)
+    version = registry.register_version(name, info.model_uri, info.model_id, source_run(best, run), version_tags)
     ref = ModelRef(
         uri=f"models:/{name}/{version}",
         name=name,
@@ -264,11 +272,19 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
     )
     card = render_card(load_facts(best["model"], params), params, ref)
     tracking.log_model_card(info.model_id, card, {"source_model": best["model"], "kind": best["kind"]})
-    registry.tag_version(name, version, version_tags, card)  # the card is the version's description
+    registry.describe_version(name, version, card)  # the card (it names the version) is its description
     return info, version
 
 
 def run(params: Params, force: bool = False) -> dict:
+    """Register, gate, then write ``metrics/register.json`` and ``metrics/registered.json``: the
+    previous ones are set aside while it runs (``paths.replaced_on_success``), so a killed run
+    leaves them missing, which ``dvc status`` reports, never naming a version the alias left."""
+    with paths.replaced_on_success(paths.REGISTER_METRICS, paths.REGISTERED):
+        return _register(params, force)
+
+
+def _register(params: Params, force: bool) -> dict:
     reg = params.register
     best = pick_best(load_results(params), reg.metric)
     faces = trained_on_faces()
@@ -283,6 +299,14 @@ def run(params: Params, force: bool = False) -> dict:
         "threshold": best["threshold"],
         "faces": faces,
     }
+    repaired = registry.repair(reg.model_name, reg.alias)
+    if repaired:
+        logger.warning(
+            "versions %s of %s were left half-done by a killed run: tagged promotion=%s",
+            repaired,
+            reg.model_name,
+            registry.INTERRUPTED,
+        )
     with tracking.stage_run("register", params, model=best["model"], log=log) as run:
         info, version = log_and_register(best, params, run, faces, version_tags)
         registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)

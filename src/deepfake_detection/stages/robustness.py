@@ -93,7 +93,7 @@ def run(model_name: str, params: Params) -> dict:
         paths.stage_metrics("robustness", model_name),
         paths.robustness_plot(model_name),
     )
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         scores = perturbed_scores(model, rows, params)
         paths.robustness_scores(model_name).parent.mkdir(parents=True, exist_ok=True)
         scores.to_csv(paths.robustness_scores(model_name), index=False)
@@ -122,7 +122,7 @@ def run_ensembles(params: Params) -> list[dict]:
     names = [f"ensemble_{kind}" for kind in KINDS]
     outputs = [p for n in names for p in (paths.stage_metrics("robustness", n), paths.robustness_plot(n))]
     results = []
-    with paths.removed_on_failure(*outputs):
+    with paths.replaced_on_success(*outputs):
         for name, ens in zip(names, ensembles):
             if ens.threshold is None:
                 raise ValueError(f"{paths.ensemble_file(name)} holds no threshold: re-run the ensemble stage")
@@ -137,7 +137,7 @@ def run_report(params: Params) -> pd.DataFrame:
     """``robustness-report``: every model's and ensemble's table in reports/robustness.md (and .csv)."""
     names = [*params.models.names(), *(f"ensemble_{k}" for k in KINDS)]
     results = {n: read_json(paths.stage_metrics("robustness", n)) for n in names}
-    with paths.removed_on_failure(paths.ROBUSTNESS_CSV, paths.ROBUSTNESS_MD):
+    with paths.replaced_on_success(paths.ROBUSTNESS_CSV, paths.ROBUSTNESS_MD):
         table = write_report(
             results, paths.ROBUSTNESS_CSV, paths.ROBUSTNESS_MD, order=list(params.robustness.perturbations)
         )

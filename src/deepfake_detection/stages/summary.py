@@ -33,7 +33,7 @@ def run(params: Params):
     table = summary_table(summary_rows(results))
     chosen = pick_best(results, params.register.metric)["model"]  # the register stage's own choice
     notes = tie_notes(results, _weights(results))
-    with paths.removed_on_failure(
+    with paths.replaced_on_success(
         paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL, paths.ROC_ALL_PLOT
     ):  # nothing half-written
         paths.REPORTS.mkdir(parents=True, exist_ok=True)

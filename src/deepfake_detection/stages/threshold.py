@@ -23,7 +23,7 @@ def run(model_name: str, params: Params) -> dict:
 
     perturbed_csv = paths.predictions(model_name, "valid_perturbed")
     outputs = (paths.predictions(model_name, "valid"), perturbed_csv, paths.stage_metrics("threshold", model_name))
-    with paths.removed_on_failure(*outputs):  # stopped half-way (SIGTERM, Ctrl-C, an error): nothing left
+    with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
         model = load_final_model(model_name)
         val = predict_split(model_name, "valid", params, model=model)
         manifest = load_manifest(paths.MANIFEST)
