@@ -11,8 +11,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
+from project_commands import params_text
 
 from deepfake_detection import paths
 from deepfake_detection.config import parse_params
@@ -56,7 +56,7 @@ def project(tmp_path_factory):
     os.chdir(root)
     try:
         _write_data(root)
-        (root / "params.yaml").write_text(yaml.safe_dump(TINY))
+        (root / "params.yaml").write_text(params_text(TINY))
         params = parse_params(TINY)
         prepare.run(params, progress=False)
         trained = train.run(MODEL, params)
