@@ -188,3 +188,61 @@ def test_an_ensemble_with_a_forensic_member_is_served_and_explained(project, tmp
     np.testing.assert_allclose(out.probability_fake, by_members, atol=1e-5)
     written = explain_files(info.model_uri, files, tmp_path / "maps")
     assert len(written) == len(files) and all(p.stat().st_size > 1000 for p in written)
+
+
+def test_deepfake_detect_serve_and_predict_score_a_forensic_detector_at_native_resolution(project, tmp_path):
+    """The forensic detector through the two commands a user runs: `deepfake-detect predict` and
+    `deepfake-detect serve` (REST over loopback), both against a real SQLite store."""
+    import base64
+    import json
+    import subprocess
+    import urllib.request
+
+    from loopback import free_port, stop, wait_for
+    from project_commands import command_env
+
+    from deepfake_detection.serving.pyfunc import log_detector
+
+    root, _, _, evaluated, model = project
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("serve-forensic-rest")
+    with mlflow.start_run() as run:
+        log_detector([root / paths.model_file(MODEL, "train")], evaluated["threshold"], 32, member_views=["native"])
+    uri = f"runs:/{run.info.run_id}/model"
+    files = sorted((root / "data" / "test").rglob("*.png"))[:3]
+    expected = by_hand(model, files)
+
+    out = tmp_path / "p.json"
+    done = subprocess.run(
+        ["deepfake-detect", "predict", "--model", uri, *map(str, files), "--output", str(out)],
+        env=command_env(store),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose([r["probability_fake"] for r in json.loads(out.read_text())], expected, atol=1e-5)
+
+    port, log_path = free_port(), tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["deepfake-detect", "serve", "--model", uri, "--port", str(port)],
+            env=command_env(store),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/ping", proc, log_path, 240)
+        body = {"dataframe_records": [{"image": base64.b64encode(f.read_bytes()).decode()} for f in files]}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            rows = json.loads(response.read())["predictions"]
+    finally:
+        stop(proc)
+    np.testing.assert_allclose([r["probability_fake"] for r in rows], expected, atol=1e-5)
