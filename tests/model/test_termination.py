@@ -163,6 +163,8 @@ def test_threshold_with_the_tracking_server_down_keeps_its_previous_outputs(in_t
     previous = {**json.loads(metrics.read_text()), "marker": "the previous run"}
     metrics.write_text(json.dumps(previous))
     rows = predictions.read_bytes()
+    perturbed = in_tmp / paths.predictions(MODEL, "valid_perturbed")
+    perturbed_rows = perturbed.read_bytes()
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -178,8 +180,8 @@ def test_threshold_with_the_tracking_server_down_keeps_its_previous_outputs(in_t
     )
     assert done.returncode != 0, done.stderr[-2000:]
     assert json.loads(metrics.read_text()) == previous
-    assert predictions.read_bytes() == rows
-    assert sorted(p.name for p in predictions.parent.iterdir()) == ["valid.csv"]
+    assert predictions.read_bytes() == rows and perturbed.read_bytes() == perturbed_rows
+    assert sorted(p.name for p in predictions.parent.iterdir()) == ["valid.csv", "valid_perturbed.csv"]
 
 
 def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkeypatch):
