@@ -367,14 +367,15 @@ def write_json(data: dict, path: str | Path) -> Path:
     return path
 
 
-OPTIMIZER_PARAMS = ("name", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "global_clipnorm")
+OPTIMIZER_PARAMS = ("beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm", "global_clipnorm")
 
 
 def epoch_logger():
     """MLflow's Keras callback (``mlflow.keras.MlflowCallback``: each epoch's ``logs``, the model
     summary as ``model_summary.txt``) logging to the active run; of the optimizer's settings only
-    :data:`OPTIMIZER_PARAMS` as ``optimizer.<name>`` params (set ones; the learning rate is the
-    run's ``lr`` param and its ``learning_rate`` metric), not MLflow's dump of its whole config;
+    its kind (``optimizer.name``) and :data:`OPTIMIZER_PARAMS` as ``optimizer.<name>`` params (set
+    ones; the learning rate is the run's ``lr`` param and its ``learning_rate`` metric), not
+    MLflow's dump of its whole config;
     plus the learning rate of every epoch (``learning_rate``: the scheduled value under a cosine
     schedule, the value before ReduceLROnPlateau acts otherwise), so every model's curves overlay.
     Its per-evaluation ``validation_*`` metrics are left out: the epoch logs carry ``val_*`` already."""
@@ -383,8 +384,12 @@ def epoch_logger():
 
     class _EpochLogger(MlflowCallback):
         def on_train_begin(self, logs=None):
-            config = self.model.optimizer.get_config()
-            log_params({f"optimizer.{k}": config[k] for k in OPTIMIZER_PARAMS if config.get(k) is not None})
+            optimizer = self.model.optimizer
+            config = optimizer.get_config()
+            # the kind (adam, adamw), not Keras's object name, which a process numbers (adam_3)
+            settings = {"optimizer.name": type(optimizer).__name__.lower()}
+            settings |= {f"optimizer.{k}": config[k] for k in OPTIMIZER_PARAMS if config.get(k) is not None}
+            log_params(settings)
             summary: list[str] = []
             self.model.summary(print_fn=lambda line, *args, **kwargs: summary.append(line))
             mlflow.log_text("\n".join(summary), artifact_file="model_summary.txt")

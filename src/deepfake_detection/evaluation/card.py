@@ -324,3 +324,36 @@ def limitations(facts: dict, params: Params) -> list[str]:
             f"- `probability_fake` is poorly calibrated (ECE {ece:.3f}): use the label, not the score as a probability."
         )
     return lines
+
+
+DESCRIPTION_LIMIT = 5000
+"""The longest model-version description MLflow's SQL stores hold (``varchar(5000)``; SQLite does
+not enforce it, PostgreSQL and MySQL refuse longer ones)."""
+_DROPPABLE = ("Training recipe", "Cross-dataset", "Training data", "Robustness", "Lineage")
+
+
+def fit_description(card: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The card as a version's description: whole when it fits ``limit``, else without its
+    longest-to-spare sections (in the order of ``_DROPPABLE``: recipe, cross-dataset figures, data,
+    robustness table, lineage), with a note naming them and where the full card is; what to use it
+    for, the decision rule, test metrics, how to load it and its limitations stay."""
+    if len(card) <= limit:
+        return card
+    title, *sections = card.split("\n## ")
+    dropped: list[str] = []
+
+    def joined() -> str:
+        note = (
+            f"\n> This description leaves out {', '.join(dropped)} (MLflow keeps {limit:,} characters): the full "
+            "card is `model_card.md` beside the model, or `deepfake-detect card <model URI>`.\n"
+        )
+        return "\n## ".join([title.rstrip("\n") + "\n" + note, *sections])
+
+    for name in _DROPPABLE:
+        if len(joined()) <= limit:
+            break
+        kept = [s for s in sections if not s.startswith(name + "\n")]
+        if len(kept) < len(sections):
+            sections, dropped = kept, [*dropped, name]
+    text = joined()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import paths, registry, tracking
 from ..config import LOWER_IS_BETTER, Params
-from ..evaluation.card import ModelRef, load_facts, render_card
+from ..evaluation.card import ModelRef, fit_description, load_facts, render_card
 from ..evaluation.report import headline, load_predictions, load_results, read_json
 from ..models import final_stage
 
@@ -272,7 +272,8 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
     )
     card = render_card(load_facts(best["model"], params), params, ref)
     tracking.log_model_card(info.model_id, card, {"source_model": best["model"], "kind": best["kind"]})
-    registry.describe_version(name, version, card)  # the card (it names the version) is its description
+    # the card (it names the version) is its description, cut to what MLflow's SQL stores hold
+    registry.describe_version(name, version, fit_description(card))
     return info, version
 
 
