@@ -7,8 +7,6 @@ import contextlib
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from loopback import free_port, stop, wait_for
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -32,12 +31,6 @@ SIZE = 32
 PING_TIMEOUT_S = 90
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: bytes) -> tuple[int, str]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
     try:
@@ -45,20 +38,6 @@ def _post(url: str, body: bytes) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (the CLI, its shell and uvicorn), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
 
 
 @contextlib.contextmanager
@@ -74,7 +53,7 @@ def _server(
 ):
     """``mlflow models serve`` (``cli="mlflow"``) or ``deepfake-detect serve`` (``cli="project"``)
     of ``model_uri`` on a free loopback port; yields its base URL and the server's process."""
-    port = _free_port()
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     inherited = {k: v for k, v in os.environ.items() if k not in (serving_io.PATH_ROOT_ENV, serving_io.MAX_BYTES_ENV)}
     env = {
@@ -96,22 +75,10 @@ def _server(
     proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + PING_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /ping after {PING_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_for(f"{base}/ping", proc, log_path, PING_TIMEOUT_S)
         yield base, proc
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
