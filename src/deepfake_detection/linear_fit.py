@@ -173,8 +173,6 @@ def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params) -> t
 def fit_linear(model, stage: str, model_name: str, params: Params, settings: dict) -> dict:
     """Fit a linear-head network's head on the training split, measure it on validation, save
     and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`)."""
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
     section = getattr(params.models, model_name)
     degrade = list(section.degrade)
     out = paths.model_file(model_name, stage)
@@ -198,33 +196,10 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         V, val_y = split_features(model, manifest, "valid", [], params.seed)
         cv_auc, c = fit_heads(model, X, y, section, params)
         seconds = time.perf_counter() - start
-        p_train = model_probabilities(model, X[:, 0])
-        p_val = model_probabilities(model, V[:, 0])
-        metrics = {
-            "val_loss": float(log_loss(val_y, p_val, labels=[0, 1])),
-            "val_auc": float(roc_auc_score(val_y, p_val)),
-            "val_accuracy": float(accuracy_score(val_y, p_val >= 0.5)),
-            "C": c,
-            "train_images": int(len(y)),
-            "train_vectors": int(X.shape[0] * X.shape[1]),
-            "features": int(X.shape[2]),
-            "epochs_run": 1,
-            "best_epoch": 1,
-            "train_seconds": round(seconds, 2),
-        }
+        metrics, history = _measure(model, X, y, V, val_y)
+        metrics.update(C=c, train_seconds=round(seconds, 2))
         if cv_auc:  # C was chosen by cross-validation (c_grid lists several)
             metrics["cv_auc"] = cv_auc[c]
-        history = pd.DataFrame(
-            {
-                "epoch": [0],
-                "loss": [float(log_loss(y, p_train, labels=[0, 1]))],
-                "auc": [float(roc_auc_score(y, p_train))],
-                "accuracy": [float(accuracy_score(y, p_train >= 0.5))],
-                "val_loss": [metrics["val_loss"]],
-                "val_auc": [metrics["val_auc"]],
-                "val_accuracy": [metrics["val_accuracy"]],
-            }
-        )
         history.to_csv(history_csv, index=False)
         tracking.log_metrics(metrics)
         metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
@@ -236,6 +211,32 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         tracking.log_keras_model(model, name=model_name, input_example=_example(manifest))  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics
+
+
+def _measure(model, X: np.ndarray, y, V: np.ndarray, val_y) -> tuple[dict, pd.DataFrame]:
+    """The fitted model's validation metrics (as ``training.fit`` reports them: one "epoch") and
+    its one-row history (train and validation loss, AUC, accuracy) on the clean images."""
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    def scores(features, labels, prefix):
+        p = model_probabilities(model, features[:, 0])
+        return {
+            f"{prefix}loss": float(log_loss(labels, p, labels=[0, 1])),
+            f"{prefix}auc": float(roc_auc_score(labels, p)),
+            f"{prefix}accuracy": float(accuracy_score(labels, p >= 0.5)),
+        }
+
+    val = scores(V, val_y, "val_")
+    history = pd.DataFrame([{"epoch": 0, **scores(X, y, ""), **val}])
+    metrics = {
+        **val,
+        "train_images": int(len(y)),
+        "train_vectors": int(X.shape[0] * X.shape[1]),
+        "features": int(X.shape[2]),
+        "epochs_run": 1,
+        "best_epoch": 1,
+    }
+    return metrics, history
 
 
 def model_probabilities(model, features: np.ndarray) -> np.ndarray:
