@@ -19,12 +19,8 @@ Its input has no fixed size (``(None, None, 3)``): it is always fed the whole im
   per coefficient log mean |c|, log standard deviation and the share with |c| < 1, plus the
   first-digit (Benford) histogram of the AC coefficients with |c| >= 1: 64 x 3 + 9 = 201 features.
 
-The head is ``Normalization`` (the training features' mean and variance) then ``Dense(1,
-sigmoid)`` named ``probability_fake``: a standardised logistic regression, fitted in closed form
-by :mod:`deepfake_detection.linear_fit` (no gradient steps). The two statistics layers are
-custom layers, registered with Keras: :func:`deepfake_detection.models.saved.load_model` loads
-any saved network of the project.
-"""
+Heads: :func:`linear_head` or :func:`gated_head`, fitted in closed form by ``linear_fit``; the custom
+layers are registered with Keras (:func:`deepfake_detection.models.saved.load_model` loads them)."""
 
 from __future__ import annotations
 
@@ -269,11 +265,17 @@ def residual_block(x, name: str = "residual", *, sqrt: bool = False):
     return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, sqrt=sqrt, name=f"{name}_cooccurrence")(residuals)
 
 
+def luma_plane(x, name: str, offset: float | None = None):
+    """Y of YCbCr ``(b, h, w, 3)`` as ``(b, h, w, 1)`` (a frozen 1x1 ``Conv2D``), plus ``offset`` if given."""
+    layer = layers.Conv2D(1, 1, use_bias=offset is not None, trainable=False, name=name)
+    out, kernel = layer(x), np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1)
+    layer.set_weights([kernel] if offset is None else [kernel, np.array([offset], "float32")])
+    return out
+
+
 def spam_block(x, name: str = "spam", *, sqrt: bool = False):
     """YCbCr ``(b, h, w, 3)`` -> :class:`SPAMFeatures` of Y."""
-    y = layers.Conv2D(1, 1, use_bias=False, trainable=False, name=f"{name}_luma")
-    luma = y(x)
-    y.set_weights([np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1)])
+    luma = luma_plane(x, f"{name}_luma")
     return SPAMFeatures(sqrt=sqrt, name=f"{name}_transitions")(luma)
 
 
@@ -298,9 +300,7 @@ def dct_basis() -> np.ndarray:
 
 def block_dct_block(x, name: str = "dct"):
     """YCbCr ``(b, h, w, 3)`` -> :class:`BlockDCTStatistics` of Y - 128 (blocks from the top-left)."""
-    y = layers.Conv2D(1, 1, use_bias=True, trainable=False, name=f"{name}_luma")
-    luma = y(x)
-    y.set_weights([np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1), np.array([-128.0], "float32")])
+    luma = luma_plane(x, f"{name}_luma", offset=-128.0)
     conv = layers.Conv2D(64, 8, strides=8, padding="valid", use_bias=False, trainable=False, name=f"{name}_blocks")
     coefficients = conv(luma)
     conv.set_weights([dct_basis()])
