@@ -221,7 +221,7 @@ def ingest(src, dest, reencode, quality, faces, shards, params_path):
             reencode=reencode,
             quality=quality,
             shards=shards,
-            faces=p.data.faces.settings() if faces else None,
+            faces=p.data.faces if faces else None,
             face_size=p.data.image_size if faces else None,
         )
     except ValueError as err:
@@ -700,20 +700,20 @@ def mlflow_server(
     """Start a shared MLflow tracking server: runs and registry in a database (PostgreSQL),
     artifacts served through the server. Clients set MLFLOW_TRACKING_URI=http://HOST:PORT.
     Anything after `--` goes to `mlflow server` as it is (e.g. -- --app-name basic-auth)."""
-    from . import server
+    from . import tracking_server
 
     try:
-        cmd = server.server_command(
+        cmd = tracking_server.server_command(
             backend_store_uri, artifacts_destination, host, port, workers, allowed_hosts, cors_allowed_origins
         )
         cmd += list(mlflow_args)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
-    click.echo(server.shown(cmd))
+    click.echo(tracking_server.shown(cmd))
     if dry_run:
         return
-    click.echo(f"clients: export MLFLOW_TRACKING_URI={server.client_uri(host, port)}")
-    server.exec_server(cmd)
+    click.echo(f"clients: export MLFLOW_TRACKING_URI={tracking_server.client_uri(host, port)}")
+    tracking_server.exec_server(cmd)
 
 
 def main():  # pragma: no cover - console entry for `python -m`

@@ -105,18 +105,18 @@ class SampleParams(_Section):
     quality: int = Field(90, ge=1, le=100)
 
 
+MIN_DETECTABLE_SIDE = 12
+"""MTCNN's smallest pyramid level: an image whose shorter side is below this has no face to find."""
+
+
 class FacesParams(_Section):
-    """Face detection and cropping (data/faces.py): ``ingest --faces``, ``predict --faces``,
-    ``explain --faces`` and the pyfunc model's ``faces`` flag all crop this way."""
+    """How faces are found and cropped (``data.faces``; data/faces.py): ``ingest --faces``,
+    ``predict --faces``, ``explain --faces`` and the pyfunc model's ``faces`` flag all crop this way.
+    The one face-settings type: a logged detector keeps its ``model_dump()``."""
 
     margin: float = Field(0.25, ge=0, le=2)  # added on each side, as a fraction of the face box's longer side
     min_confidence: float = Field(0.9, ge=0, le=1)  # detections below this are ignored
-    min_face_size: int = Field(20, ge=12)  # pixels: smaller faces are not searched for
-
-    def settings(self):
-        from .data.faces import FaceSettings
-
-        return FaceSettings(**self.model_dump())
+    min_face_size: int = Field(20, ge=MIN_DETECTABLE_SIDE)  # pixels: smaller faces are not searched for
 
 
 class DataParams(_Section):

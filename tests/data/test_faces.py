@@ -10,7 +10,8 @@ from PIL import Image
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
-from deepfake_detection.data.faces import FaceSettings, crop_box, crop_faces, detect_faces
+from deepfake_detection.config import FacesParams
+from deepfake_detection.data.faces import crop_box, crop_faces, detect_faces
 
 
 def _portrait(size: int) -> np.ndarray:
@@ -53,9 +54,9 @@ def test_two_faces_largest_first():
 
 def test_min_confidence_filters_detections():
     canvas = _canvas((100, 200, 300))
-    (face,) = detect_faces(canvas, FaceSettings(min_confidence=0.5))
+    (face,) = detect_faces(canvas, FacesParams(min_confidence=0.5))
     assert face.confidence < 1.0
-    assert detect_faces(canvas, FaceSettings(min_confidence=float(np.nextafter(face.confidence, 1.0)))) == []
+    assert detect_faces(canvas, FacesParams(min_confidence=float(np.nextafter(face.confidence, 1.0)))) == []
 
 
 @pytest.mark.parametrize(
@@ -73,9 +74,9 @@ def test_crop_box(box, size, margin, expected):
 
 def test_settings_refuse_bad_values():
     with pytest.raises(ValueError, match="margin"):
-        FaceSettings(margin=-1)
+        FacesParams(margin=-1)
     with pytest.raises(ValueError, match="min_face_size"):
-        FaceSettings(min_face_size=4)
+        FacesParams(min_face_size=4)
 
 
 def test_rejects_non_rgb_arrays():

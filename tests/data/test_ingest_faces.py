@@ -23,7 +23,8 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
 from deepfake_detection.cli import cli
-from deepfake_detection.data.faces import Face, FaceSettings, cut
+from deepfake_detection.config import FacesParams
+from deepfake_detection.data.faces import Face, cut
 from deepfake_detection.data.images import REASONS, load_rgb
 from deepfake_detection.data.ingest import FACES_COLUMNS, NO_FACE_REASON, REPORT_NAME, ingest
 from deepfake_detection.data.manifest import (
@@ -152,7 +153,7 @@ def test_the_report_records_the_crop_settings_and_size(cropped):
     _, report, stdout = cropped
     faces = report["faces"]
     assert faces["cropped"] is True and faces["size"] == SIZE and faces["csv"] == FACES_CSV
-    assert faces["settings"] == FaceSettings(margin=MARGIN).as_dict()
+    assert faces["settings"] == FacesParams(margin=MARGIN).model_dump()
     assert faces["found"] == len(PORTRAITS) and faces["no_face"] == len(NO_FACE) and faces["several_faces"] == 0
     assert "faces" in stdout
 
@@ -236,7 +237,7 @@ def test_without_faces_nothing_changes(source, tmp_path):
 
 def test_faces_refuses_jpeg_and_needs_a_size(source, tmp_path):
     with pytest.raises(ValueError, match="PNG"):
-        ingest(source, tmp_path / "a", faces=FaceSettings(), face_size=SIZE, reencode="jpeg", progress=False)
+        ingest(source, tmp_path / "a", faces=FacesParams(), face_size=SIZE, reencode="jpeg", progress=False)
     with pytest.raises(ValueError, match="face_size"):
-        ingest(source, tmp_path / "b", faces=FaceSettings(), progress=False)
+        ingest(source, tmp_path / "b", faces=FacesParams(), progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

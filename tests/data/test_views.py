@@ -83,7 +83,7 @@ def test_random_and_center_crops_pad_small_images():
 
 
 def test_threshold_and_evaluate_score_the_patch_view_on_the_whole_grid(in_tmp):
-    """reporting.predict_split (what threshold and evaluate call) scores each image by the mean
+    """stages.scoring.predict_split (what threshold and evaluate call) scores each image by the mean
     logit of its grid of native-resolution crops: the same number as views.score_image."""
     import keras
     import pandas as pd
@@ -91,7 +91,7 @@ def test_threshold_and_evaluate_score_the_patch_view_on_the_whole_grid(in_tmp):
 
     from deepfake_detection import paths
     from deepfake_detection.config import parse_params
-    from deepfake_detection.reporting import predict_split
+    from deepfake_detection.stages.scoring import predict_split
 
     rng = np.random.default_rng(5)
     rows = []

@@ -25,10 +25,10 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 from sklearn.datasets import load_sample_image
-from test_inference import use_store
+from test_pyfunc import use_store
 
-from deepfake_detection.config import ModelsParams
-from deepfake_detection.data.faces import NO_FACE, FaceSettings, cut, detect_faces
+from deepfake_detection.config import FacesParams, ModelsParams
+from deepfake_detection.data.faces import NO_FACE, cut, detect_faces
 from deepfake_detection.data.images import encode
 from deepfake_detection.serving import export, predict, pyfunc
 from deepfake_detection.serving import faces as serving_faces
@@ -36,7 +36,7 @@ from deepfake_detection.serving import io as serving_io
 
 SIZE = 32
 THRESHOLD = 0.5
-SETTINGS = FaceSettings(margin=0.1, min_confidence=0.9, min_face_size=20)  # not the defaults: they must travel
+SETTINGS = FacesParams(margin=0.1, min_confidence=0.9, min_face_size=20)  # not the defaults: they must travel
 CANVAS = (360, 480)  # height, width
 ONE = [(60, 200, 220)]  # (top, left, side) of each pasted portrait
 TWO = [(20, 10, 200), (190, 300, 150)]  # largest first
@@ -128,8 +128,8 @@ def face_rows(setup, models):
 
 def test_the_faces_flag_and_settings_round_trip_through_the_logged_model(setup, models):
     on, off = (mlflow.models.get_model_info(setup[k]) for k in ("on", "off"))
-    assert on.metadata["faces"] is True and on.metadata["face_settings"] == SETTINGS.as_dict()
-    assert off.metadata["faces"] is False and off.metadata["face_settings"] == FaceSettings().as_dict()
+    assert on.metadata["faces"] is True and on.metadata["face_settings"] == SETTINGS.model_dump()
+    assert off.metadata["faces"] is False and off.metadata["face_settings"] == FacesParams().model_dump()
     defaults = {k: {p.name: p.default for p in info.signature.params.params} for k, info in (("on", on), ("off", off))}
     assert defaults["on"]["faces"] is True and defaults["off"]["faces"] is False
     detector = models["on"].unwrap_python_model()
@@ -239,7 +239,7 @@ def test_predict_cli_faces_writes_the_box_columns_and_follows_the_models_flag(se
 def test_onnx_predict_faces_gives_the_keras_rows(setup, face_rows, tmp_path):
     onnx_path = export.export_model(setup["on"], "onnx", tmp_path / "model.onnx")
     sidecar = json.loads(export.onnx_sidecar(onnx_path).read_text())
-    assert sidecar["faces"] is True and sidecar["face_settings"] == SETTINGS.as_dict()
+    assert sidecar["faces"] is True and sidecar["face_settings"] == SETTINGS.model_dump()
     files = setup["files"][:4]
     rows = predict.predict_files(str(onnx_path), files, runtime="onnx", progress=False)
     keras_rows = face_rows[face_rows.input < 4].reset_index(drop=True)

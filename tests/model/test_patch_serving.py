@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from PIL import Image
-from test_inference import tiny_model, use_store
+from test_pyfunc import tiny_model, use_store
 
 from deepfake_detection.config import DataParams
 from deepfake_detection.data.pipeline import decode_image

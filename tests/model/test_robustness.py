@@ -106,8 +106,8 @@ def test_the_mlflow_run_holds_the_metrics_the_figure_and_the_table(project):
 
 
 def test_perturbed_scores_are_deterministic_and_the_patch_view_scores_like_predict_split(project, monkeypatch):
-    from deepfake_detection.reporting import _score_native, load_final_model
     from deepfake_detection.stages.robustness import perturbed_scores
+    from deepfake_detection.stages.scoring import _score_native, load_final_model
 
     root, params, _, _ = project
     monkeypatch.chdir(root)
@@ -212,8 +212,8 @@ def test_a_sharded_dataset_is_perturbed_from_its_records(project, monkeypatch):
     import shutil
 
     from deepfake_detection.data import shards
-    from deepfake_detection.reporting import load_final_model
     from deepfake_detection.stages.robustness import perturbed_scores
+    from deepfake_detection.stages.scoring import load_final_model
 
     root, params, _, _ = project
     monkeypatch.chdir(root)

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..config import MIN_DETECTABLE_SIDE, FacesParams
+
 NO_FACE = "no face found"
 """The message of an image in which the detector found no face (a row error, an ingest reason)."""
-
-MIN_DETECTABLE_SIDE = 12
-"""MTCNN's smallest pyramid level: an image whose shorter side is below this has no face to find."""
 
 DETECT_MAX_SIDE = 1024
 """A larger photo is searched at this longer side (the boxes mapped back, the crop cut from the
@@ -33,24 +32,7 @@ full-resolution photo): MTCNN's time grows with the pixel count, and a face too 
 1024 px is too small to judge."""
 
 
-@dataclass(frozen=True)
-class FaceSettings:
-    """How faces are found and cropped (``data.faces`` in params.yaml)."""
-
-    margin: float = 0.25  # added on each side, as a fraction of the box's longer side
-    min_confidence: float = 0.9  # detections below this are ignored
-    min_face_size: int = 20  # pixels: smaller faces are not searched for
-
-    def __post_init__(self):
-        if not 0 <= self.margin <= 2:
-            raise ValueError(f"faces margin must be in [0, 2], got {self.margin}")
-        if not 0 <= self.min_confidence <= 1:
-            raise ValueError(f"faces min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.min_face_size < MIN_DETECTABLE_SIDE:
-            raise ValueError(f"faces min_face_size must be at least {MIN_DETECTABLE_SIDE}, got {self.min_face_size}")
-
-    def as_dict(self) -> dict:
-        return {"margin": self.margin, "min_confidence": self.min_confidence, "min_face_size": self.min_face_size}
+DEFAULT_SETTINGS = FacesParams()
 
 
 @dataclass(frozen=True)
@@ -106,7 +88,7 @@ def crop_box(box: tuple[int, int, int, int], width: int, height: int, margin: fl
     return left, top, min(left + side, width), min(top + side, height)
 
 
-def detect_faces(rgb: np.ndarray, settings: FaceSettings = FaceSettings()) -> list[Face]:
+def detect_faces(rgb: np.ndarray, settings: FacesParams = DEFAULT_SETTINGS) -> list[Face]:
     """Every face in an ``H x W x 3`` uint8 RGB image with confidence at least
     ``settings.min_confidence``, largest first. An image too small to hold a face gives ``[]``."""
     rgb = _check_rgb(rgb)
@@ -145,7 +127,7 @@ def cut(rgb: np.ndarray, face: Face, size: int) -> np.ndarray:
     return np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR))
 
 
-def crop_faces(rgb: np.ndarray, size: int, settings: FaceSettings = FaceSettings()) -> list[tuple[Face, np.ndarray]]:
+def crop_faces(rgb: np.ndarray, size: int, settings: FacesParams = DEFAULT_SETTINGS) -> list[tuple[Face, np.ndarray]]:
     """Every face found in ``rgb``, largest first, each with its ``size x size`` crop: what
     ``ingest --faces`` writes (the largest) and what inference scores (each one)."""
     return [(face, cut(rgb, face, size)) for face in detect_faces(rgb, settings)]

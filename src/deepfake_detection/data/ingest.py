@@ -35,7 +35,7 @@ What is written
   than skipping keeps the user's data; PNG avoids a second lossy compression.)
 * ``reencode="jpeg"`` or ``"png"``: every file is converted that way into the one format
   (JPEG at ``quality``).
-* ``faces=FaceSettings(...)`` (``ingest --faces``): every readable file is decoded (upright,
+* ``faces=FacesParams(...)`` (``ingest --faces``): every readable file is decoded (upright,
   RGB), the **largest face** found by :mod:`~deepfake_detection.data.faces` (MTCNN) is cut out
   with the settings' margin, resized to ``face_size`` and written as lossless PNG. A file with
   no face is skipped with the reason ``no_face`` (:data:`NO_FACE_REASON`), before the split, so
@@ -76,7 +76,8 @@ from PIL import ImageOps
 from tqdm import tqdm
 
 from deepfake_detection import LABELS, SPLITS, __version__
-from deepfake_detection.data.faces import NO_FACE, Face, FaceSettings, cut, detect_faces
+from deepfake_detection.config import FacesParams
+from deepfake_detection.data.faces import NO_FACE, Face, cut, detect_faces
 from deepfake_detection.data.images import (
     EXTENSIONS,
     MAX_ASPECT_RATIO,
@@ -357,7 +358,7 @@ def ingest(
     seed: int = 42,
     reencode: str | None = None,
     quality: int = 95,
-    faces: FaceSettings | None = None,
+    faces: FacesParams | None = None,
     face_size: int | None = None,
     progress: bool = True,
     shards: int | None = None,
@@ -382,7 +383,7 @@ def ingest(
     ``small`` and ``elongated``, dest paths; empty with ``faces``, whose crops are square). Source
     paths are relative to ``src``, dest paths to ``dest``.
 
-    With ``faces`` (a :class:`~deepfake_detection.data.faces.FaceSettings`; ``face_size`` is
+    With ``faces`` (a :class:`~deepfake_detection.data.faces.FacesParams`; ``face_size`` is
     then required and ``reencode`` must be None or ``"png"``) every written file is a face crop
     (method ``cropped``), ``skipped_by_reason`` also counts :data:`NO_FACE_REASON`, ``dest``
     also holds ``faces.csv`` and the report has a ``faces`` entry: ``cropped`` (True),
@@ -452,7 +453,7 @@ def _check_arguments(
     test_fraction: float,
     reencode: str | None,
     quality: int,
-    faces: FaceSettings | None = None,
+    faces: FacesParams | None = None,
     face_size: int | None = None,
 ) -> str | None:
     """Refuse bad arguments and an unusable ``dest``; return the re-encoding format (or None)."""
@@ -525,7 +526,7 @@ def _assign(
                 warnings.append(f"only {n} good {label} image(s): none went to {split}")
 
 
-def _find_faces(items: list[_Item], settings: FaceSettings, progress: bool) -> None:
+def _find_faces(items: list[_Item], settings: FacesParams, progress: bool) -> None:
     """Faces mode: decode every good item upright and find its faces; keep the largest
     (``item.face``). An item with no face becomes a skipped one (reason :data:`NO_FACE_REASON`),
     before the split is drawn."""
@@ -655,13 +656,13 @@ def _write_faces_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
-def _with_faces(report: dict, written: _Written, settings: FaceSettings, size: int) -> dict:
+def _with_faces(report: dict, written: _Written, settings: FacesParams, size: int) -> dict:
     """The report with what faces mode did: ``no_face`` among the skip reasons, and ``faces``."""
     report["skipped_by_reason"][NO_FACE_REASON] = sum(s["reason"] == NO_FACE_REASON for s in written.skipped_files)
     report["faces"] = {
         "cropped": True,
         "size": int(size),
-        "settings": settings.as_dict(),
+        "settings": settings.model_dump(),
         "detector": "mtcnn",
         "kept": "largest face",
         "csv": FACES_CSV,

@@ -1,5 +1,5 @@
 """The evaluation's files: predictions per split (``artifacts/predictions/``), the stages' JSON
-reports and their headline numbers. Plain files, no model and no MLflow run (``reporting.py``
+reports and their headline numbers. Plain files, no model and no MLflow run (``stages/scoring.py``
 predicts, chooses thresholds and writes the reports)."""
 
 from __future__ import annotations

@@ -192,11 +192,11 @@ class PageModel:
     def __init__(self, model_uri: str, max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6)):
         import mlflow
 
-        from deepfake_detection import registry
+        from deepfake_detection import champion
         from deepfake_detection.explain import load_explainer
 
         # an alias is resolved once: the scores, the overlays and the panel all come from one version
-        version, alias = registry.resolve_version(model_uri)
+        version, alias = champion.resolve_version(model_uri)
         pinned = f"models:/{version.name}/{version.version}" if version is not None else model_uri
         local = mlflow.artifacts.download_artifacts(artifact_uri=pinned)  # downloaded once for both loads
         self.model = mlflow.pyfunc.load_model(local)

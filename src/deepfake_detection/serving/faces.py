@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from deepfake_detection.config import FacesParams
 from deepfake_detection.data import decode
-from deepfake_detection.data.faces import NO_FACE, Face, FaceSettings, cut, detect_faces
+from deepfake_detection.data.faces import NO_FACE, Face, cut, detect_faces
 from deepfake_detection.data.images import MAX_PIXELS, SMALL_SIDE, ImageError, decode_rgb, encode
 from deepfake_detection.serving.io import LOCAL_ACCESS, PathAccess, read_inputs
 from deepfake_detection.serving.pyfunc import OUTPUT_COLUMNS, result_frame
@@ -43,17 +44,17 @@ FACE_OUTPUT_COLUMNS = (*FACE_COLUMNS, *OUTPUT_COLUMNS)
 """The columns of a prediction with faces on, in order."""
 
 
-def face_settings(value) -> FaceSettings:
-    """A :class:`FaceSettings` from itself, its ``as_dict()`` or None (the defaults)."""
+def face_settings(value) -> FacesParams:
+    """A :class:`FacesParams` from itself, its ``model_dump()`` or None (the defaults)."""
     if value is None:
-        return FaceSettings()
-    if isinstance(value, FaceSettings):
+        return FacesParams()
+    if isinstance(value, FacesParams):
         return value
-    return FaceSettings(**dict(value))
+    return FacesParams(**dict(value))
 
 
 def find_faces(
-    data: bytes, sizes: Sequence[int], settings: FaceSettings, max_pixels: int = MAX_PIXELS
+    data: bytes, sizes: Sequence[int], settings: FacesParams, max_pixels: int = MAX_PIXELS
 ) -> tuple[list[Face], dict[int, list[bytes]], np.ndarray]:
     """The faces of one encoded photo (already checked from its header), largest first, each
     one's crop as PNG bytes at every size in ``sizes``, and the upright RGB photo. Raises
@@ -83,7 +84,7 @@ def score_faces(
     sizes: Sequence[int],
     score: Callable[[dict[int, np.ndarray]], np.ndarray],
     threshold: float,
-    settings: FaceSettings | None = None,
+    settings: FacesParams | None = None,
     *,
     access: PathAccess = LOCAL_ACCESS,
     max_pixels: int = MAX_PIXELS,
@@ -91,7 +92,7 @@ def score_faces(
     """One row per face of every input photo (:data:`FACE_OUTPUT_COLUMNS`), or one row with the
     error of a photo that gave no face; ``score`` maps crop pixels keyed by size to P(fake), as
     for :func:`~deepfake_detection.serving.pyfunc.score_rows`. A bad row never fails the batch."""
-    settings = settings or FaceSettings()
+    settings = settings or FacesParams()
     contents, errors = read_inputs(model_input, access)
     header_errors, _ = decode.check_images(
         [c if e is None else None for c, e in zip(contents, errors)], max_pixels, access.request_pixels

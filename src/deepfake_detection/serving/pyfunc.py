@@ -220,7 +220,7 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
         self.image_size = int(config.get("image_size") or self.sizes[0])
         self.max_pixels = int(config.get("max_pixels") or MAX_PIXELS)
         self.faces = bool(config.get("faces", False))
-        self.face_settings = config.get("face_settings")  # a FaceSettings.as_dict(), or None
+        self.face_settings = config.get("face_settings")  # a FacesParams.model_dump(), or None
         self.view = config.get("view") or "resize"  # models logged before the patch view: resize
         self.patch_size = int(config.get("patch_size") or self.sizes[0] or 0)
         self.member_views = list(config.get("member_views") or [self.view] * len(self.models))
@@ -446,7 +446,7 @@ def log_detector(
     config and the metadata. ``faces`` (on when the model was trained on face crops): score
     every face of a photo by default (the ``faces`` request param overrides it);
     ``face_settings`` (a :class:`~deepfake_detection.data.faces.FaceSettings`, its
-    ``as_dict()``, or None for the defaults): how faces are found and cut. Both go to the model
+    ``model_dump()``, or None for the defaults): how faces are found and cut. Both go to the model
     config and the metadata (``faces``, ``face_settings``). ``view`` (``data.view``):
     ``resize`` scores the whole image resized to the members' input, ``patches`` the grid of
     native-resolution crops of the members' input size (``patch_size`` in the config and the
@@ -502,7 +502,7 @@ def log_detector(
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     from deepfake_detection.serving.faces import face_settings as _face_settings
 
-    settings = _face_settings(face_settings).as_dict()
+    settings = _face_settings(face_settings).model_dump()
     faces = bool(faces)
     model_config = {
         "threshold": threshold,

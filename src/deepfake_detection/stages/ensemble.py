@@ -18,7 +18,7 @@ from ..config import Params
 from ..evaluation.ensemble import FITTED_KINDS, KINDS, cross_fitted_scores, fit_ensemble
 from ..evaluation.report import assert_aligned, load_predictions, read_json, save_predictions
 from ..evaluation.robustness import CLEAN, perturbation_columns
-from ..reporting import choose_threshold, evaluate_scores, robust_auc
+from .scoring import choose_threshold, evaluate_scores, robust_auc
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pandas as pd
 from .. import paths, tracking
 from ..config import Params, flatten
 from ..evaluation.report import read_json
-from ..reporting import evaluate_scores, load_final_model, predict_split
+from .scoring import evaluate_scores, load_final_model, predict_split
 
 logger = logging.getLogger(__name__)
 

@@ -103,7 +103,7 @@ def run(params: Params) -> dict:
             _write(params, {}, {}, {}, pd.DataFrame(columns=FILE_COLUMNS))
             logger.info("external: evaluate.external is empty, nothing to score")
             return {}
-        from ..reporting import load_final_model, score_files
+        from .scoring import load_final_model, score_files
 
         thresholds, ensembles = _candidates(params)
         models = {m: load_final_model(m) for m in thresholds}

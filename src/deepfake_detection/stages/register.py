@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import paths, registry, tracking
+from .. import champion, paths, tracking
 from ..config import LOWER_IS_BETTER, Params
 from ..evaluation.card import ModelRef, fit_description, load_facts, render_card
 from ..evaluation.report import headline, load_predictions, load_results, read_json
@@ -54,7 +54,7 @@ def pick_best(results: list[dict], metric: str) -> dict:
     key = metric.removeprefix("val_")
     if not results:
         raise FileNotFoundError("no evaluated model found under metrics/: run `dvc repro` first")
-    sign = -1 if metric in LOWER_IS_BETTER else 1  # the same rule as registry.is_better
+    sign = -1 if metric in LOWER_IS_BETTER else 1  # the same rule as champion.is_better
     return max(results, key=lambda r: (sign * r["val"][key], r["kind"] == "single"))
 
 
@@ -128,7 +128,7 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
     this does not depend on whether the detector may read paths. The images are the model's own
     kind of input (face crops when it was trained on them), so the face path is off. Raises if any
-    image fails; :class:`registry.Unloadable` if the detector cannot be loaded."""
+    image fails; :class:`champion.Unloadable` if the detector cannot be loaded."""
     import base64
 
     import mlflow
@@ -138,7 +138,7 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except Exception as err:  # noqa: BLE001 - whatever stops it loading: the gate replaces it
-        raise registry.Unloadable(f"{model_uri}: {type(err).__name__}: {err}") from err
+        raise champion.Unloadable(f"{model_uri}: {type(err).__name__}: {err}") from err
     files = val.path.astype(str).tolist()  # files, or records of TFRecord shards (`ingest --shards`)
 
     def encoded(chunk: list[str]) -> list[str]:
@@ -164,8 +164,8 @@ def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10
     return selection_value(val.y.to_numpy(), p, float(out["threshold"].iloc[0]), metric, n_bins)
 
 
-def champion_rescorer(model_name: str, val_source, threshold: float, metric: str, n_bins: int = 10) -> registry.Rescore:
-    """``rescore`` for :func:`registry.promote`: (challenger, champion) ``metric`` on the current
+def champion_rescorer(model_name: str, val_source, threshold: float, metric: str, n_bins: int = 10) -> champion.Rescore:
+    """``rescore`` for :func:`champion.promote`: (challenger, champion) ``metric`` on the current
     validation split. ``val_source`` is the challenger's validation predictions or a function
     that loads them (then a failure there also falls back to the stored tags)."""
 
@@ -210,7 +210,7 @@ def source_run(best: dict, register_run) -> str:
 def card_of(model_uri: str, params: Params) -> str:
     """The model card of any logged detector (``deepfake-detect card``), from this project's
     files of the model it was made from (the version's or logged model's ``source_model`` tag)."""
-    source = registry.describe_source(model_uri)
+    source = champion.describe_source(model_uri)
     name = source["tags"].get("source_model")
     if not name:
         raise ValueError(
@@ -255,12 +255,12 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
         threshold_method=best["threshold_method"],
         input_example_image=_example_image(),
         faces=faces,
-        face_settings=params.data.faces.settings(),
+        face_settings=params.data.faces,
         view=params.data.view,
         member_views=[view_of(params.data, m).view for m in names],
     )
     # the version with its threshold and tags in one call; the alias moves last (promote)
-    version = registry.register_version(name, info.model_uri, info.model_id, source_run(best, run), version_tags)
+    version = champion.register_version(name, info.model_uri, info.model_id, source_run(best, run), version_tags)
     ref = ModelRef(
         uri=f"models:/{name}/{version}",
         name=name,
@@ -273,7 +273,7 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
     card = render_card(load_facts(best["model"], params), params, ref)
     tracking.log_model_card(info.model_id, card, {"source_model": best["model"], "kind": best["kind"]})
     # the card (it names the version) is its description, cut to what MLflow's SQL stores hold
-    registry.describe_version(name, version, fit_description(card))
+    champion.describe_version(name, version, fit_description(card))
     return info, version
 
 
@@ -300,21 +300,21 @@ def _register(params: Params, force: bool) -> dict:
         "threshold": best["threshold"],
         "faces": faces,
     }
-    repaired = registry.repair(reg.model_name, reg.alias)
+    repaired = champion.repair(reg.model_name, reg.alias)
     if repaired:
         logger.warning(
             "versions %s of %s were left half-done by a killed run: tagged promotion=%s",
             repaired,
             reg.model_name,
-            registry.INTERRUPTED,
+            champion.INTERRUPTED,
         )
     with tracking.stage_run("register", params, model=best["model"], log=log) as run:
         info, version = log_and_register(best, params, run, faces, version_tags)
-        registry.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
+        champion.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
         rescore = champion_rescorer(
             reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
         )
-        decision = registry.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
+        decision = champion.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
         tracking.set_tags(
             {
                 "promotion": "promoted" if decision.promoted else "not promoted",
@@ -323,8 +323,8 @@ def _register(params: Params, force: bool) -> dict:
             }
         )
         gate = {
-            registry.gate_tag("challenger", reg.metric): decision.challenger_value,
-            registry.gate_tag("champion", reg.metric): decision.champion_value,
+            champion.gate_tag("challenger", reg.metric): decision.challenger_value,
+            champion.gate_tag("champion", reg.metric): decision.champion_value,
         }
         tracking.log_metrics(
             {

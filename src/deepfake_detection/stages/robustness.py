@@ -31,7 +31,7 @@ from ..evaluation.robustness import (
     robustness_table,
     write_report,
 )
-from ..reporting import perturbed_scores
+from .scoring import perturbed_scores
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def report(name: str, kind: str, scores: pd.DataFrame, threshold: float, params:
 def run(model_name: str, params: Params) -> dict:
     """``robustness@<model>``: the model's test split under every perturbation."""
     from ..data.manifest import load_manifest
-    from ..reporting import load_final_model
+    from .scoring import load_final_model
 
     chosen = read_json(paths.stage_metrics("threshold", model_name))
     model = load_final_model(model_name)

@@ -13,7 +13,7 @@ import logging
 
 from .. import paths, tracking
 from ..config import Params, flatten
-from ..reporting import choose_threshold, load_final_model, perturbed_scores, predict_split, robust_auc
+from .scoring import choose_threshold, load_final_model, perturbed_scores, predict_split, robust_auc
 
 logger = logging.getLogger(__name__)
 

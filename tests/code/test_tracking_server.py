@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from deepfake_detection import server, tracking
+from deepfake_detection import tracking, tracking_server
 from deepfake_detection.cli import cli
 
 
 def test_the_server_keeps_runs_in_the_database_and_serves_artifacts_on_loopback(tmp_path):
-    cmd = server.server_command("postgresql://mlflow@db:5432/mlflow", str(tmp_path / "art"))
+    cmd = tracking_server.server_command("postgresql://mlflow@db:5432/mlflow", str(tmp_path / "art"))
     assert cmd[1:4] == ["-m", "mlflow", "server"]
     # SQLAlchemy 2.1 picks psycopg 3 for postgresql://: the installed driver is named
     assert cmd[cmd.index("--backend-store-uri") + 1] == "postgresql+psycopg2://mlflow@db:5432/mlflow"
@@ -23,19 +23,21 @@ def test_the_server_keeps_runs_in_the_database_and_serves_artifacts_on_loopback(
 
 def test_relative_artifact_folders_become_absolute_and_uris_stay(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert server.artifacts_location("art") == str(tmp_path / "art")
-    assert server.artifacts_location("s3://bucket/mlflow") == "s3://bucket/mlflow"
+    assert tracking_server.artifacts_location("art") == str(tmp_path / "art")
+    assert tracking_server.artifacts_location("s3://bucket/mlflow") == "s3://bucket/mlflow"
 
 
 @pytest.mark.parametrize("uri", ["file:///srv/mlruns", "/srv/mlruns", "http://other:5000"])
 def test_a_store_that_is_not_a_database_is_refused(uri):
     with pytest.raises(ValueError, match="not a database URI"):
-        server.check_backend(uri)
+        tracking_server.check_backend(uri)
 
 
 def test_passwords_are_masked_when_shown():
-    assert server.redact("postgresql://mlflow:s3cret@db:5432/mlflow") == "postgresql://mlflow:***@db:5432/mlflow"
-    assert server.redact("postgresql://mlflow@db/mlflow") == "postgresql://mlflow@db/mlflow"
+    assert (
+        tracking_server.redact("postgresql://mlflow:s3cret@db:5432/mlflow") == "postgresql://mlflow:***@db:5432/mlflow"
+    )
+    assert tracking_server.redact("postgresql://mlflow@db/mlflow") == "postgresql://mlflow@db/mlflow"
 
 
 def test_cli_dry_run_reads_the_environment_and_prints_the_masked_command(tmp_path):
@@ -58,10 +60,10 @@ def test_cli_without_a_store_says_which_option_is_missing():
 
 
 def test_the_server_environment_turns_telemetry_and_the_job_runner_off():
-    env = server.server_env({"PATH": "/bin"})
+    env = tracking_server.server_env({"PATH": "/bin"})
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert (
-        server.server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
+        tracking_server.server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]
         == "true"
     )
 
@@ -74,15 +76,17 @@ def test_an_http_tracking_uri_overrides_the_projects_sqlite_store(monkeypatch, t
 
 
 def test_clients_are_told_the_url_to_use():
-    assert server.client_uri("127.0.0.1", 5000) == "http://127.0.0.1:5000"
-    assert server.client_uri("::1", 5000) == "http://[::1]:5000"
-    assert server.client_uri("0.0.0.0", 5000).startswith("http://") and "0.0.0.0" not in server.client_uri("0.0.0.0", 1)
+    assert tracking_server.client_uri("127.0.0.1", 5000) == "http://127.0.0.1:5000"
+    assert tracking_server.client_uri("::1", 5000) == "http://[::1]:5000"
+    assert tracking_server.client_uri("0.0.0.0", 5000).startswith(
+        "http://"
+    ) and "0.0.0.0" not in tracking_server.client_uri("0.0.0.0", 1)
 
 
 def test_a_missing_postgresql_driver_is_named():
-    assert server.check_backend("postgresql+psycopg2://m@db/m") == "postgresql+psycopg2://m@db/m"
+    assert tracking_server.check_backend("postgresql+psycopg2://m@db/m") == "postgresql+psycopg2://m@db/m"
     with pytest.raises(ValueError, match="'nosuchdriver' is not installed"):
-        server.check_backend("postgresql+nosuchdriver://m@db/m")
+        tracking_server.check_backend("postgresql+nosuchdriver://m@db/m")
 
 
 def test_cli_passes_what_follows_the_double_dash_to_mlflow_server(tmp_path):

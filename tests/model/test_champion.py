@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepfake_detection import registry
+from deepfake_detection import champion as gate
 from deepfake_detection.stages.register import pick_best
 
 
@@ -68,21 +68,21 @@ def versions(in_tmp):
 def test_promotion_gate_moves_the_alias_only_for_a_better_version(versions):
     client = MlflowClient()
     (v1, a1), (v2, a2), (v3, a3) = versions
-    first = registry.promote("det", v1, "champion", "val_auc", a1)
+    first = gate.promote("det", v1, "champion", "val_auc", a1)
     assert first.promoted and "no version held" in first.reason
-    worse = registry.promote("det", v2, "champion", "val_auc", a2)
+    worse = gate.promote("det", v2, "champion", "val_auc", a2)
     assert not worse.promoted and "does not beat" in worse.reason
     assert str(client.get_model_version_by_alias("det", "champion").version) == v1
     assert client.get_model_version("det", v2).tags["promotion"] == "not promoted"
-    better = registry.promote("det", v3, "champion", "val_auc", a3)
+    better = gate.promote("det", v3, "champion", "val_auc", a3)
     assert better.promoted and better.previous_version == v1
     assert str(client.get_model_version_by_alias("det", "champion").version) == v3
 
 
 def test_force_overrides_the_gate(versions):
     (v1, a1), (v2, a2), _ = versions
-    registry.promote("det", v1, "champion", "val_auc", a1)
-    forced = registry.promote("det", v2, "champion", "val_auc", a2, force=True)
+    gate.promote("det", v1, "champion", "val_auc", a1)
+    forced = gate.promote("det", v2, "champion", "val_auc", a2, force=True)
     assert forced.promoted and "forced" in forced.reason
     assert str(MlflowClient().get_model_version_by_alias("det", "champion").version) == v2
     assert MlflowClient().get_model_version("det", v2).tags["promotion_reason"] == forced.reason
@@ -94,22 +94,20 @@ def test_a_version_is_created_with_its_tags_and_a_killed_runs_versions_are_repai
     (the run was killed before it) is tagged ``promotion: interrupted`` by the next run."""
     client = MlflowClient()
     (v1, a1), (v2, _), (v3, _) = versions  # none has been through the gate
-    registry.promote("det", v1, "champion", "val_auc", a1)
+    gate.promote("det", v1, "champion", "val_auc", a1)
     source = client.get_model_version("det", v1).source
-    v4 = registry.register_version("det", source, None, None, {"threshold": 0.42, "val_auc": 0.5}, "with its tags")
+    v4 = gate.register_version("det", source, None, None, {"threshold": 0.42, "val_auc": 0.5}, "with its tags")
     created = client.get_model_version("det", v4)
     assert created.tags["threshold"] == "0.42" and created.description == "with its tags"
 
-    assert sorted(registry.repair("det", "champion"), key=int) == [v2, v3, v4]
+    assert sorted(gate.repair("det", "champion"), key=int) == [v2, v3, v4]
     for v in (v2, v3, v4):
         tags = client.get_model_version("det", v).tags
-        assert (
-            tags["promotion"] == registry.INTERRUPTED and "stopped before the gate decided" in tags["promotion_reason"]
-        )
+        assert tags["promotion"] == gate.INTERRUPTED and "stopped before the gate decided" in tags["promotion_reason"]
     assert client.get_model_version("det", v1).tags["promotion"] == "promoted"  # the champion is left alone
     assert str(client.get_model_version_by_alias("det", "champion").version) == v1
-    assert registry.repair("det", "champion") == []  # nothing left to repair
-    assert registry.repair("no-such-model", "champion") == []
+    assert gate.repair("det", "champion") == []  # nothing left to repair
+    assert gate.repair("no-such-model", "champion") == []
 
 
 # ----------------------------------------------------------------------------- the gate on current data
@@ -180,7 +178,7 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
     client = MlflowClient()
     bright_fake = _detector(gate_store, +1.0)
     champion = _register(bright_fake, 0.60)  # its tag: 0.60, earned on its own (older) data
-    assert registry.promote("det", champion, "champion", "val_auc", 0.60).promoted
+    assert gate.promote("det", champion, "champion", "val_auc", 0.60).promoted
 
     # Today's validation split: fakes are bright, so the champion separates it perfectly (AUC 1),
     # far better than its stale tag says. A challenger at 0.88 beats the tag, not the champion.
@@ -188,7 +186,7 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
     challenger_auc = roc_auc_score(val.y, val.probability)
     assert challenger_auc == pytest.approx(0.88)
     v2 = _register(_detector(gate_store, -1.0), challenger_auc)
-    kept = registry.promote(
+    kept = gate.promote(
         "det", v2, "champion", "val_auc", challenger_auc, rescore=champion_rescorer("det", val, 0.5, "val_auc")
     )
     assert not kept.promoted, kept.reason
@@ -206,9 +204,7 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
     client.set_model_version_tag("det", champion, "val_auc", "0.99")
     val = _split(gate_store, "valid_b", fakes_bright=False)
     v3 = _register(bright_fake, 0.88)
-    won = registry.promote(
-        "det", v3, "champion", "val_auc", 0.88, rescore=champion_rescorer("det", val, 0.5, "val_auc")
-    )
+    won = gate.promote("det", v3, "champion", "val_auc", 0.88, rescore=champion_rescorer("det", val, 0.5, "val_auc"))
     assert won.promoted, won.reason
     assert won.champion_value == pytest.approx(0.0) and won.challenger_value == pytest.approx(0.88)
     assert str(client.get_model_version_by_alias("det", "champion").version) == v3
@@ -219,11 +215,9 @@ def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(vers
     from deepfake_detection.stages.register import champion_rescorer
 
     (v1, a1), (v2, a2), (v3, a3) = versions  # Constant pyfuncs: no probability_fake column
-    registry.promote("det", v3, "champion", "val_auc", a3)
+    gate.promote("det", v3, "champion", "val_auc", a3)
     val = _split(Path.cwd(), "valid", fakes_bright=True)
-    decision = registry.promote(
-        "det", v1, "champion", "val_auc", a1, rescore=champion_rescorer("det", val, 0.5, "val_auc")
-    )
+    decision = gate.promote("det", v1, "champion", "val_auc", a1, rescore=champion_rescorer("det", val, 0.5, "val_auc"))
     assert not decision.promoted  # 0.80 against the stored 0.90
     assert "could not be scored on the current validation split" in decision.reason
     assert "stored val_auc tag" in decision.reason
@@ -241,13 +235,13 @@ def test_a_champion_that_cannot_be_loaded_is_replaced_and_predict_names_the_fail
 
     client = MlflowClient()
     champion = _register(_detector(gate_store, +1.0), 0.99)
-    assert registry.promote("det", champion, "champion", "val_auc", 0.99).promoted
+    assert gate.promote("det", champion, "champion", "val_auc", 0.99).promoted
     (stored,) = [p for p in gate_store.rglob("*.keras") if "mlruns" in p.parts or "artifacts" in p.parts]
     stored.write_bytes(stored.read_bytes()[:1000])  # truncated
 
     val = _split(gate_store, "valid", fakes_bright=True)
     challenger = _register(_detector(gate_store, -1.0), 0.60)
-    decision = registry.promote(
+    decision = gate.promote(
         "det", challenger, "champion", "val_auc", 0.60, rescore=champion_rescorer("det", val, 0.5, "val_auc")
     )
     assert decision.promoted, decision.reason
@@ -354,7 +348,7 @@ def test_register_stage_records_both_rescored_numbers(gate_store):
         {"data": {"image_size": 32}, "register": {"model_name": "det"}, "mlflow": {"experiment": "registry-gate-test"}}
     )
     champion = _register(_detector(gate_store, +1.0), 0.99)  # a flattering tag from other data
-    registry.promote("det", champion, "champion", "val_auc", 0.99)
+    gate.promote("det", champion, "champion", "val_auc", 0.99)
 
     # Today's split has dark fakes: the champion scores 0 there, the challenger 0.88.
     _stage_inputs(
@@ -438,7 +432,7 @@ def test_register_turns_the_faces_flag_on_for_face_crops_and_rescores_them_as_cr
     first = register.run(params)
     info = mlflow.models.get_model_info(first["model_uri"])
     assert info.metadata["faces"] is True
-    assert info.metadata["face_settings"] == params.data.faces.settings().as_dict()
+    assert info.metadata["face_settings"] == params.data.faces.model_dump()
     assert info.metadata["face_settings"]["margin"] == pytest.approx(0.1)
 
     second = register.run(params)  # the first is champion now, and is rescored on the crops
