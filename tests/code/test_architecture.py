@@ -8,8 +8,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
-from tests.tools_loader import load_tool
+from tools_loader import load_tool
 
 graph = load_tool("import_graph")
 
