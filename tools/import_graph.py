@@ -66,6 +66,15 @@ LAYERS = {
     "__main__": "entry",
 }
 
+# Outside packages a part of the package must not import (ARCH.md: the domain has no MLflow, evaluation
+# no TensorFlow; config is read by `deepfake-detect --help`, so it stays light).
+FORBIDDEN = {
+    "config": ("tensorflow", "keras", "mlflow"),
+    "models": ("mlflow",),
+    "data": ("mlflow",),
+    "evaluation": ("tensorflow", "keras", "mlflow"),
+}
+
 
 @dataclass
 class Module:
@@ -96,13 +105,24 @@ class Report:
     cycles: list[list[str]] = field(default_factory=list)
     layer_problems: list[str] = field(default_factory=list)
     hidden_imports: list[str] = field(default_factory=list)
+    forbidden_imports: list[str] = field(default_factory=list)
     long_modules: list[tuple[str, int]] = field(default_factory=list)
     long_functions: list[tuple[str, str, int, int]] = field(default_factory=list)  # module, function, line, lines
 
     @property
     def problems(self) -> int:
         return sum(
-            map(len, (self.cycles, self.layer_problems, self.hidden_imports, self.long_modules, self.long_functions))
+            map(
+                len,
+                (
+                    self.cycles,
+                    self.layer_problems,
+                    self.hidden_imports,
+                    self.forbidden_imports,
+                    self.long_modules,
+                    self.long_functions,
+                ),
+            )
         )
 
 
@@ -276,6 +296,25 @@ def layer_problems(
     return problems
 
 
+def forbidden_imports(
+    modules: dict[str, Module], forbidden: dict[str, tuple[str, ...]] = FORBIDDEN, package: str = PACKAGE
+) -> list[str]:
+    """Imports of outside packages that FORBIDDEN keeps out of a part of the package."""
+    found = []
+    for module in modules.values():
+        relative = short(module.name, package)
+        banned = {b for prefix, names in forbidden.items() if relative == prefix or relative.startswith(prefix + ".")
+                  for b in names}  # fmt: skip
+        for node in ast.walk(module.tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            found += [f"{relative} imports {n}, line {node.lineno}" for n in names if n.split(".")[0] in banned]
+    return found
+
+
 # ----------------------------------------------------------------------------- hidden imports
 def _is_import_call(node: ast.Call) -> bool:
     func = node.func
@@ -285,8 +324,9 @@ def _is_import_call(node: ast.Call) -> bool:
 
 
 def _names_package_module(node: ast.Call, package: str) -> bool:
-    if len(node.args) > 1 or any(k.arg == "package" for k in node.keywords):
-        return True  # relative to a package: one of ours
+    is_builtin = isinstance(node.func, ast.Name) and node.func.id == "__import__"
+    if not is_builtin and (len(node.args) > 1 or any(k.arg == "package" for k in node.keywords)):
+        return True  # import_module(name, package): relative to a package, one of ours
     if not node.args:
         return False
     arg = node.args[0]
@@ -372,6 +412,7 @@ def analyse(src: Path = SRC, package: str = PACKAGE, layers: dict[str, str] = LA
         cycles=find_cycles(edges),
         layer_problems=layer_problems(modules, edges, layers, package),
         hidden_imports=hidden_imports(modules, package),
+        forbidden_imports=forbidden_imports(modules, package=package),
         long_modules=long_modules(modules),
         long_functions=long_functions(modules),
     )
@@ -388,6 +429,7 @@ def format_report(report: Report, package: str = PACKAGE, with_edges: bool = Fal
         ("import cycles", [" -> ".join(map(s, c)) for c in report.cycles]),
         ("imports up a layer (or modules with no layer)", report.layer_problems),
         ("hidden imports (importlib / __import__ of package modules)", report.hidden_imports),
+        ("imports FORBIDDEN in a part of the package", report.forbidden_imports),
         (f"modules over {MAX_MODULE_LINES} lines", [f"{s(m)}: {n} lines" for m, n in report.long_modules]),
         (
             f"functions over {MAX_FUNCTION_LINES} lines (def to end, docstring excluded)",

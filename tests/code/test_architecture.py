@@ -41,6 +41,11 @@ def test_no_hidden_import(report):
     assert not report.hidden_imports, "\n".join(report.hidden_imports)
 
 
+def test_no_forbidden_import(report):
+    """config, models, data and evaluation keep MLflow (and some TensorFlow) out: FORBIDDEN."""
+    assert not report.forbidden_imports, "\n".join(report.forbidden_imports)
+
+
 def test_no_module_over_400_lines(report):
     assert not report.long_modules, "\n".join(f"{graph.short(m)}: {n} lines" for m, n in report.long_modules)
 
@@ -121,6 +126,15 @@ def test_a_hidden_import_is_found(tmp_path):
         },
     )
     assert [line.split(":")[0] for line in report.hidden_imports] == ["a, line 2", "b, line 3"]
+
+
+def test_a_forbidden_import_is_found(tmp_path):
+    root = tmp_path / "src" / "pkg"
+    (root / "data").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "data" / "__init__.py").write_text("def f():\n    import mlflow.pyfunc\n")
+    modules = graph.load_modules(tmp_path / "src", "pkg")
+    assert graph.forbidden_imports(modules, package="pkg") == ["data imports mlflow.pyfunc, line 2"]
 
 
 def test_the_report_exits_1_on_a_problem(tmp_path, capsys):
