@@ -38,6 +38,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -144,22 +145,31 @@ def click_path(cmd: str, root: Path):
     module, _, attr = target.partition(":")
     command = getattr(importlib.import_module(module), attr)
     chain, names = [command], []
-    while hasattr(command, "commands") and words and words[0] in command.commands:
-        names.append(words[0])
-        command = command.commands[words.pop(0)]
+    while isinstance(command, click.Group) and words:  # get_command: lazily loaded subcommands too
+        sub = command.get_command(click.Context(command), words[0])
+        if sub is None:
+            break
+        names.append(words.pop(0))
+        command = sub
         chain.append(command)
     if len(chain) == 1:
         raise ValueError(f"{cmd!r}: no subcommand of {target}")
     return chain, names
 
 
-def _function(module: import_graph.Module, qualname: str):
-    scope = module.tree
-    for part in qualname.split("."):
-        scope = next(
-            n for n in ast.iter_child_nodes(scope) if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part
-        )
-    return scope
+def _function(module: import_graph.Module, code) -> ast.FunctionDef:
+    """The definition of the function whose code object is ``code`` (found by name and first line,
+    so a command made inside a function is found too)."""
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == code.co_name:
+            if code.co_firstlineno in (node.lineno, *(d.lineno for d in node.decorator_list)):
+                return node
+    raise LookupError(f"{module.name}: no function {code.co_name} at line {code.co_firstlineno}")
+
+
+def _constants(function) -> dict[str, str]:
+    """The strings a function closes over (``name`` of a command made by a factory)."""
+    return {k: v for k, v in inspect.getclosurevars(function).nonlocals.items() if isinstance(v, str)}
 
 
 def _bindings(module: import_graph.Module, modules) -> dict[str, tuple[str, str | None]]:
@@ -216,6 +226,20 @@ def _top_level_imports(module, modules) -> set[str]:
     return {t for node in module.tree.body for t in import_graph.import_targets(module, node, modules)}
 
 
+def _callee(func: ast.expr, local, bound, modules):
+    """(module, definition) of a called command-line function: ``f(...)`` of this module or imported
+    from another command-line module, or ``other.f(...)`` of a command-line module ``other``."""
+    if isinstance(func, ast.Name):
+        return local.get(func.id)
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in bound:
+        target, attr = bound[func.value.id]
+        if attr is None and _is_entry(target):
+            other = modules[target]
+            found = [n for n in other.tree.body if isinstance(n, ast.FunctionDef) and n.name == func.attr]
+            return (other, found[0]) if found else None
+    return None
+
+
 def function_roots(module, func, modules, values=None, seen=None) -> set[str]:
     """The package modules a function of the command line runs: what it imports, the modules of the
     package names it uses, and the same for the command-line functions it calls (their module's
@@ -243,10 +267,12 @@ def function_roots(module, func, modules, values=None, seen=None) -> set[str]:
             continue
         if (target := _dynamic_import(module, node, values, modules)) is not None:
             roots.add(target)
-        if isinstance(node.func, ast.Name) and node.func.id in local:
-            where, callee = local[node.func.id]
+        callee = _callee(node.func, local, bound, modules)
+        if callee is not None:
+            where, callee = callee
             params = [a.arg for a in callee.args.args]
-            constants = {p: _evaluate(a, values) for p, a in zip(params, node.args)}
+            passed = [*zip(params, node.args), *((k.arg, k.value) for k in node.keywords if k.arg)]
+            constants = {p: _evaluate(a, values) for p, a in passed}
             constants = {p: v for p, v in constants.items() if v is not None}
             roots |= function_roots(where, callee, modules, constants, seen)
     for entry in [r for r in roots if _is_entry(r)]:  # another command-line module: its top-level imports ran
@@ -262,7 +288,7 @@ def command_modules(chain, modules, edges) -> set[str]:
             continue
         callback = inspect.unwrap(command.callback)
         module = modules[callback.__module__]
-        roots |= function_roots(module, _function(module, callback.__qualname__), modules)
+        roots |= function_roots(module, _function(module, callback.__code__), modules, _constants(callback))
     return import_graph.closure(edges, roots, modules)
 
 

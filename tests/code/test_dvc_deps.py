@@ -140,3 +140,53 @@ def test_write_drops_a_dependency_that_no_longer_exists(project):
     assert deps.stale_deps(deps.check(project), project) == {"train": ["src/deepfake_detection/gone.py"]}
     deps.write(project)
     assert "gone.py" not in dvc_yaml.read_text()
+
+
+def test_a_command_is_followed_through_the_command_line_to_its_stage(tmp_path):
+    """What a command runs, read on a small command line: an import inside the command, a helper of
+    another command-line module called with the stage's name (importlib with an f-string), and a
+    name imported at the top; the command-line modules themselves are not followed whole."""
+    files = {
+        "__init__.py": "",
+        "config.py": "def load(): ...\n",
+        "cli/__init__.py": "from .common import run_stage\nfrom ..config import load\n",
+        "cli/common.py": (
+            "import importlib\n"
+            "from .. import paths\n\n"
+            "def run_stage(module, function='run'):\n"
+            "    return getattr(importlib.import_module(f'..stages.{module}', __package__), function)()\n\n"
+            "def unrelated():\n"
+            "    from ..stages import other\n"
+        ),
+        "cli/commands.py": (
+            "from . import common\n"
+            "from ..config import load\n\n"
+            "def train():\n"
+            "    from ..models import zoo\n"
+            "    load()\n"
+            "    common.run_stage('train', function='run')\n\n"
+            "def make(name):\n"
+            "    def command():\n"
+            "        common.run_stage(name)\n"
+            "    return command\n"
+        ),
+        "paths.py": "",
+        "models/__init__.py": "",
+        "models/zoo.py": "",
+        "stages/__init__.py": "",
+        "stages/train.py": "from ..models import zoo\n",
+        "stages/other.py": "",
+        "stages/summary.py": "",
+    }
+    for name, text in files.items():
+        path = tmp_path / "src" / "deepfake_detection" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    modules = deps.import_graph.load_modules(tmp_path / "src")
+    commands = modules["deepfake_detection.cli.commands"]
+    train = next(n for n in commands.tree.body if getattr(n, "name", "") == "train")
+    roots = deps.function_roots(commands, train, modules)
+    assert roots == {f"deepfake_detection.{m}" for m in ("models.zoo", "config", "stages.train", "paths")}
+    command = next(n for n in deps.ast.walk(commands.tree) if getattr(n, "name", "") == "command")
+    roots = deps.function_roots(commands, command, modules, {"name": "summary"})
+    assert roots == {"deepfake_detection.stages.summary", "deepfake_detection.paths"}
