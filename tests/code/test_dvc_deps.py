@@ -12,6 +12,7 @@ import yaml
 from tools_loader import load_tool
 
 deps = load_tool("dvc_deps")
+follow = load_tool("stage_modules")
 ROOT = deps.ROOT
 
 
@@ -53,7 +54,7 @@ def test_dvc_expands_each_stage_as_its_template():
     assert {name.partition("@")[0] for name, _, _ in expanded} == set(templates)
     for name, cmd, stage_deps in expanded:
         template = templates[name.partition("@")[0]]
-        assert deps.click_path(cmd, ROOT)[1] == deps.click_path(template.cmd, ROOT)[1], name
+        assert follow.click_path(cmd, ROOT)[1] == follow.click_path(template.cmd, ROOT)[1], name
         assert [d for d in stage_deps if d.startswith("src/")] == [d for d in template.deps if d.startswith("src/")]
 
 
@@ -185,8 +186,8 @@ def test_a_command_is_followed_through_the_command_line_to_its_stage(tmp_path):
     modules = deps.import_graph.load_modules(tmp_path / "src")
     commands = modules["deepfake_detection.cli.commands"]
     train = next(n for n in commands.tree.body if getattr(n, "name", "") == "train")
-    roots = deps.function_roots(commands, train, modules)
+    roots = follow.function_roots(commands, train, modules)
     assert roots == {f"deepfake_detection.{m}" for m in ("models.zoo", "config", "stages.train", "paths")}
-    command = next(n for n in deps.ast.walk(commands.tree) if getattr(n, "name", "") == "command")
-    roots = deps.function_roots(commands, command, modules, {"name": "summary"})
+    command = next(n for n in follow.ast.walk(commands.tree) if getattr(n, "name", "") == "command")
+    roots = follow.function_roots(commands, command, modules, {"name": "summary"})
     assert roots == {"deepfake_detection.stages.summary", "deepfake_detection.paths"}
