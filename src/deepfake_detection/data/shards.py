@@ -225,16 +225,7 @@ def records_dataset(paths: list[str], labels, *, shuffle: bool, seed: int):
     and a shuffle buffer of :data:`SHUFFLE_BUFFER` records (seeded)."""
     import tensorflow as tf  # TensorFlow: only for the input pipeline
 
-    parts = [split_ref(p) for p in paths]
-    if any(p is None for p in parts):
-        raise ValueError("a split mixes image files and shard records: re-run prepare")
-    shards = list(dict.fromkeys(shard for shard, _ in parts))
-    missing = [s for s in shards if not Path(s).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} shard file(s) not found ({', '.join(missing[:3])}): re-run prepare")
-    names = [name for _, name in parts]
-    if len(set(names)) != len(names):
-        raise ValueError("the manifest names a record twice: re-run prepare")
+    shards, names = _named_records(paths)
     index = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(names), tf.range(len(names), dtype=tf.int64), key_dtype=tf.string, value_dtype=tf.int64
@@ -251,33 +242,59 @@ def records_dataset(paths: list[str], labels, *, shuffle: bool, seed: int):
         example = tf.io.parse_single_example(record, spec)
         return example["image"], index.lookup(example["name"])
 
-    files = tf.data.Dataset.from_tensor_slices(shards)
-    if shuffle:
-        files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=min(CYCLE_LENGTH, len(shards)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    else:
-        records = tf.data.TFRecordDataset(files)
+    records = _shard_records(shards, shuffle=shuffle, seed=seed)
     ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(lambda c, i: i >= 0)
     if shuffle:
         ds = ds.shuffle(min(SHUFFLE_BUFFER, len(names)), seed=seed, reshuffle_each_iteration=True)
     else:
-
-        def in_order(previous, element):
-            contents, i = element
-            check = tf.debugging.assert_equal(
-                i,
-                previous + 1,
-                message="the manifest's rows are not in the order of the shards' records: re-run prepare",
-            )
-            with tf.control_dependencies([check]):
-                return i, (tf.identity(contents), i)
-
-        ds = ds.scan(tf.constant(-1, tf.int64), in_order)
+        ds = ds.scan(tf.constant(-1, tf.int64), _in_order)
     # every named record exactly once (an error otherwise); Keras then knows the steps per epoch
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(names)))
     return ds.map(lambda contents, i: (contents, tf.gather(label_of, i)))
+
+
+def _named_records(paths: list[str]) -> tuple[list[str], list[str]]:
+    """The shard files ``paths`` name (in the order first named) and the records' names;
+    ValueError/FileNotFoundError naming what to re-run otherwise."""
+    parts = [split_ref(p) for p in paths]
+    if any(p is None for p in parts):
+        raise ValueError("a split mixes image files and shard records: re-run prepare")
+    shards = list(dict.fromkeys(shard for shard, _ in parts))
+    missing = [s for s in shards if not Path(s).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shard file(s) not found ({', '.join(missing[:3])}): re-run prepare")
+    names = [name for _, name in parts]
+    if len(set(names)) != len(names):
+        raise ValueError("the manifest names a record twice: re-run prepare")
+    return shards, names
+
+
+def _shard_records(shards: list[str], *, shuffle: bool, seed: int):
+    """The serialized records of ``shards``: one shard after another, or (``shuffle``) the shard
+    order reshuffled every pass and :data:`CYCLE_LENGTH` of them interleaved."""
+    import tensorflow as tf  # TensorFlow: only for the input pipeline
+
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    if not shuffle:
+        return tf.data.TFRecordDataset(files)
+    files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    return files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(CYCLE_LENGTH, len(shards)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _in_order(previous, element):
+    """A ``scan`` step: the element, after asserting its index follows ``previous``."""
+    import tensorflow as tf  # TensorFlow: only for the input pipeline
+
+    contents, i = element
+    check = tf.debugging.assert_equal(
+        i,
+        previous + 1,
+        message="the manifest's rows are not in the order of the shards' records: re-run prepare",
+    )
+    with tf.control_dependencies([check]):
+        return i, (tf.identity(contents), i)
