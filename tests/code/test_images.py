@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from deepfake_detection.data import images
+from deepfake_detection.data import decode, images
 from deepfake_detection.data.images import (
     MAX_PIXELS,
     REASONS,
@@ -200,6 +200,21 @@ def test_truncated_png(tmp_path):
     assert inspect_image(tmp_path / "half.png").reason == "truncated"
 
 
+def test_bytes_are_inspected_as_their_file(tmp_path):
+    """One inspection for files and shard records: the encoded bytes get the file's verdict."""
+    data = _noise_jpeg(tmp_path / "full.jpg")
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("not really a picture\n")
+    Image.new("RGB", (5, 40)).save(tmp_path / "thin.png")
+    Image.fromarray(np.zeros((3, 3), np.float32)).save(tmp_path / "float.tif")
+    (tmp_path / "huge.png").write_bytes(png_declaring(9000, 9000))
+    for name in ("full.jpg", "half.jpg", "text.jpg", "thin.png", "float.tif", "huge.png"):
+        from_file, from_bytes = inspect_image(tmp_path / name), inspect_image((tmp_path / name).read_bytes())
+        assert from_bytes == from_file, name
+    assert inspect_image(tmp_path / "thin.png").reason == "too_small"
+    assert inspect_image(b"").reason == "zero_bytes"
+
+
 @pytest.mark.parametrize("side", [20000, 9000])  # above Pillow's own guard / only above ours
 def test_declared_huge_image_is_refused_before_decoding(tmp_path, monkeypatch, side):
     assert side * side > MAX_PIXELS
@@ -310,37 +325,37 @@ def test_check_encoded_refuses_too_many_pixels_from_the_header(monkeypatch, side
     decoded = []
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or real_load(self))
-    found = images.check_encoded(png_declaring(side, side))
+    found = decode.check_encoded(png_declaring(side, side))
     assert found.error.startswith("image too large") and found.warning is None
     assert decoded == []
-    found = images.check_encoded(encoded((40, 30)), max_pixels=1199)
+    found = decode.check_encoded(encoded((40, 30)), max_pixels=1199)
     assert found.error == "image too large: 40x30 = 1,200 pixels > the limit of 1,199"
-    assert images.check_encoded(encoded((40, 30)), max_pixels=1200).error is None
+    assert decode.check_encoded(encoded((40, 30)), max_pixels=1200).error is None
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP"])
 def test_check_encoded_accepts_what_the_decoder_reads(fmt):
-    found = images.check_encoded(encoded((48, 40), fmt))
+    found = decode.check_encoded(encoded((48, 40), fmt))
     assert found.error is None and found.warning is None and (found.width, found.height) == (48, 40)
 
 
 def test_check_encoded_refuses_other_formats_and_non_images():
-    assert images.check_encoded(encoded((48, 40), "TIFF")).error.startswith("unsupported image format TIFF")
-    assert images.check_encoded(b"plain text").error == "not a decodable image: no image format recognises it"
-    assert images.check_encoded(b"").error == "not a decodable image: empty content"
+    assert decode.check_encoded(encoded((48, 40), "TIFF")).error.startswith("unsupported image format TIFF")
+    assert decode.check_encoded(b"plain text").error == "not a decodable image: no image format recognises it"
+    assert decode.check_encoded(b"").error == "not a decodable image: empty content"
 
 
 def test_check_encoded_small_and_elongated_images():
-    assert images.check_encoded(encoded((1, 1))).error == "image too small: 1x1 pixels, at least 8 a side needed"
-    assert images.check_encoded(encoded((7, 100))).error.startswith("image too small: 7x100")
-    small = images.check_encoded(encoded((images.MIN_SIDE, images.MIN_SIDE)))
+    assert decode.check_encoded(encoded((1, 1))).error == "image too small: 1x1 pixels, at least 8 a side needed"
+    assert decode.check_encoded(encoded((7, 100))).error.startswith("image too small: 7x100")
+    small = decode.check_encoded(encoded((images.MIN_SIDE, images.MIN_SIDE)))
     assert small.error is None and small.warning.startswith("small image (8x8 pixels")
-    long = images.check_encoded(encoded((8000, 40)))
+    long = decode.check_encoded(encoded((8000, 40)))
     assert long.error is None and long.warning.startswith("elongated image (8000x40 pixels, sides 200.0:1")
-    both = images.check_encoded(encoded((30, 8000)))
+    both = decode.check_encoded(encoded((30, 8000)))
     assert both.error is None and "small image" in both.warning and "elongated image" in both.warning
-    assert images.check_encoded(encoded((32, 128))).warning is None  # 4:1 and 32 px: still fine
-    assert images.check_encoded(encoded((31, 124))).warning.startswith("small image")
+    assert decode.check_encoded(encoded((32, 128))).warning is None  # 4:1 and 32 px: still fine
+    assert decode.check_encoded(encoded((31, 124))).warning.startswith("small image")
 
 
 def test_decode_rgb_reads_bytes_as_load_rgb_reads_the_file(tmp_path):
@@ -376,13 +391,13 @@ def test_an_animated_image_is_budgeted_by_frames_times_pixels_from_its_header(tm
     decoded = []
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or real_load(self))
-    found = images.check_encoded(gif, max_pixels=20_479)
+    found = decode.check_encoded(gif, max_pixels=20_479)
     assert found.error == (
         "image too large: 5 frames of 64x64 = 20,480 pixels to decode > the limit of 20,479 "
         "(an animated image is scored on its first frame, but every frame is decoded)"
     )
     assert decoded == [] and found.frames == 5 and found.pixels == 20_480
-    assert images.check_encoded(gif, max_pixels=20_480).error is None
+    assert decode.check_encoded(gif, max_pixels=20_480).error is None
     (tmp_path / "anim.gif").write_bytes(gif)
     info = inspect_image(tmp_path / "anim.gif", max_pixels=20_479)  # ingest refuses it too
     assert not info.ok and info.reason == "too_large" and "5 frames of 64x64" in info.detail
@@ -397,6 +412,6 @@ def test_the_80_frame_8192_gif_is_refused_from_its_header_in_a_fraction_of_a_sec
     gif = animated_gif(80, 8192)
     assert len(gif) < 8 * 1024 * 1024
     start = time.monotonic()
-    found = images.check_encoded(gif)
+    found = decode.check_encoded(gif)
     assert time.monotonic() - start < 2
     assert found.error.startswith("image too large: 80 frames of 8192x8192 = 5,368,709,120 pixels to decode")

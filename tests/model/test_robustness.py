@@ -212,6 +212,7 @@ def test_a_sharded_dataset_is_perturbed_from_its_records(project, monkeypatch):
     import shutil
 
     from deepfake_detection.data import shards
+    from deepfake_detection.data.manifest import build_manifest
     from deepfake_detection.stages.robustness import perturbed_scores
     from deepfake_detection.stages.scoring import load_final_model
 
@@ -219,7 +220,7 @@ def test_a_sharded_dataset_is_perturbed_from_its_records(project, monkeypatch):
     monkeypatch.chdir(root)
     shutil.copytree("data", "data_sharded")
     shards.pack(root / "data_sharded", 2, progress=False)
-    manifest = shards.build_manifest(root / "data_sharded", progress=False)
+    manifest = build_manifest(root / "data_sharded", progress=False)
     plain = pd.read_csv(paths.MANIFEST, dtype={"subgroup": str}, keep_default_na=False)
     rows, files = manifest[manifest.split == "test"], plain[plain.split == "test"]
     assert rows.path.str.contains("#").all()

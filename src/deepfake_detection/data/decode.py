@@ -1,32 +1,83 @@
 """Decoding encoded images (JPEG, PNG, ...) to model pixels, shared by serving, ``explain`` and
 the ``evaluate`` stage's Grad-CAM examples.
 
-Every image is first checked from its header (:func:`check_images`, the limits of
-:mod:`deepfake_detection.data.images`), then decoded and resized by
-:func:`deepfake_detection.data.pipeline.decode_resize`, the very function the training pipeline
-uses, so prediction sees the pixels training saw. This module reads no file and imports no
-MLflow code.
+Every image is first checked from its header (:func:`check_encoded`, :func:`check_images`: the
+limits of :mod:`deepfake_detection.data.images`), then decoded and resized by :func:`decode_resize`, the
+very function the training pipeline (:mod:`deepfake_detection.data.pipeline`) uses, so
+prediction sees the pixels training saw. This module reads no file and imports no MLflow code;
+TensorFlow is imported only when an image is decoded (serving imports this module at start-up).
+
+Decoding accepts what the project accepts: JPEG, and PNG in any mode (RGB, grayscale, RGBA,
+palette, 8 or 16 bits per channel). Grayscale becomes three equal channels, alpha is dropped,
+a palette is expanded to its colours, and a 16-bit PNG is mapped to [0, 255] by ``v / 257``
+(``tf.io.decode_image`` to uint8 would keep only the high byte).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from deepfake_detection.data.images import MAX_PIXELS, check_encoded
+from deepfake_detection.data.images import (
+    DECODABLE_FORMATS,
+    MAX_ASPECT_RATIO,
+    MAX_PIXELS,
+    MIN_SIDE,
+    SMALL_SIDE,
+    ImageError,
+    budget_error,
+    frame_count,
+)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def decode_image(contents):
+    """Encoded JPEG/PNG bytes (a scalar string tensor) -> float32 RGB ``(h, w, 3)`` in [0, 255],
+    at native resolution. Graph-safe: the training pipeline maps it over tf.data."""
+    import tensorflow as tf  # TensorFlow: only when an image is decoded, not when serving imports this module
+
+    is_png = tf.equal(tf.strings.substr(contents, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
+
+    def png():  # decoded at 16 bits, so 16-bit files keep their precision; 8-bit ones are v * 257
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint16, expand_animations=False)
+        return tf.cast(image, tf.float32) / 257.0
+
+    def other():  # JPEG (and GIF/BMP): 8 bits
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+        return tf.cast(image, tf.float32)
+
+    image = tf.cond(is_png, png, other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def resize(image, image_size: int):
+    """``(h, w, 3)`` -> ``(image_size, image_size, 3)``, bilinear and antialiased, in [0, 255]."""
+    import tensorflow as tf  # TensorFlow: only when an image is resized
+
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def decode_resize(contents, image_size: int):
+    """Encoded JPEG/PNG bytes -> float32 RGB ``(image_size, image_size, 3)`` in [0, 255]."""
+    return resize(decode_image(contents), image_size)
 
 
 def _decoder(image_size: int):
     """A compiled ``bytes -> float32 (s, s, 3)`` function: the training pipeline's decode_resize."""
-    import tensorflow as tf
-
-    from deepfake_detection.data.pipeline import decode_resize
+    import tensorflow as tf  # TensorFlow: only when an image is decoded
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True)
     def decode(contents):
@@ -38,11 +89,79 @@ def _decoder(image_size: int):
 _DECODERS: dict[int | str, Any] = {}  # image size (or "native") -> compiled decoder
 
 
+@dataclass(frozen=True)
+class EncodedCheck:
+    """What :func:`check_encoded` found out from an encoded image's header (no pixel decoded).
+
+    ``error`` is ``None`` when the image may be decoded; ``warning`` says why its score is less
+    reliable (a small or very elongated image), ``None`` when nothing is odd."""
+
+    error: str | None
+    warning: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int = 1
+
+    @property
+    def pixels(self) -> int:
+        """What decoding costs: frames x width x height (0 when the header was unreadable)."""
+        return self.frames * (self.width or 0) * (self.height or 0)
+
+
+def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
+    """Check encoded image bytes from their header alone, before anything decodes the pixels.
+
+    Refused (``error``): bytes no format recognises, a format the model's decoder cannot read
+    (:data:`DECODABLE_FORMATS`; TIFF for instance), more than ``max_pixels`` pixels to decode
+    (frames x width x height, :func:`budget_error`; or
+    Pillow's own decompression-bomb guard), a side below :data:`MIN_SIDE`. Scored with a
+    ``warning``: a shorter side below :data:`SMALL_SIDE`, a ratio of the sides above
+    :data:`MAX_ASPECT_RATIO`. Pillow's ``Image.open`` reads the header only."""
+    if not data:
+        return EncodedCheck("not a decodable image: empty content")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt, (width, height) = img.format, img.size
+                frames = frame_count(img) if fmt in DECODABLE_FORMATS else 1
+    except Image.DecompressionBombError as err:
+        return EncodedCheck(f"image too large: {err}")
+    except UnidentifiedImageError:
+        return EncodedCheck("not a decodable image: no image format recognises it")
+    except ImageError as err:
+        return EncodedCheck(f"not a decodable image: {err.detail}")
+    except Exception as err:  # a header Pillow cannot parse
+        return EncodedCheck(f"not a decodable image: {type(err).__name__}: {err}")
+    found = {"format": fmt, "width": width, "height": height, "frames": frames}
+    if fmt not in DECODABLE_FORMATS:
+        readable = ", ".join(sorted(DECODABLE_FORMATS - {"MPO"}))
+        return EncodedCheck(f"unsupported image format {fmt}: the model reads {readable}", **found)
+    too_large = budget_error(width, height, frames, max_pixels)
+    if too_large:
+        return EncodedCheck(f"image too large: {too_large}", **found)
+    if min(width, height) < MIN_SIDE:
+        return EncodedCheck(f"image too small: {width}x{height} pixels, at least {MIN_SIDE} a side needed", **found)
+    notes = []
+    if min(width, height) < SMALL_SIDE:
+        notes.append(
+            f"small image ({width}x{height} pixels, under {SMALL_SIDE} a side): upscaled, a less reliable score"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        notes.append(
+            f"elongated image ({width}x{height} pixels, sides {ratio:.1f}:1 > {MAX_ASPECT_RATIO:g}:1): "
+            "squashed to a square, a less reliable score"
+        )
+    return EncodedCheck(None, "; ".join(notes) or None, **found)
+
+
 def check_images(
     contents: Sequence[bytes | None], max_pixels: int = MAX_PIXELS, request_pixels: int | None = None
 ) -> tuple[list[str | None], list[str | None]]:
     """One error and one warning (or ``None``) per encoded image, from its header alone
-    (:func:`deepfake_detection.data.images.check_encoded`); ``None`` entries get neither.
+    (:func:`check_encoded`); ``None`` entries get neither.
 
     ``request_pixels`` (a server's per-request budget, ``None``: none): the images' decoding
     costs (frames x width x height) are summed in order, and an image that would take the sum
@@ -97,12 +216,10 @@ def decode_checked(contents: Sequence[bytes | None], image_size: int) -> tuple[n
 
 def decode_native(contents: Sequence[bytes | None]) -> tuple[list[np.ndarray | None], list[str | None]]:
     """:func:`decode_checked` at native resolution (the patch view; the caller made the header
-    checks): float32 RGB ``(h, w, 3)`` in [0, 255] per entry, by the training pipeline's
-    ``decode_image``; ``None`` where an entry is ``None`` or failed (its error says why)."""
+    checks): float32 RGB ``(h, w, 3)`` in [0, 255] per entry, by :func:`decode_image` (the
+    training pipeline's); ``None`` where an entry is ``None`` or failed (its error says why)."""
     if "native" not in _DECODERS:
-        import tensorflow as tf
-
-        from deepfake_detection.data.pipeline import decode_image
+        import tensorflow as tf  # TensorFlow: only when an image is decoded
 
         _DECODERS["native"] = tf.function(
             decode_image, input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True
@@ -147,7 +264,7 @@ def _decode_each(contents: Sequence[bytes | None], decode) -> tuple[list[np.ndar
     """Each entry through the compiled ``decode`` (bytes -> pixels), in :data:`DECODE_THREADS`
     threads under :data:`DECODE_GATE`: the pixels or ``None``, and one error per entry, in the
     order given (``None`` entries are skipped and get neither)."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when an image is decoded
 
     def one(data: bytes | None) -> tuple[np.ndarray | None, str | None]:
         if data is None:

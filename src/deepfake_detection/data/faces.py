@@ -15,6 +15,7 @@ cannot, and resized to ``size`` pixels (bilinear, antialiased when shrinking).
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -65,9 +66,7 @@ _LOCK = threading.Lock()  # MTCNN's Keras models are not safe to build or call f
 
 @functools.cache
 def _detector():
-    import logging
-
-    from mtcnn import MTCNN
+    from mtcnn import MTCNN  # mtcnn (and TensorFlow): only when faces are detected
 
     logging.getLogger("mtcnn").setLevel(logging.ERROR)
     return MTCNN(device="CPU:0")

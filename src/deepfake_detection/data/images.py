@@ -2,18 +2,20 @@
 
 One place decides what counts as a readable image:
 
-* :func:`inspect_image` opens a file, refuses oversized images from their header (before any
-  pixel memory is allocated), fully decodes the rest and reports why a file is unusable with
-  one word of :data:`REASONS`.
+* :func:`inspect_image` opens a file (or encoded bytes: a shard's record), refuses oversized
+  images from their header (before any pixel memory is allocated), fully decodes the rest and
+  reports why an image is unusable with one word of :data:`REASONS`.
 * :func:`open_image` does the same checks and returns the decoded :class:`PIL.Image.Image`,
   raising :class:`ImageError` (``.reason`` is one of :data:`REASONS`).
 * :func:`to_rgb` turns every mode in :data:`SUPPORTED_MODES` into 8-bit RGB.
 * :func:`load_rgb` = :func:`open_image` + EXIF orientation + :func:`to_rgb` as a ``uint8``
   ``H x W x 3`` array (:func:`decode_rgb`: the same from encoded bytes); :func:`encode` writes
   an image as JPEG or PNG bytes.
-* :func:`check_encoded` checks encoded bytes from their header for inference (format,
-  :data:`MAX_PIXELS`, :data:`MIN_SIDE`; a warning under :data:`SMALL_SIDE` or beyond
-  :data:`MAX_ASPECT_RATIO`); :data:`MAX_IMAGE_BYTES` caps what inference reads.
+* The limits inference checks encoded bytes against from their header
+  (:func:`deepfake_detection.data.decode.check_encoded`): :data:`DECODABLE_FORMATS`,
+  :data:`MAX_PIXELS` (:func:`budget_error`), :data:`MIN_SIDE`; a warning under
+  :data:`SMALL_SIDE` or beyond :data:`MAX_ASPECT_RATIO`; :data:`MAX_IMAGE_BYTES` caps what
+  inference reads.
 
 Conversion choices
 ------------------
@@ -155,7 +157,7 @@ def _open(path: Path | bytes, max_pixels: int) -> tuple[Image.Image, int]:
             raise ImageError("unreadable", f"{type(err).__name__}: {err}", path) from None
         source = path
     if size == 0:
-        raise ImageError("zero_bytes", "the file is empty", path)
+        raise ImageError("zero_bytes", "the file is empty" if path else "the content is empty", path)
     with _strict_decoding():
         try:
             img = Image.open(source)
@@ -224,9 +226,10 @@ def open_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Imag
     return img
 
 
-def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
-    """Decode ``path`` completely and say whether it is a usable image (never raises for a
-    bad file; an unreadable path is ``reason="unreadable"``).
+def inspect_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Decode ``source`` (a path, or the encoded bytes themselves: a shard's record) completely
+    and say whether it is a usable image (never raises for a bad image; an unreadable path is
+    ``reason="unreadable"``).
 
     Refused, with ``reason``: ``zero_bytes`` (empty file), ``not_an_image`` (no format
     recognises it, e.g. text named ``.jpg``), ``too_large`` (declared width x height above
@@ -235,39 +238,24 @@ def inspect_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> I
     :data:`SUPPORTED_MODES`), ``truncated`` (data ends early; ``LOAD_TRUNCATED_IMAGES`` is
     forced off while decoding), ``too_small`` (a side under :data:`MIN_SIDE`, which inference
     refuses), ``unreadable`` (any other decoder or I/O error)."""
-    path = Path(path)
+    source = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
     try:
-        img, orientation = _open(path, max_pixels)
+        img, orientation = _open(source, max_pixels)
     except ImageError as err:
-        info = _header(path) if err.reason in ("too_large", "unsupported_mode") else {}
+        info = _header(source) if err.reason in ("too_large", "unsupported_mode") else {}
         return ImageInfo(ok=False, reason=err.reason, detail=err.detail, **info)
     with img:
-        if min(img.size) < MIN_SIDE:
-            return ImageInfo(
-                ok=False,
-                reason="too_small",
-                detail=f"{img.width}x{img.height} pixels: inference refuses images under {MIN_SIDE} px a side",
-                format=img.format,
-                mode=img.mode,
-                width=img.width,
-                height=img.height,
-                orientation=orientation,
-            )
-        return ImageInfo(
-            ok=True,
-            reason=None,
-            format=img.format,
-            mode=img.mode,
-            width=img.width,
-            height=img.height,
-            orientation=orientation,
-        )
+        found = {"format": img.format, "mode": img.mode, "width": img.width, "height": img.height}
+    if min(found["width"], found["height"]) < MIN_SIDE:
+        too_small = f"{found['width']}x{found['height']} pixels: inference refuses images under {MIN_SIDE} px a side"
+        return ImageInfo(ok=False, reason="too_small", detail=too_small, orientation=orientation, **found)
+    return ImageInfo(ok=True, reason=None, orientation=orientation, **found)
 
 
-def _header(path: Path) -> dict:
-    """Format, mode and size from the header alone (for the report of a refused file)."""
+def _header(source: Path | bytes) -> dict:
+    """Format, mode and size from the header alone (for the report of a refused image)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             return {"format": img.format, "mode": img.mode, "width": img.width, "height": img.height}
     except Exception:  # e.g. Pillow's own bomb guard refuses even to open it
         return {}
@@ -346,73 +334,3 @@ def encode(img: Image.Image | np.ndarray, fmt: str = "jpeg", quality: int = 95) 
     else:
         rgb.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-@dataclass(frozen=True)
-class EncodedCheck:
-    """What :func:`check_encoded` found out from an encoded image's header (no pixel decoded).
-
-    ``error`` is ``None`` when the image may be decoded; ``warning`` says why its score is less
-    reliable (a small or very elongated image), ``None`` when nothing is odd."""
-
-    error: str | None
-    warning: str | None = None
-    format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    frames: int = 1
-
-    @property
-    def pixels(self) -> int:
-        """What decoding costs: frames x width x height (0 when the header was unreadable)."""
-        return self.frames * (self.width or 0) * (self.height or 0)
-
-
-def check_encoded(data: bytes, *, max_pixels: int = MAX_PIXELS) -> EncodedCheck:
-    """Check encoded image bytes from their header alone, before anything decodes the pixels.
-
-    Refused (``error``): bytes no format recognises, a format the model's decoder cannot read
-    (:data:`DECODABLE_FORMATS`; TIFF for instance), more than ``max_pixels`` pixels to decode
-    (frames x width x height, :func:`budget_error`; or
-    Pillow's own decompression-bomb guard), a side below :data:`MIN_SIDE`. Scored with a
-    ``warning``: a shorter side below :data:`SMALL_SIDE`, a ratio of the sides above
-    :data:`MAX_ASPECT_RATIO`. Pillow's ``Image.open`` reads the header only."""
-    import warnings
-
-    if not data:
-        return EncodedCheck("not a decodable image: empty content")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                fmt, (width, height) = img.format, img.size
-                frames = frame_count(img) if fmt in DECODABLE_FORMATS else 1
-    except Image.DecompressionBombError as err:
-        return EncodedCheck(f"image too large: {err}")
-    except UnidentifiedImageError:
-        return EncodedCheck("not a decodable image: no image format recognises it")
-    except ImageError as err:
-        return EncodedCheck(f"not a decodable image: {err.detail}")
-    except Exception as err:  # a header Pillow cannot parse
-        return EncodedCheck(f"not a decodable image: {type(err).__name__}: {err}")
-    found = {"format": fmt, "width": width, "height": height, "frames": frames}
-    if fmt not in DECODABLE_FORMATS:
-        readable = ", ".join(sorted(DECODABLE_FORMATS - {"MPO"}))
-        return EncodedCheck(f"unsupported image format {fmt}: the model reads {readable}", **found)
-    too_large = budget_error(width, height, frames, max_pixels)
-    if too_large:
-        return EncodedCheck(f"image too large: {too_large}", **found)
-    if min(width, height) < MIN_SIDE:
-        return EncodedCheck(f"image too small: {width}x{height} pixels, at least {MIN_SIDE} a side needed", **found)
-    notes = []
-    if min(width, height) < SMALL_SIDE:
-        notes.append(
-            f"small image ({width}x{height} pixels, under {SMALL_SIDE} a side): upscaled, a less reliable score"
-        )
-    ratio = max(width, height) / min(width, height)
-    if ratio > MAX_ASPECT_RATIO:
-        notes.append(
-            f"elongated image ({width}x{height} pixels, sides {ratio:.1f}:1 > {MAX_ASPECT_RATIO:g}:1): "
-            "squashed to a square, a less reliable score"
-        )
-    return EncodedCheck(None, "; ".join(notes) or None, **found)

@@ -8,6 +8,11 @@ split folders: each crop's source, face box and crop box. :func:`build_manifest`
 columns into the manifest (left join on the image's path below the data folder); without it
 the manifest has only the columns above. :func:`face_cropped` says whether every image of a
 manifest is a face crop.
+
+A dataset written by ``ingest --shards`` (:mod:`~deepfake_detection.data.shards`) is listed one
+row per record, shard by shard in record order, with the path ``<shard file>#<name>``; each
+record is checked and hashed as a file is (:func:`~deepfake_detection.data.images.inspect_image`
+reads both).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from tqdm import tqdm
 
 from .. import LABELS, SPLITS
-from .images import inspect_image
+from . import shards
+from .images import ImageInfo, inspect_image
 
 MANIFEST_COLUMNS = ["path", "label", "split", "md5", "width", "height", "subgroup"]
 FACES_CSV = "faces.csv"
@@ -110,39 +116,90 @@ def load_manifest(path: Path) -> pd.DataFrame:
 
 
 def build_manifest(data_dir: Path, progress: bool = True) -> pd.DataFrame:
-    """Decode every image under data_dir; raise ValueError listing every problem found."""
-    from . import shards
-
+    """Decode every image under data_dir (its files, or the records of its shards); raise
+    ValueError listing every problem found. The columns of ``faces.csv`` are merged in when
+    the data folder holds one (:func:`merge_faces`)."""
+    data_dir = Path(data_dir)
     if shards.has_shards(data_dir):  # `ingest --shards`: one row per record, path <shard>#<name>
-        return shards.build_manifest(data_dir, progress)
-    files, problems = list_layout(data_dir)
-    rows = []
-    for path, split, label in tqdm(files, desc="prepare: checking images", unit="img", disable=not progress):
-        info = inspect_image(path)
-        if not info.ok:
-            problems.append(f"{path}: {info.reason} (run `deepfake-detect ingest` to clean a dataset)")
-            continue
-        rows.append(
-            {
-                "path": path.as_posix(),
-                "label": label,
-                "split": split,
-                "md5": md5_of(path),
-                "width": info.width,
-                "height": info.height,
-                "subgroup": subgroup_of(path.name),
-            }
-        )
+        rows, keys, problems = _shard_rows(data_dir, progress)
+    else:
+        rows, keys, problems = _file_rows(data_dir, progress)
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{data_dir} is not a valid dataset ({len(problems)} problems):\n  {shown}{more}")
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    faces_csv = Path(data_dir) / FACES_CSV
-    if faces_csv.is_file():
-        rel = [Path(p).relative_to(data_dir).as_posix() for p in manifest.path]
-        manifest = merge_faces(manifest, rel, faces_csv)
+    if (data_dir / FACES_CSV).is_file():  # `ingest --faces`: its columns too, keyed by the paths below data_dir
+        manifest = merge_faces(manifest, keys, data_dir / FACES_CSV)
     return manifest
+
+
+def _row(path: str, split: str, label: str, md5: str, info: ImageInfo, name: str) -> dict:
+    """One manifest row (:data:`MANIFEST_COLUMNS`); ``name`` is the image's path below the data folder."""
+    return {
+        "path": path,
+        "label": label,
+        "split": split,
+        "md5": md5,
+        "width": info.width,
+        "height": info.height,
+        "subgroup": subgroup_of(name),
+    }
+
+
+def _file_rows(data_dir: Path, progress: bool) -> tuple[list[dict], list[str], list[str]]:
+    """The rows of a dataset of files, their paths below ``data_dir`` and the problems found."""
+    files, problems = list_layout(data_dir)
+    rows, keys = [], []
+    for path, split, label in tqdm(files, desc="prepare: checking images", unit="img", disable=not progress):
+        info = inspect_image(path)
+        if not info.ok:
+            problems.append(f"{path}: {info.reason} (run `deepfake-detect ingest` to clean a dataset)")
+            continue
+        rows.append(_row(path.as_posix(), split, label, md5_of(path), info, path.name))
+        keys.append(path.relative_to(data_dir).as_posix())
+    return rows, keys, problems
+
+
+def _shard_rows(data_dir: Path, progress: bool) -> tuple[list[dict], list[str], list[str]]:
+    """The rows of a sharded dataset (one per record, shard by shard in record order), the
+    records' names and the problems found: a record whose name disagrees with its shard's split
+    or its label, a name twice, an undecodable image, a problem with the shard files."""
+    files, problems = shards.shard_files(data_dir)
+    rows, names, seen = [], [], set()
+    total = sum(len(f) for f in files.values())
+    with tqdm(total=total, desc="prepare: checking shards", unit="shard", disable=not progress) as bar:
+        for split in SPLITS:
+            for shard in files[split]:
+                for name, label_id, contents in shards.iter_records(shard):
+                    row = _record_row(shard, split, name, label_id, contents, seen, problems)
+                    if row is not None:
+                        rows.append(row)
+                        names.append(name)
+                bar.update(1)
+    return rows, names, problems
+
+
+def _record_row(
+    shard: Path, split: str, name: str, label_id: int, contents: bytes, seen: set[str], problems: list[str]
+) -> dict | None:
+    """The row of one shard record, or None (its problems appended to ``problems``)."""
+    where = f"{shard}#{name}"
+    if not 0 <= label_id < len(LABELS):
+        problems.append(f"{where}: label {label_id} is not a class id")
+        return None
+    label = LABELS[label_id]
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0] != split or parts[1] != label:
+        problems.append(f"{where}: the name should start with {split}/{label}/")
+    if name in seen:
+        problems.append(f"{where}: the name appears twice in the dataset")
+    seen.add(name)
+    info = inspect_image(contents)
+    if not info.ok:
+        problems.append(f"{where}: {info.reason} (re-run `deepfake-detect ingest`)")
+        return None
+    return _row(shards.ref(shard, name), split, label, hashlib.md5(contents).hexdigest(), info, name)
 
 
 def merge_faces(manifest: pd.DataFrame, rel_paths: list[str], faces_csv: Path) -> pd.DataFrame:

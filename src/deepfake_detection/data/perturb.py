@@ -62,7 +62,7 @@ def downscale(pixels: np.ndarray, factor: float) -> np.ndarray:
 
 def blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of standard deviation ``sigma`` pixels (each channel on its own)."""
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter  # scipy: only when an image is blurred (slow to import)
 
     if sigma <= 0:
         raise ValueError(f"blur sigma must be positive, got {sigma}")

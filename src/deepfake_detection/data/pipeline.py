@@ -7,10 +7,8 @@ A dataset written by ``ingest --shards`` streams from its TFRecord shards instea
 the manifest's paths name records, ``<shard>#<name>``), through the same decode, resize and
 augmentation; shuffling then interleaves the shards and shuffles a bounded buffer of records.
 
-Decoding accepts what the project accepts: JPEG, and PNG in any mode (RGB, grayscale, RGBA,
-palette, 8 or 16 bits per channel). Grayscale becomes three equal channels, alpha is dropped,
-a palette is expanded to its colours, and a 16-bit PNG is mapped to [0, 255] by ``v / 257``
-(``tf.io.decode_image`` to uint8 would keep only the high byte).
+Decoding and resizing are :mod:`deepfake_detection.data.decode`'s (``decode_image``, ``resize``,
+``decode_resize``, re-exported here), the functions serving decodes with.
 
 Training augmentation (``augment=AugmentParams(...)``) is stateless and seeded per element:
 every element draws its own seed from ``tf.data.Dataset.random(seed)``, so the same seed
@@ -31,11 +29,11 @@ import tensorflow as tf
 from deepfake_detection import LABELS, SPLITS
 from deepfake_detection.config import AugmentParams, DegradeParams
 from deepfake_detection.data import shards, views
+from deepfake_detection.data.decode import decode_image, decode_resize, resize  # also imported from here
 from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
 
 AUTOTUNE = tf.data.AUTOTUNE
 REQUIRED_COLUMNS = ("path", "label", "split")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _N_OP_SEEDS = 6  # geometry, flip, brightness, contrast, jpeg, (spare)
 
 
@@ -95,34 +93,6 @@ def _check_files_exist(paths: Sequence[str], hint: str) -> None:
     if missing:
         shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise FileNotFoundError(f"{len(missing)} of {len(paths)} image files not found ({shown}): {hint}")
-
-
-def decode_image(contents: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG/PNG bytes -> float32 RGB ``(h, w, 3)`` in [0, 255], at native resolution."""
-    is_png = tf.equal(tf.strings.substr(contents, 0, len(_PNG_SIGNATURE)), _PNG_SIGNATURE)
-
-    def png():  # decoded at 16 bits, so 16-bit files keep their precision; 8-bit ones are v * 257
-        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint16, expand_animations=False)
-        return tf.cast(image, tf.float32) / 257.0
-
-    def other():  # JPEG (and GIF/BMP): 8 bits
-        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
-        return tf.cast(image, tf.float32)
-
-    image = tf.cond(is_png, png, other)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """``(h, w, 3)`` -> ``(image_size, image_size, 3)``, bilinear and antialiased, in [0, 255]."""
-    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-    return tf.clip_by_value(image, 0.0, 255.0)
-
-
-def decode_resize(contents: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG bytes -> float32 RGB ``(image_size, image_size, 3)`` in [0, 255]."""
-    return resize(decode_image(contents), image_size)
 
 
 def _load(path: tf.Tensor, image_size: int) -> tf.Tensor:

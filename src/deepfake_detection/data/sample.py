@@ -151,7 +151,7 @@ def _validate_fractions(fractions) -> None:
 @lru_cache(maxsize=1)
 def _sources() -> tuple[Image.Image, ...]:
     """The photographs bundled with scikit-learn (no network access)."""
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_sample_images  # only when sample data are drawn
 
     return tuple(Image.fromarray(np.ascontiguousarray(a)) for a in load_sample_images().images)
 

@@ -10,10 +10,11 @@ Layout: ``<data dir>/shards/<split>-<i>-of-<n>.tfrecord`` (``train-00000-of-0000
   (``train/real/0001.jpg``), unique within the dataset.
 
 A split's images go to its shards round-robin in (label, name) order, so every shard holds both
-classes. The manifest (``prepare``) lists every record, shard by shard in record order, with the
-path ``<shard file>#<name>`` (:func:`ref`), so every stage still refers to one image per row;
-:func:`iter_contents` reads the bytes behind such paths (and plain files), the input pipeline
-(``pipeline.make_dataset``) reads the shards directly.
+classes. The manifest (``prepare``, :func:`~deepfake_detection.data.manifest.build_manifest`)
+lists every record, shard by shard in record order, with the path ``<shard file>#<name>``
+(:func:`ref`), so every stage still refers to one image per row; :func:`iter_contents` reads the
+bytes behind such paths (and plain files), the input pipeline (``pipeline.make_dataset``) reads
+the shards directly. This module imports nothing else of ``data/``.
 
 Few large files instead of tens of thousands of small ones: faster to list, copy, hash and move
 (``dvc push``/``pull``: benchmarks/README.md, *Large datasets*), and sequential reads.
@@ -21,13 +22,14 @@ Few large files instead of tens of thousands of small ones: faster to list, copy
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import shutil
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
 
 from .. import LABELS, SPLITS
 
@@ -92,7 +94,7 @@ def shard_files(data_dir: Path) -> tuple[dict[str, list[Path]], list[str]]:
 
 
 def _example(contents: bytes, label: int, name: str) -> bytes:
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when shards are written (prepare and serving import this module)
 
     feature = {
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[contents])),
@@ -106,8 +108,7 @@ def pack(data_dir: Path, count: int, progress: bool = True) -> dict:
     """Move the images of ``data_dir/<split>/<label>/`` into ``count`` shards per split under
     ``data_dir/shards/`` (fewer for a split with fewer images), then remove the split folders.
     Returns ``{"count", "dir", "files": {split: [shard names]}, "records": {split: n}}``."""
-    import tensorflow as tf
-    from tqdm import tqdm
+    import tensorflow as tf  # TensorFlow: only when shards are written
 
     if isinstance(count, bool) or not 1 <= int(count) <= MAX_SHARDS:
         raise ValueError(f"shards must be an integer in 1..{MAX_SHARDS}, not {count!r}")
@@ -155,7 +156,7 @@ def _records(shard: Path | str) -> Iterator[bytes]:
 
 def iter_records(shard: Path | str) -> Iterator[tuple[str, int, bytes]]:
     """``(name, label id, encoded image)`` of every record of ``shard``, in order."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only when a shard is read
 
     for raw in _records(shard):
         feature = tf.train.Example.FromString(raw).features.feature
@@ -206,89 +207,6 @@ def iter_contents(paths: Iterable[str | Path]) -> Iterator[bytes]:
         yield from flush()
 
 
-def _inspect_bytes(contents: bytes):
-    """:func:`~deepfake_detection.data.images.inspect_image` of encoded bytes."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .images import MAX_PIXELS, SUPPORTED_MODES, ImageInfo, _decode_error, _strict_decoding
-
-    if not contents:
-        return ImageInfo(ok=False, reason="zero_bytes", detail="the record is empty")
-    with _strict_decoding():
-        try:
-            with Image.open(io.BytesIO(contents)) as img:
-                width, height = img.size
-                if width * height > MAX_PIXELS:
-                    return ImageInfo(ok=False, reason="too_large", detail=f"{width}x{height}")
-                if img.mode not in SUPPORTED_MODES:
-                    return ImageInfo(ok=False, reason="unsupported_mode", detail=img.mode)
-                img.load()
-                return ImageInfo(ok=True, reason=None, format=img.format, mode=img.mode, width=width, height=height)
-        except UnidentifiedImageError:
-            return ImageInfo(ok=False, reason="not_an_image", detail="no image format recognises this record")
-        except Exception as err:
-            reason, detail = _decode_error(err)
-            return ImageInfo(ok=False, reason=reason, detail=detail)
-
-
-def build_manifest(data_dir: Path, progress: bool = True):
-    """The manifest of a sharded dataset: one row per record (path ``<shard>#<name>``), shard by
-    shard in record order, each record decoded and hashed like a file; ValueError listing every
-    problem (a record whose name disagrees with its shard's split or its label, a name twice,
-    an undecodable image)."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from .manifest import MANIFEST_COLUMNS, subgroup_of
-
-    data_dir = Path(data_dir)
-    files, problems = shard_files(data_dir)
-    rows, names, seen = [], [], set()
-    total = sum(len(f) for f in files.values())
-    with tqdm(total=total, desc="prepare: checking shards", unit="shard", disable=not progress) as bar:
-        for split in SPLITS:
-            for shard in files[split]:
-                for name, label_id, contents in iter_records(shard):
-                    where = f"{shard}#{name}"
-                    parts = name.split("/")
-                    if not 0 <= label_id < len(LABELS):
-                        problems.append(f"{where}: label {label_id} is not a class id")
-                        continue
-                    label = LABELS[label_id]
-                    if len(parts) < 3 or parts[0] != split or parts[1] != label:
-                        problems.append(f"{where}: the name should start with {split}/{label}/")
-                    if name in seen:
-                        problems.append(f"{where}: the name appears twice in the dataset")
-                    seen.add(name)
-                    info = _inspect_bytes(contents)
-                    if not info.ok:
-                        problems.append(f"{where}: {info.reason} (re-run `deepfake-detect ingest`)")
-                        continue
-                    rows.append(
-                        {
-                            "path": ref(shard, name),
-                            "label": label,
-                            "split": split,
-                            "md5": hashlib.md5(contents).hexdigest(),
-                            "width": info.width,
-                            "height": info.height,
-                            "subgroup": subgroup_of(name),
-                        }
-                    )
-                    names.append(name)
-                bar.update(1)
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ValueError(f"{data_dir} is not a valid dataset ({len(problems)} problems):\n  {shown}{more}")
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    if (data_dir / "faces.csv").is_file():  # `ingest --faces`: its columns too, keyed by the names
-        from .manifest import FACES_CSV, merge_faces
-
-        manifest = merge_faces(manifest, names, data_dir / FACES_CSV)
-    return manifest
-
-
 # ---------------------------------------------------------------- tf.data
 
 SHUFFLE_BUFFER = 2048  # records (encoded bytes) held for shuffling a sharded split
@@ -305,19 +223,9 @@ def records_dataset(paths: list[str], labels, *, shuffle: bool, seed: int):
     named record that the shards do not hold (the count is checked). With
     ``shuffle``: the shard order reshuffled every pass, :data:`CYCLE_LENGTH` shards interleaved,
     and a shuffle buffer of :data:`SHUFFLE_BUFFER` records (seeded)."""
-    import numpy as np
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: only for the input pipeline
 
-    parts = [split_ref(p) for p in paths]
-    if any(p is None for p in parts):
-        raise ValueError("a split mixes image files and shard records: re-run prepare")
-    shards = list(dict.fromkeys(shard for shard, _ in parts))
-    missing = [s for s in shards if not Path(s).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} shard file(s) not found ({', '.join(missing[:3])}): re-run prepare")
-    names = [name for _, name in parts]
-    if len(set(names)) != len(names):
-        raise ValueError("the manifest names a record twice: re-run prepare")
+    shards, names = _named_records(paths)
     index = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(names), tf.range(len(names), dtype=tf.int64), key_dtype=tf.string, value_dtype=tf.int64
@@ -334,33 +242,59 @@ def records_dataset(paths: list[str], labels, *, shuffle: bool, seed: int):
         example = tf.io.parse_single_example(record, spec)
         return example["image"], index.lookup(example["name"])
 
-    files = tf.data.Dataset.from_tensor_slices(shards)
-    if shuffle:
-        files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=min(CYCLE_LENGTH, len(shards)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    else:
-        records = tf.data.TFRecordDataset(files)
+    records = _shard_records(shards, shuffle=shuffle, seed=seed)
     ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).filter(lambda c, i: i >= 0)
     if shuffle:
         ds = ds.shuffle(min(SHUFFLE_BUFFER, len(names)), seed=seed, reshuffle_each_iteration=True)
     else:
-
-        def in_order(previous, element):
-            contents, i = element
-            check = tf.debugging.assert_equal(
-                i,
-                previous + 1,
-                message="the manifest's rows are not in the order of the shards' records: re-run prepare",
-            )
-            with tf.control_dependencies([check]):
-                return i, (tf.identity(contents), i)
-
-        ds = ds.scan(tf.constant(-1, tf.int64), in_order)
+        ds = ds.scan(tf.constant(-1, tf.int64), _in_order)
     # every named record exactly once (an error otherwise); Keras then knows the steps per epoch
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(names)))
     return ds.map(lambda contents, i: (contents, tf.gather(label_of, i)))
+
+
+def _named_records(paths: list[str]) -> tuple[list[str], list[str]]:
+    """The shard files ``paths`` name (in the order first named) and the records' names;
+    ValueError/FileNotFoundError naming what to re-run otherwise."""
+    parts = [split_ref(p) for p in paths]
+    if any(p is None for p in parts):
+        raise ValueError("a split mixes image files and shard records: re-run prepare")
+    shards = list(dict.fromkeys(shard for shard, _ in parts))
+    missing = [s for s in shards if not Path(s).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shard file(s) not found ({', '.join(missing[:3])}): re-run prepare")
+    names = [name for _, name in parts]
+    if len(set(names)) != len(names):
+        raise ValueError("the manifest names a record twice: re-run prepare")
+    return shards, names
+
+
+def _shard_records(shards: list[str], *, shuffle: bool, seed: int):
+    """The serialized records of ``shards``: one shard after another, or (``shuffle``) the shard
+    order reshuffled every pass and :data:`CYCLE_LENGTH` of them interleaved."""
+    import tensorflow as tf  # TensorFlow: only for the input pipeline
+
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    if not shuffle:
+        return tf.data.TFRecordDataset(files)
+    files = files.shuffle(len(shards), seed=seed, reshuffle_each_iteration=True)
+    return files.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(CYCLE_LENGTH, len(shards)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _in_order(previous, element):
+    """A ``scan`` step: the element, after asserting its index follows ``previous``."""
+    import tensorflow as tf  # TensorFlow: only for the input pipeline
+
+    contents, i = element
+    check = tf.debugging.assert_equal(
+        i,
+        previous + 1,
+        message="the manifest's rows are not in the order of the shards' records: re-run prepare",
+    )
+    with tf.control_dependencies([check]):
+        return i, (tf.identity(contents), i)

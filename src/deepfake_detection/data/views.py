@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from deepfake_detection.config import DataParams
+from deepfake_detection.data.decode import decode_checked, decode_native
+from deepfake_detection.models.registry import SPECS
 
 VIEWS = ("resize", "patches", "native")
 NATIVE_VIEWS = ("patches", "native")
@@ -32,8 +34,6 @@ _EPS = 1e-7
 def view_of(data: DataParams, model: str) -> DataParams:
     """The data settings model ``model`` sees: ``data``, with ``view: native`` for a network whose
     spec asks for it (the forensic family), whatever ``data.view`` says."""
-    from deepfake_detection.models.registry import SPECS
-
     spec = SPECS.get(model)
     if spec is not None and spec.view is not None:
         return data.model_copy(update={"view": spec.view})
@@ -116,8 +116,6 @@ def score_encoded(predict: Callable[[np.ndarray], np.ndarray], contents, data: D
     """P(fake) ``(n,)`` of encoded images (bytes) under ``data.view``: decoded and resized to
     ``image_size`` and scored ``data.batch_size`` at a time (``resize``), or each decoded at its
     own resolution and scored by :func:`score_image`. Raises ``ValueError`` if one does not decode."""
-    from deepfake_detection.data.decode import decode_checked, decode_native
-
     contents = list(contents)
     if is_native(data.view):
         images, errors = decode_native(contents)
