@@ -27,7 +27,7 @@ from .options import params_of, params_option
 def sample_data(out, per_class, size, seed, params_path):
     """Generate the synthetic real-vs-fake sample dataset into OUT (deterministic: same seed,
     same bytes)."""
-    from ..data.sample import generate  # Pillow and the image stack: only when the command runs
+    from ..data.sample import generate  # pandas, Pillow (seconds): not for --help
 
     p = params_of(params_path)
     s = p.data.sample
@@ -90,7 +90,7 @@ def ingest(src, dest, reencode, quality, faces, shards, params_path):
     DEST/ingest_report.json. With --faces, DEST holds face crops and faces.csv (merged into
     the manifest by prepare).
     """
-    from ..data.ingest import ingest as run_ingest  # the image stack (and mtcnn with --faces): only when run
+    from ..data.ingest import ingest as run_ingest  # pandas, Pillow (mtcnn with --faces): not for --help
 
     p = params_of(params_path)
     try:
