@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detection import champion as gate
-from deepfake_detection.stages.register import pick_best
+from deepfake_detection.evaluation.selection import pick_best
 
 
 def _result(name, val_auc, test_auc, kind="single", val_eer=0.3):
@@ -173,7 +173,7 @@ def gate_store(in_tmp):
 def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_store):
     from sklearn.metrics import roc_auc_score
 
-    from deepfake_detection.stages.register import champion_rescorer
+    from deepfake_detection.stages.register_gate import champion_rescorer
 
     client = MlflowClient()
     bright_fake = _detector(gate_store, +1.0)
@@ -212,7 +212,7 @@ def test_the_gate_rescores_the_champion_on_the_current_validation_split(gate_sto
 
 
 def test_a_champion_that_cannot_be_scored_falls_back_to_its_tag_and_says_so(versions):
-    from deepfake_detection.stages.register import champion_rescorer
+    from deepfake_detection.stages.register_gate import champion_rescorer
 
     (v1, a1), (v2, a2), (v3, a3) = versions  # Constant pyfuncs: no probability_fake column
     gate.promote("det", v3, "champion", "val_auc", a3)
@@ -231,7 +231,7 @@ def test_a_champion_that_cannot_be_loaded_is_replaced_and_predict_names_the_fail
     from click.testing import CliRunner
 
     from deepfake_detection.cli import cli
-    from deepfake_detection.stages.register import champion_rescorer
+    from deepfake_detection.stages.register_gate import champion_rescorer
 
     client = MlflowClient()
     champion = _register(_detector(gate_store, +1.0), 0.99)
@@ -262,7 +262,7 @@ def test_the_challenger_is_scored_only_on_predictions_of_the_current_validation_
 
     from deepfake_detection import paths
     from deepfake_detection.data.manifest import MANIFEST_COLUMNS
-    from deepfake_detection.stages.register import validation_predictions
+    from deepfake_detection.stages.register_gate import validation_predictions
 
     rows = [{"path": f"data/valid/real/{i}.png", "label": "real", "split": "valid"} for i in range(3)]
     manifest = pd.DataFrame(rows).reindex(columns=list(MANIFEST_COLUMNS), fill_value="")

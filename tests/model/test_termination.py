@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from project_commands import BIN, command_env, params_text
 
 from deepfake_detection import paths, signals, tracking
-from deepfake_detection.cli import _InOrder
+from deepfake_detection.cli.group import InOrder
 from deepfake_detection.config import parse_params
 from deepfake_detection.data.sample import generate
 from deepfake_detection.stages import prepare
@@ -243,10 +243,10 @@ def test_an_interrupted_ensemble_stage_leaves_none_of_its_outputs(in_tmp, monkey
 
 
 def _stage_command(experiment: str, body):
-    """A CLI group of the project's kind (``cli._InOrder``, which turns SIGTERM into exit 143)
+    """A CLI group of the project's kind (``cli.group.InOrder``, which turns SIGTERM into exit 143)
     whose one command, ``work``, runs ``body`` inside a stage's MLflow run."""
 
-    @click.group(cls=_InOrder)
+    @click.group(cls=InOrder)
     def group():
         pass
 

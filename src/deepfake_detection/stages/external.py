@@ -33,6 +33,7 @@ from ..data.manifest import md5_of
 from ..evaluation.ensemble import KINDS, Ensemble
 from ..evaluation.metrics import EXTERNAL_KEYS, external_metrics
 from ..evaluation.report import read_json
+from .scoring import load_final_model, score_files
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,61 @@ def _in_domain(name: str, kind: str) -> dict[str, float]:
     return {ours: float(tuned[theirs]) for ours, theirs in IN_DOMAIN.items() if theirs in tuned}
 
 
+def _score_set(set_name: str, folder: Path, files, models: dict, params: Params):
+    """Every model's P(fake) of one set's files, the files' rows (with the reason a file was not
+    scored) and which files were scored. ValueError when a class has no decodable image."""
+    scores, errors = score_files(models, [f for f, _ in files], params)
+    rel = [f.relative_to(folder).as_posix() for f, _ in files]
+    labels = [label for _, label in files]
+    file_rows = [{"set": set_name, "path": r, "label": lb, "error": e} for r, lb, e in zip(rel, labels, errors)]
+    ok = np.array([e is None for e in errors], dtype=bool)
+    y = np.array([LABELS.index(lb) for lb in labels])[ok]
+    missing = [lb for i, lb in enumerate(LABELS) if not (y == i).any()]
+    if missing:
+        raise ValueError(
+            f"evaluate.external.{set_name} ({folder}): no decodable {' or '.join(missing)} image "
+            f"({int((~ok).sum())} of {len(files)} files could not be scored): AUC needs both classes"
+        )
+    base = pd.DataFrame({"path": np.array(rel)[ok], "label": np.array(labels)[ok], "y": y})
+    return {m: scores[m][ok] for m in models}, base, file_rows, errors
+
+
+def _set_report(set_name: str, folder: Path, files, errors: list, params: Params) -> dict:
+    """A set's entry of ``artifacts/external/report.json``: its folder, digest and unscored counts."""
+    unscored = Counter(_reason_kind(e) for e in errors if e is not None)
+    n_unscored = sum(unscored.values())
+    if unscored:
+        logger.warning(
+            "external %s: %d of %d files not scored: %s",
+            set_name,
+            n_unscored,
+            len(files),
+            ", ".join(f"{n} {k}" for k, n in unscored.most_common()),
+        )
+    return {
+        "folder": str(params.evaluate.external[set_name]),
+        "resolved": str(folder),
+        "digest": _digest(folder, files),
+        "files": len(files),
+        "scored": len(files) - n_unscored,
+        "unscored": n_unscored,
+        "unscored_by_reason": dict(sorted(unscored.items())),
+    }
+
+
+def _set_metrics(set_name: str, probabilities: dict, base: pd.DataFrame, thresholds: dict, ensembles: dict) -> dict:
+    """Each model's and ensemble's figures on one set at its own threshold; their predictions written."""
+    for name, ens in ensembles.items():
+        probabilities[name] = ens.predict(np.column_stack([probabilities[m] for m in ens.members]))
+    y = base.y.to_numpy()
+    results = {}
+    for name, p in probabilities.items():
+        t = ensembles[name].threshold if name in ensembles else thresholds[name]
+        results[name] = external_metrics(y, p, t)
+        base.assign(probability=p).to_csv(_predictions(set_name, name), index=False)
+    return results
+
+
 def run(params: Params) -> dict:
     sets = resolve_sets(params)
     outputs = (paths.EXTERNAL, paths.EXTERNAL_METRICS, paths.EXTERNAL_REPORT)
@@ -103,8 +159,6 @@ def run(params: Params) -> dict:
             _write(params, {}, {}, {}, pd.DataFrame(columns=FILE_COLUMNS))
             logger.info("external: evaluate.external is empty, nothing to score")
             return {}
-        from .scoring import load_final_model, score_files
-
         thresholds, ensembles = _candidates(params)
         models = {m: load_final_model(m) for m in thresholds}
         kinds = {**dict.fromkeys(models, "single"), **dict.fromkeys(ensembles, "ensemble")}
@@ -113,47 +167,10 @@ def run(params: Params) -> dict:
         file_rows = []
         for set_name, (folder, files) in sets.items():
             logger.info("external %s: scoring %d files of %s", set_name, len(files), folder)
-            scores, errors = score_files(models, [f for f, _ in files], params)
-            rel = [f.relative_to(folder).as_posix() for f, _ in files]
-            labels = [label for _, label in files]
-            file_rows += [
-                {"set": set_name, "path": r, "label": lb, "error": e} for r, lb, e in zip(rel, labels, errors)
-            ]
-            ok = np.array([e is None for e in errors], dtype=bool)
-            y = np.array([LABELS.index(lb) for lb in labels])[ok]
-            missing = [lb for i, lb in enumerate(LABELS) if not (y == i).any()]
-            if missing:
-                raise ValueError(
-                    f"evaluate.external.{set_name} ({folder}): no decodable {' or '.join(missing)} image "
-                    f"({int((~ok).sum())} of {len(files)} files could not be scored): AUC needs both classes"
-                )
-            unscored = Counter(_reason_kind(e) for e in errors if e is not None)
-            reports[set_name] = {
-                "folder": str(params.evaluate.external[set_name]),
-                "resolved": str(folder),
-                "digest": _digest(folder, files),
-                "files": len(files),
-                "scored": int(ok.sum()),
-                "unscored": int((~ok).sum()),
-                "unscored_by_reason": dict(sorted(unscored.items())),
-            }
-            if unscored:
-                logger.warning(
-                    "external %s: %d of %d files not scored: %s",
-                    set_name,
-                    int((~ok).sum()),
-                    len(files),
-                    ", ".join(f"{n} {k}" for k, n in unscored.most_common()),
-                )
-            probabilities = {m: scores[m][ok] for m in models}
-            for name, ens in ensembles.items():
-                probabilities[name] = ens.predict(np.column_stack([probabilities[m] for m in ens.members]))
-            base = pd.DataFrame({"path": np.array(rel)[ok], "label": np.array(labels)[ok], "y": y})
-            results[set_name] = {}
-            for name, p in probabilities.items():
-                t = ensembles[name].threshold if name in ensembles else thresholds[name]
-                results[set_name][name] = external_metrics(y, p, t)
-                base.assign(probability=p).to_csv(_predictions(set_name, name), index=False)
+            probabilities, base, rows, errors = _score_set(set_name, folder, files, models, params)
+            file_rows += rows
+            reports[set_name] = _set_report(set_name, folder, files, errors, params)
+            results[set_name] = _set_metrics(set_name, probabilities, base, thresholds, ensembles)
         in_domain = {name: _in_domain(name, kind) for name, kind in kinds.items()}
         _write(params, results, reports, in_domain, pd.DataFrame(file_rows, columns=FILE_COLUMNS))
         _log_runs(params, sets, results, reports, in_domain, thresholds, ensembles)

@@ -9,24 +9,31 @@ threshold, with the project's metric code. A version's stored ``val_*`` tag was 
 data it was trained with and may come from other images; the gate falls back to it only when the
 champion cannot be scored, and says so in its reason; a champion that cannot even be loaded is
 beaten. The new version is created with its tags in one call and the alias moves last; a run
-killed half-way leaves versions that the next run tags ``promotion: interrupted``."""
+killed half-way leaves versions that the next run tags ``promotion: interrupted``.
+
+The candidates' choice is :mod:`..evaluation.selection`'s; the gate's measurement (scoring both on
+the current validation split) is :mod:`.register_gate`'s."""
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from .. import champion, paths, tracking
-from ..config import LOWER_IS_BETTER, Params
+from ..config import Params
+from ..data.manifest import face_cropped, load_manifest
+from ..data.shards import iter_contents, split_ref
 from ..evaluation.card import ModelRef, fit_description, load_facts, render_card
-from ..evaluation.report import headline, load_predictions, load_results, read_json
+from ..evaluation.report import headline, load_results, read_json
+from ..evaluation.selection import pick_best
 from ..models import final_stage
+from .register_gate import champion_rescorer, validation_predictions
 
 logger = logging.getLogger(__name__)
-SCORE_CHUNK = 128  # validation images per pyfunc call when scoring the champion
 
 # What the registered model is, on its page in the MLflow UI (each version adds its own numbers).
 MODEL_DESCRIPTION = (
@@ -49,15 +56,6 @@ MODEL_TAGS = {
 }
 
 
-def pick_best(results: list[dict], metric: str) -> dict:
-    """The candidate with the best validation ``metric`` (``val_auc`` -> ``result["val"]["auc"]``)."""
-    key = metric.removeprefix("val_")
-    if not results:
-        raise FileNotFoundError("no evaluated model found under metrics/: run `dvc repro` first")
-    sign = -1 if metric in LOWER_IS_BETTER else 1  # the same rule as champion.is_better
-    return max(results, key=lambda r: (sign * r["val"][key], r["kind"] == "single"))
-
-
 def _members(best: dict) -> tuple[list[str], list[Path], dict | None]:
     """The member networks of the chosen model or ensemble, their ``.keras`` files and the ensemble."""
     if best["kind"] == "single":
@@ -71,13 +69,6 @@ def _members(best: dict) -> tuple[list[str], list[Path], dict | None]:
 def _example_image() -> Path:
     """The logged model's input example: a validation image (this stage never reads test); a
     shard record (`ingest --shards`) is copied to a temporary file first."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from ..data.manifest import load_manifest
-    from ..data.shards import iter_contents, split_ref
-
     manifest = load_manifest(paths.MANIFEST)
     path = str(manifest[manifest.split == "valid"].path.iloc[0])
     if split_ref(path) is None:
@@ -92,96 +83,12 @@ def _example_image() -> Path:
 def trained_on_faces() -> bool:
     """Whether the training data were face crops (``ingest --faces``): then the registered
     model's ``faces`` flag is on, and it scores every face of a photo by default."""
-    from ..data.manifest import face_cropped, load_manifest
-
     return face_cropped(load_manifest(paths.MANIFEST))
-
-
-def selection_value(y, p, threshold: float, metric: str, n_bins: int = 10) -> float:
-    """``metric`` (``val_auc`` -> ``auc``) of scores ``p`` at ``threshold``, by the metric code
-    every stage uses."""
-    from ..evaluation.metrics import binary_metrics
-
-    if metric == "val_robust_auc":
-        raise ValueError("val_robust_auc needs the perturbed validation images, not scores: the stored tags decide")
-    return float(binary_metrics(y, p, threshold, n_bins)[metric.removeprefix("val_")])
-
-
-def validation_predictions(best: dict) -> pd.DataFrame:
-    """The chosen candidate's validation predictions (``path``, ``y``, ``probability``), checked
-    to cover exactly the current manifest's validation split."""
-    from ..data.manifest import load_manifest
-
-    val = load_predictions(best["model"], "valid", ensemble=best["kind"] != "single")
-    manifest = load_manifest(paths.MANIFEST)
-    current = manifest.loc[manifest.split == "valid", "path"].astype(str).tolist()
-    if val.path.astype(str).tolist() != current:
-        raise ValueError(
-            f"the validation predictions of {best['model']} are not those of the current "
-            f"validation split: re-run its threshold stage"
-        )
-    return val
-
-
-def score_model(model_uri: str, val: pd.DataFrame, metric: str, n_bins: int = 10) -> float:
-    """Load a registered detector (pyfunc) and score ``val``'s images (``path`` column; labels
-    ``y``) at the detector's own threshold. Images go in as base64 (the ``image`` column), so
-    this does not depend on whether the detector may read paths. The images are the model's own
-    kind of input (face crops when it was trained on them), so the face path is off. Raises if any
-    image fails; :class:`champion.Unloadable` if the detector cannot be loaded."""
-    import base64
-
-    import mlflow
-
-    from ..data.shards import iter_contents
-
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as err:  # noqa: BLE001 - whatever stops it loading: the gate replaces it
-        raise champion.Unloadable(f"{model_uri}: {type(err).__name__}: {err}") from err
-    files = val.path.astype(str).tolist()  # files, or records of TFRecord shards (`ingest --shards`)
-
-    def encoded(chunk: list[str]) -> list[str]:
-        return [base64.b64encode(c).decode("ascii") for c in iter_contents(chunk)]
-
-    out = pd.concat(
-        [
-            model.predict(pd.DataFrame({"image": encoded(files[i : i + SCORE_CHUNK])}), params={"faces": False})
-            for i in range(0, len(files), SCORE_CHUNK)
-        ],
-        ignore_index=True,
-    )
-    if len(out) != len(files):
-        raise ValueError(f"{model_uri} answered {len(out)} rows for {len(files)} images")
-    p = pd.to_numeric(out["probability_fake"], errors="coerce").to_numpy(dtype=float)
-    failed = ~np.isfinite(p)
-    if failed.any():
-        first = int(np.argmax(failed))
-        why = out["error"].iloc[first] if "error" in out else "no probability"
-        raise ValueError(
-            f"{int(failed.sum())} of {len(files)} validation images could not be scored (first: {files[first]}: {why})"
-        )
-    return selection_value(val.y.to_numpy(), p, float(out["threshold"].iloc[0]), metric, n_bins)
-
-
-def champion_rescorer(model_name: str, val_source, threshold: float, metric: str, n_bins: int = 10) -> champion.Rescore:
-    """``rescore`` for :func:`champion.promote`: (challenger, champion) ``metric`` on the current
-    validation split. ``val_source`` is the challenger's validation predictions or a function
-    that loads them (then a failure there also falls back to the stored tags)."""
-
-    def rescore(champion) -> tuple[float, float]:
-        val = val_source() if callable(val_source) else val_source
-        challenger = selection_value(val.y.to_numpy(), val.probability.to_numpy(), threshold, metric, n_bins)
-        return challenger, score_model(f"models:/{model_name}/{champion.version}", val, metric, n_bins)
-
-    return rescore
 
 
 def version_tags_of(best: dict, metric: str) -> dict[str, object]:
     """A version's tags: the decision rule, where it comes from, the headline numbers (and the
     selection metric, which the gate reads), every validation and test metric in one JSON tag."""
-    import json
-
     ci = best["test_auc_ci95"]
     return {
         "threshold": best["threshold"],
@@ -241,6 +148,7 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
     """Log ``best`` as a detector in the register ``run``, register it as a new version whose
     source run is its evaluate run, and give that version its tags and its model card (the
     description; also ``model_card.md`` beside the model). Returns MLflow's ModelInfo and the version."""
+    # TensorFlow (data.views, the logged detector's members): only when a detector is logged
     from ..data.views import view_of
     from ..serving.pyfunc import log_detector
 
@@ -285,13 +193,9 @@ def run(params: Params, force: bool = False) -> dict:
         return _register(params, force)
 
 
-def _register(params: Params, force: bool) -> dict:
-    reg = params.register
-    best = pick_best(load_results(params), reg.metric)
-    faces = trained_on_faces()
-    value = best["val"][reg.metric.removeprefix("val_")]
-    version_tags = version_tags_of(best, reg.metric)
-    log = {
+def _run_log(reg, best: dict, force: bool, faces: bool) -> dict[str, object]:
+    """The register run's params."""
+    return {
         "register.model_name": reg.model_name,
         "register.metric": reg.metric,
         "register.alias": reg.alias,
@@ -300,6 +204,10 @@ def _register(params: Params, force: bool) -> dict:
         "threshold": best["threshold"],
         "faces": faces,
     }
+
+
+def _repair(reg) -> None:
+    """Tag the versions a killed run left half-done (``promotion: interrupted``)."""
     repaired = champion.repair(reg.model_name, reg.alias)
     if repaired:
         logger.warning(
@@ -308,31 +216,60 @@ def _register(params: Params, force: bool) -> dict:
             reg.model_name,
             champion.INTERRUPTED,
         )
+
+
+def _gate(best: dict, version, value: float, force: bool, params: Params) -> tuple[champion.Decision, dict]:
+    """Move the alias to ``version`` if it beats the champion (or ``force``); tag and log the
+    decision in the register run. Returns the decision and the gate's two measured values."""
+    reg = params.register
+    rescore = champion_rescorer(
+        reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
+    )
+    decision = champion.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
+    tracking.set_tags(
+        {
+            "promotion": "promoted" if decision.promoted else "not promoted",
+            "promotion_reason": decision.reason,
+            "registered_version": version,
+        }
+    )
+    gate = {
+        champion.gate_tag("challenger", reg.metric): decision.challenger_value,
+        champion.gate_tag("champion", reg.metric): decision.champion_value,
+    }
+    tracking.log_metrics(
+        {
+            reg.metric: value,
+            "promoted": float(decision.promoted),
+            **{k: v for k, v in gate.items() if v is not None},
+        }
+    )
+    return decision, gate
+
+
+def _tell(reg, best: dict, version, decision) -> None:
+    """Print the summary table and the outcome."""
+    if paths.SUMMARY_MD.is_file():
+        print(paths.SUMMARY_MD.read_text())
+    verdict = "now holds" if decision.promoted else "does not take"
+    print(
+        f"registered {reg.model_name} version {version} ({best['model']}, threshold {best['threshold']:.4f}); "
+        f"it {verdict} @{reg.alias}: {decision.reason}"
+    )
+
+
+def _register(params: Params, force: bool) -> dict:
+    reg = params.register
+    best = pick_best(load_results(params), reg.metric)
+    faces = trained_on_faces()
+    value = best["val"][reg.metric.removeprefix("val_")]
+    version_tags = version_tags_of(best, reg.metric)
+    log = _run_log(reg, best, force, faces)
+    _repair(reg)
     with tracking.stage_run("register", params, model=best["model"], log=log) as run:
         info, version = log_and_register(best, params, run, faces, version_tags)
         champion.describe_model(reg.model_name, MODEL_DESCRIPTION, MODEL_TAGS)
-        rescore = champion_rescorer(
-            reg.model_name, lambda: validation_predictions(best), best["threshold"], reg.metric, params.evaluate.n_bins
-        )
-        decision = champion.promote(reg.model_name, version, reg.alias, reg.metric, value, force, rescore=rescore)
-        tracking.set_tags(
-            {
-                "promotion": "promoted" if decision.promoted else "not promoted",
-                "promotion_reason": decision.reason,
-                "registered_version": version,
-            }
-        )
-        gate = {
-            champion.gate_tag("challenger", reg.metric): decision.challenger_value,
-            champion.gate_tag("champion", reg.metric): decision.champion_value,
-        }
-        tracking.log_metrics(
-            {
-                reg.metric: value,
-                "promoted": float(decision.promoted),
-                **{k: v for k, v in gate.items() if v is not None},
-            }
-        )
+        decision, gate = _gate(best, version, value, force, params)
     out = {
         "model_name": reg.model_name,
         "version": int(version),
@@ -348,11 +285,5 @@ def _register(params: Params, force: bool) -> dict:
     }
     tracking.write_json(out, paths.REGISTER_METRICS)
     tracking.write_json(headline(best), paths.REGISTERED)  # version, decision: metrics/register.json
-    if paths.SUMMARY_MD.is_file():
-        print(paths.SUMMARY_MD.read_text())
-    verdict = "now holds" if decision.promoted else "does not take"
-    print(
-        f"registered {reg.model_name} version {version} ({best['model']}, threshold {best['threshold']:.4f}); "
-        f"it {verdict} @{reg.alias}: {decision.reason}"
-    )
+    _tell(reg, best, version, decision)
     return out

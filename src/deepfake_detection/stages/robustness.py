@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params
+from ..data.manifest import load_manifest
 from ..evaluation.ensemble import KINDS, Ensemble
 from ..evaluation.report import read_json
 from ..evaluation.robustness import (
@@ -31,7 +32,7 @@ from ..evaluation.robustness import (
     robustness_table,
     write_report,
 )
-from .scoring import perturbed_scores
+from .scoring import load_final_model, perturbed_scores
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,6 @@ def report(name: str, kind: str, scores: pd.DataFrame, threshold: float, params:
 
 def run(model_name: str, params: Params) -> dict:
     """``robustness@<model>``: the model's test split under every perturbation."""
-    from ..data.manifest import load_manifest
-    from .scoring import load_final_model
-
     chosen = read_json(paths.stage_metrics("threshold", model_name))
     model = load_final_model(model_name)
     manifest = load_manifest(paths.MANIFEST)

@@ -11,8 +11,8 @@ from .. import paths, tracking
 from ..config import Params
 from ..evaluation.metrics import plot_roc_overlay
 from ..evaluation.report import load_predictions, load_results, read_json
+from ..evaluation.selection import pick_best
 from ..evaluation.summary import roc_rows, summary_rows, summary_table, tie_notes, write_summary
-from .register import pick_best
 
 logger = logging.getLogger(__name__)
 
