@@ -61,7 +61,7 @@ def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainabl
     """ResNet50 (caffe preprocessing inside) -> GAP -> dropout -> sigmoid."""
     from .zoo import transfer_model
 
-    return transfer_model("resnet50", image_size, params, backbone_trainable)
+    return transfer_model("resnet50", image_size, params.weights, params.dropout, backbone_trainable)
 
 
 @network(
@@ -76,7 +76,7 @@ def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_t
     """EfficientNetB0 (ImageNet mean/std normalisation inside) -> GAP -> dropout -> sigmoid."""
     from .zoo import transfer_model
 
-    return transfer_model("efficientnet_b0", image_size, params, backbone_trainable)
+    return transfer_model("efficientnet_b0", image_size, params.weights, params.dropout, backbone_trainable)
 
 
 @network("light_se_cnn", params=LightSECNNParams)
@@ -118,7 +118,12 @@ def build_efficientnet_b0_dual_attention(
     from .zoo import transfer_model
 
     return transfer_model(
-        "efficientnet_b0_dual_attention", image_size, params, backbone_trainable, attention_ratio=params.attention_ratio
+        "efficientnet_b0_dual_attention",
+        image_size,
+        params.weights,
+        params.dropout,
+        backbone_trainable,
+        attention_ratio=params.attention_ratio,
     )
 
 
