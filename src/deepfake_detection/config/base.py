@@ -29,7 +29,7 @@ NAME_RULE = "1-64 letters, digits, '_' or '-', starting with a letter"
 def check_name(name: str) -> str:
     """``name`` if it is a safe set name (it names MLflow metrics ``external/<name>/auc`` and the
     folder ``artifacts/external/<name>/``); ValueError saying what to fix otherwise.
-    ``evaluate.external`` checks its names with it, and so does :mod:`deepfake_detection.data.external`."""
+    ``evaluate.external`` checks its names with it (it lived in ``data/external.py`` before)."""
     if not isinstance(name, str) or not NAME.match(name):
         suggestion = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_-") or "set"
         if not suggestion[0].isalpha():
