@@ -80,54 +80,79 @@ def promote(
     elif force:
         promoted, reason = True, f"forced (--force) over version {old.version} ({metric}={old.tags.get(metric)})"
     else:
-        fallback = ""
-        if rescore is not None:
-            try:
-                new_value, old_value = (float(v) for v in rescore(old))
-            except Unloadable as err:
-                unloadable = str(err).splitlines()[0] if str(err) else type(err).__name__
-            except Exception as err:  # noqa: BLE001 - any failure to score means: fall back
-                new_value = old_value = None
-                fallback = (
-                    f" (version {old.version} could not be scored on the current validation split: "
-                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
-                    f"compared with its stored {metric} tag, which may come from other data)"
-                )
+        new_value, old_value, unloadable, fallback = _rescored(old, metric, rescore)
         if unloadable is not None:
             promoted, reason = True, f"version {old.version}, the champion, cannot be loaded: {unloadable}"
         elif old_value is not None:
-            where = "both on the current validation split"
-            stored = old.tags.get(metric)
-            also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
-            if is_better(metric, new_value, old_value):
-                promoted, reason = (
-                    True,
-                    (f"{metric} {new_value:.4f} beats version {old.version}'s {old_value:.4f}, {where}{also}"),
-                )
-            else:
-                promoted, reason = (
-                    False,
-                    (
-                        f"{metric} {new_value:.4f} does not beat version {old.version}'s "
-                        f"{old_value:.4f}, {where}{also}: '{alias}' stays "
-                        f"(use --force to override)"
-                    ),
-                )
+            promoted, reason = _judge_rescored(old, alias, metric, new_value, old_value)
         else:
-            tag = old.tags.get(metric)
-            if tag is None:
-                promoted, reason = True, f"version {old.version} carries no {metric} tag to compare with"
-            elif is_better(metric, value, float(tag)):
-                promoted, reason = True, f"{metric} {value:.4f} beats version {old.version}'s {float(tag):.4f}"
-            else:
-                promoted, reason = (
-                    False,
-                    (
-                        f"{metric} {value:.4f} does not beat version {old.version}'s "
-                        f"{float(tag):.4f}: '{alias}' stays (use --force to override)"
-                    ),
-                )
+            promoted, reason = _judge_by_tag(old, alias, metric, value)
             reason += fallback
+    _record(client, name, version, alias, metric, old, promoted, reason, (new_value, old_value, unloadable))
+    return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
+
+
+def _rescored(old, metric: str, rescore: Rescore | None) -> tuple[float | None, float | None, str | None, str]:
+    """``(challenger, champion, unloadable, fallback)``: both versions' ``metric`` on the current
+    validation split (None when not rescored), why the champion cannot be loaded (None when it
+    can), and what the reason adds when the gate falls back to the champion's stored tag."""
+    if rescore is None:
+        return None, None, None, ""
+    try:
+        new_value, old_value = (float(v) for v in rescore(old))
+    except Unloadable as err:
+        return None, None, (str(err).splitlines()[0] if str(err) else type(err).__name__), ""
+    except Exception as err:  # noqa: BLE001 - any failure to score means: fall back
+        return (
+            None,
+            None,
+            None,
+            (
+                f" (version {old.version} could not be scored on the current validation split: "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
+                f"compared with its stored {metric} tag, which may come from other data)"
+            ),
+        )
+    return new_value, old_value, None, ""
+
+
+def _judge_rescored(old, alias: str, metric: str, new_value: float, old_value: float) -> tuple[bool, str]:
+    """The decision from both versions' ``metric`` on the current validation split."""
+    where = "both on the current validation split"
+    stored = old.tags.get(metric)
+    also = f"; its stored tag says {float(stored):.4f}" if stored is not None else ""
+    if is_better(metric, new_value, old_value):
+        return True, f"{metric} {new_value:.4f} beats version {old.version}'s {old_value:.4f}, {where}{also}"
+    return (
+        False,
+        (
+            f"{metric} {new_value:.4f} does not beat version {old.version}'s "
+            f"{old_value:.4f}, {where}{also}: '{alias}' stays "
+            f"(use --force to override)"
+        ),
+    )
+
+
+def _judge_by_tag(old, alias: str, metric: str, value: float) -> tuple[bool, str]:
+    """The decision from the challenger's ``value`` and the champion's stored ``metric`` tag."""
+    tag = old.tags.get(metric)
+    if tag is None:
+        return True, f"version {old.version} carries no {metric} tag to compare with"
+    if is_better(metric, value, float(tag)):
+        return True, f"{metric} {value:.4f} beats version {old.version}'s {float(tag):.4f}"
+    return (
+        False,
+        (
+            f"{metric} {value:.4f} does not beat version {old.version}'s "
+            f"{float(tag):.4f}: '{alias}' stays (use --force to override)"
+        ),
+    )
+
+
+def _record(client, name: str, version: str, alias: str, metric: str, old, promoted: bool, reason: str, scores):
+    """Write the decision on the versions (``scores``: challenger, champion, unloadable); move the
+    alias last, so a process killed before it leaves the alias where it was."""
+    new_value, old_value, unloadable = scores
     if unloadable is not None:
         client.set_model_version_tag(name, str(old.version), "unloadable", unloadable)
     if old_value is not None:
@@ -136,9 +161,8 @@ def promote(
         client.set_model_version_tag(name, version, "gate_champion_version", str(old.version))
     client.set_model_version_tag(name, version, "promotion_reason", reason)
     client.set_model_version_tag(name, version, "promotion", "promoted" if promoted else "not promoted")
-    if promoted:  # last: a process killed before this leaves the alias where it was
+    if promoted:
         client.set_registered_model_alias(name, alias, version)
-    return Decision(promoted, reason, None if old is None else str(old.version), new_value, old_value)
 
 
 def describe_model(name: str, description: str, tags: dict[str, str]) -> None:

@@ -4,7 +4,7 @@ Default store: ``sqlite:///mlflow.db`` in the project root, artifacts in ``mlart
 beside it; ``MLFLOW_TRACKING_URI`` overrides. The project root is DVC's ``DVC_ROOT`` when a
 stage runs under DVC: a queued experiment (``dvc exp run --queue``, ``dvc queue start``) runs in
 a temporary copy of the project, and ``DVC_ROOT`` names the project that queued it, so its runs
-land in the same store as every other run. Every run carries the tags ``stage``,
+land in the same store as every other run. Every run carries the tags (computed in lineage.py) ``stage``,
 ``git_commit``, ``data_digest``, ``model`` (per-model stages) and, under ``dvc exp run``,
 ``dvc_exp`` (the experiment's name: one tag groups all the runs of one experiment) and
 ``dvc_baseline`` (the commit the experiment started from), and under DVC ``pipeline_run`` (one id
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,35 +29,17 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from . import signals  # noqa: E402
 from .config import Params, flatten  # noqa: E402
-
-STAGES = (
-    "prepare",
-    "train",
-    "finetune",
-    "threshold",
-    "evaluate",
-    "ensemble",
-    "summary",
-    "register",
-    "external",
-    "robustness",
-    "robustness-report",
+from .lineage import (  # noqa: E402, F401  (run provenance: re-exported, tracking.run_tags etc.)
+    DATA_DVC,
+    PROCESS_TAG,
+    STAGE_SPLITS,
+    STAGES,
+    data_digest,
+    git_commit,
+    process_ended,
+    run_tags,
 )
-DATA_DVC = Path("data.dvc")
-# The splits of the manifest each stage reads: logged as the run's dataset inputs.
-STAGE_SPLITS = {
-    "prepare": ("train", "valid", "test"),
-    "train": ("train", "valid"),
-    "finetune": ("train", "valid"),
-    "threshold": ("valid",),
-    "evaluate": ("test",),
-    "ensemble": ("valid", "test"),
-    "summary": ("test",),
-    "register": ("valid",),
-    "robustness": ("test",),  # per model and per ensemble: the test split under perturbations
-    "robustness-report": ("test",),
-    "external": (),  # folders outside the manifest: logged by log_external_dataset
-}
+
 # The MLflow UI opens an experiment in its GenAI view unless told otherwise. MLflow 3.17's UI takes
 # the view from the URL (``?workflowType=machine_learning``) or the user's last choice; UIs without
 # workflow-based navigation read the experiment tag instead. Both are set: the tag here, the URL
@@ -142,81 +123,6 @@ def experiment_url(base_url: str, experiment: str, root: Path | None = None) -> 
     return f"{base_url.rstrip('/')}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
 
 
-def git_commit(root: Path | None = None) -> str:
-    """The checked-out commit (``-dirty`` when tracked code changed), or ``unknown``."""
-    cwd = root or Path.cwd()
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        # Only code counts as dirty: dvc.lock and .gitignore files change during `dvc repro`.
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "pyproject.toml", "dvc.yaml"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{sha}-dirty" if dirty else sha
-
-
-def data_digest(dvc_file: Path = DATA_DVC) -> str:
-    """The md5 that ``data.dvc`` records for the dataset, or ``unknown``."""
-    import yaml
-
-    try:
-        outs = yaml.safe_load(Path(dvc_file).read_text())["outs"]
-        return str(outs[0]["md5"])
-    except (OSError, KeyError, IndexError, TypeError):
-        return "unknown"
-
-
-def run_tags(stage: str, model: str | None = None) -> dict[str, str]:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    from .lineage import pipeline_run
-
-    tags = {"stage": stage, "git_commit": git_commit(), "data_digest": data_digest(), PROCESS_TAG: _process()}
-    if model:
-        tags["model"] = model
-    repro = pipeline_run()
-    if repro:
-        tags["pipeline_run"] = repro
-    for tag, var in (("dvc_exp", "DVC_EXP_NAME"), ("dvc_baseline", "DVC_EXP_BASELINE_REV")):
-        if os.environ.get(var):
-            tags[tag] = os.environ[var]
-    return tags
-
-
-PROCESS_TAG = "process"
-"""A stage run's ``<host>:<pid>``: a run still RUNNING whose process has ended was killed outright."""
-
-
-def _process() -> str:
-    import socket
-
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _ended(process: str) -> bool:
-    """Whether the ``<host>:<pid>`` of a run is a process of this machine that has ended (a
-    process elsewhere, or a run without the tag, cannot be told: False)."""
-    import socket
-
-    host, _, pid = process.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
-
-
 def close_stale_runs(experiment_id: str, by: str, where: str = "") -> list[str]:
     """Mark FAILED the runs of ``experiment_id`` left RUNNING by a process of this machine that
     has ended (SIGKILL, a crash, a power cut), with a ``failed_reason`` tag saying so and ``by``
@@ -226,7 +132,7 @@ def close_stale_runs(experiment_id: str, by: str, where: str = "") -> list[str]:
     closed = []
     for run in client.search_runs([experiment_id], query, max_results=1000):
         process = run.data.tags.get(PROCESS_TAG, "")
-        if _ended(process):
+        if process_ended(process):
             reason = f"its process {process} ended without closing the run (killed outright?); marked FAILED by {by}"
             client.set_tag(run.info.run_id, "failed_reason", reason)
             client.set_terminated(run.info.run_id, "FAILED")

@@ -166,9 +166,6 @@ def fit(
 ) -> dict:
     """Compile, fit with early stopping + LR reduction, save, and log one stage's run. Under
     :func:`distributed` the model must have been built or loaded in the same scope."""
-    import keras
-    import tensorflow as tf
-
     train_ds, val_ds, train_labels = _datasets(params)
     weights = class_weights(train_labels) if params.train.class_weighting else None
     steps = -(-len(train_labels) // params.data.batch_size) * epochs
@@ -177,9 +174,38 @@ def fit(
     history_csv = paths.history_csv(stage, model_name)
     for p in (out, history_csv):
         p.parent.mkdir(parents=True, exist_ok=True)
+    settings = _run_settings(model, params, settings, lr=lr, epochs=epochs, patience=patience, weights=weights)
+    with (  # outputs outermost: they are replaced only once the run has ended well too
+        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name)),
+        tracking.stage_run(stage, params, model=model_name, log=settings),
+    ):
+        start = time.perf_counter()
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=epochs,
+            class_weight=weights,
+            shuffle=False,
+            callbacks=_callbacks(params, patience, history_csv),
+            verbose=2,
+        )
+        seconds = time.perf_counter() - start
+        history = pd.read_csv(history_csv)
+        if "learning_rate" not in history:
+            history["learning_rate"] = np.nan
+        metrics = _best_metrics(model, val_ds, history, params.train.monitor, seconds)
+        _log_results(model, stage, model_name, metrics, history, val_ds)
+    logger.info("%s %s: %s", stage, model_name, metrics)
+    return metrics
+
+
+def _run_settings(model, params: Params, settings: dict, *, lr: float, epochs: int, patience: int, weights) -> dict:
+    """What the stage's run logs as params: the caller's ``settings``, the training recipe, the
+    class weights and the model's parameter counts."""
+    import tensorflow as tf  # TensorFlow: only when a model is trained
 
     t = params.train
-    settings = {
+    return {
         **settings,
         "lr": lr,
         "epochs": epochs,
@@ -199,50 +225,49 @@ def fit(
         "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "total_params": int(model.count_params()),
     }
-    with (  # outputs outermost: they are replaced only once the run has ended well too
-        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name)),
-        tracking.stage_run(stage, params, model=model_name, log=settings),
-    ):
-        callbacks = [
-            keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
-            learning_rate_in_logs(),  # before the CSV logger: the history file gets its learning_rate column
-            keras.callbacks.CSVLogger(str(history_csv)),
-            tracking.epoch_logger(),
-        ]
-        if t.schedule == "plateau":
-            callbacks.append(
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor=t.monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience
-                )
+
+
+def _callbacks(params: Params, patience: int, history_csv) -> list:
+    """Early stopping (best weights restored), the learning rate in the logs, the history CSV,
+    the per-epoch MLflow metrics and, for the ``plateau`` schedule, LR reduction."""
+    import keras  # TensorFlow: only when a model is trained
+
+    t = params.train
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
+        learning_rate_in_logs(),  # before the CSV logger: the history file gets its learning_rate column
+        keras.callbacks.CSVLogger(str(history_csv)),
+        tracking.epoch_logger(),
+    ]
+    if t.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=t.monitor, factor=t.reduce_lr_factor, patience=t.reduce_lr_patience
             )
-        start = time.perf_counter()
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            class_weight=weights,
-            shuffle=False,
-            callbacks=callbacks,
-            verbose=2,
         )
-        seconds = time.perf_counter() - start
-        history = pd.read_csv(history_csv)
-        if "learning_rate" not in history:
-            history["learning_rate"] = np.nan
-        # The restored (best) weights, measured once more on validation.
-        best = model.evaluate(val_ds, return_dict=True, verbose=0)
-        metrics = {f"val_{k}": float(v) for k, v in best.items()}
-        metrics.update(
-            epochs_run=int(len(history)), best_epoch=_best_epoch(history, t.monitor), train_seconds=round(seconds, 2)
-        )
-        tracking.log_metrics({(k if k.startswith("best_") else f"best_{k}"): v for k, v in metrics.items()})
-        metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
-        tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
-        tracking.log_figure(plot_history(history, f"{stage} {model_name}"), "training_curves.png")
-        tracking.log_artifact(history_csv)
-        model.save(out)
-        tracking.log_artifact(out, "keras")
-        example = next(iter(val_ds))[0].numpy()[:2]
-        tracking.log_keras_model(model, name=model_name, input_example=example)  # named after its network
-    logger.info("%s %s: %s", stage, model_name, metrics)
+    return callbacks
+
+
+def _best_metrics(model, val_ds, history: pd.DataFrame, monitor: str, seconds: float) -> dict:
+    """The restored (best) weights, measured once more on validation, with the epochs run, the
+    best epoch and the training time; logged to the run as ``best_*``."""
+    best = model.evaluate(val_ds, return_dict=True, verbose=0)
+    metrics = {f"val_{k}": float(v) for k, v in best.items()}
+    metrics.update(
+        epochs_run=int(len(history)), best_epoch=_best_epoch(history, monitor), train_seconds=round(seconds, 2)
+    )
+    tracking.log_metrics({(k if k.startswith("best_") else f"best_{k}"): v for k, v in metrics.items()})
+    metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
     return metrics
+
+
+def _log_results(model, stage: str, model_name: str, metrics: dict, history: pd.DataFrame, val_ds) -> None:
+    """The stage's metrics file, curves, history, ``.keras`` file and logged Keras model."""
+    history_csv, out = paths.history_csv(stage, model_name), paths.model_file(model_name, stage)
+    tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
+    tracking.log_figure(plot_history(history, f"{stage} {model_name}"), "training_curves.png")
+    tracking.log_artifact(history_csv)
+    model.save(out)
+    tracking.log_artifact(out, "keras")
+    example = next(iter(val_ds))[0].numpy()[:2]
+    tracking.log_keras_model(model, name=model_name, input_example=example)  # named after its network

@@ -59,7 +59,7 @@ def test_telemetry_and_analytics_are_off_in_the_repo():
 def test_dvc_stages_cover_every_model_and_only_transfer_models_finetune():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     stages = dvc["stages"]
-    # the per-model stages loop over params.yaml, which config.py checks against the registered networks
+    # the per-model stages loop over params.yaml, which config/ checks against the registered networks
     assert {stages[s]["foreach"] for s in ("train", "threshold", "evaluate", "robustness")} == {"${models}"}
     assert stages["finetune"]["foreach"] == "${finetune.models}"
     for params_file in ("params.yaml", "params-real.yaml"):

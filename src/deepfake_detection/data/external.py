@@ -10,27 +10,9 @@ them; every other file is listed, so an undecodable one is reported by the stage
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .. import LABELS, SPLITS
-
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-NAME_RULE = "1-64 letters, digits, '_' or '-', starting with a letter"
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a safe set name (it names MLflow metrics ``external/<name>/auc`` and the
-    folder ``artifacts/external/<name>/``); ValueError saying what to fix otherwise."""
-    if not isinstance(name, str) or not NAME.match(name):
-        suggestion = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_-") or "set"
-        if not suggestion[0].isalpha():
-            suggestion = f"set_{suggestion}"
-        raise ValueError(
-            f"name {name!r} is not a safe identifier: use {NAME_RULE} (it names the MLflow metrics "
-            f"external/<name>/auc and the folder artifacts/external/<name>/), e.g. {suggestion[:64]!r}"
-        )
-    return name
 
 
 def _files(folder: Path) -> list[Path]:

@@ -59,9 +59,9 @@ class LightSECNNParams(NetworkParams):
 )
 def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
     """ResNet50 (caffe preprocessing inside) -> GAP -> dropout -> sigmoid."""
-    from .zoo import transfer_model
+    from .zoo import transfer_model  # Keras: only when built
 
-    return transfer_model("resnet50", image_size, params, backbone_trainable)
+    return transfer_model("resnet50", image_size, params.weights, params.dropout, backbone_trainable)
 
 
 @network(
@@ -74,9 +74,9 @@ def build_resnet50(image_size: int, params: TransferParams, *, backbone_trainabl
 )
 def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_trainable: bool = False):
     """EfficientNetB0 (ImageNet mean/std normalisation inside) -> GAP -> dropout -> sigmoid."""
-    from .zoo import transfer_model
+    from .zoo import transfer_model  # Keras: only when built
 
-    return transfer_model("efficientnet_b0", image_size, params, backbone_trainable)
+    return transfer_model("efficientnet_b0", image_size, params.weights, params.dropout, backbone_trainable)
 
 
 @network("light_se_cnn", params=LightSECNNParams)
@@ -90,7 +90,7 @@ def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_tr
     from keras import layers
 
     from .blocks import classification_head, conv_block, squeeze_excite_block
-    from .zoo import image_input
+    from .zoo import image_input  # Keras: only when built
 
     inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
@@ -115,10 +115,15 @@ def build_efficientnet_b0_dual_attention(
     image_size: int, params: DualAttentionParams, *, backbone_trainable: bool = False
 ):
     """EfficientNetB0 features -> CBAM channel + spatial attention -> GAP -> dropout -> sigmoid."""
-    from .zoo import transfer_model
+    from .zoo import transfer_model  # Keras: only when built
 
     return transfer_model(
-        "efficientnet_b0_dual_attention", image_size, params, backbone_trainable, attention_ratio=params.attention_ratio
+        "efficientnet_b0_dual_attention",
+        image_size,
+        params.weights,
+        params.dropout,
+        backbone_trainable,
+        attention_ratio=params.attention_ratio,
     )
 
 
@@ -200,7 +205,7 @@ def build_residual_cooc(image_size: int, params: ResidualParams, *, backbone_tra
     ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
     from keras import layers
 
-    from .forensic import forensic_model, multiscale_residual_block, spam_block
+    from .forensic import forensic_model, multiscale_residual_block, spam_block  # Keras: only when built
 
     def extract(x):
         features = multiscale_residual_block(x, params.scales, sqrt=params.hellinger)
@@ -216,6 +221,6 @@ def build_block_dct(image_size: int, params: ForensicParams, *, backbone_trainab
     """YCbCr -> 8x8 block DCT of Y -> coefficient statistics and first digits (201) -> logistic head.
 
     ``image_size`` is ignored: the network takes images of any size, at their own resolution."""
-    from .forensic import block_dct_block, forensic_model
+    from .forensic import block_dct_block, forensic_model  # Keras: only when built
 
     return forensic_model("block_dct", block_dct_block, head=params.head)

@@ -54,7 +54,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from deepfake_detection.config import ModelsParams, TransferParams
 from deepfake_detection.models.blocks import classification_head, dual_attention_block
 from deepfake_detection.models.registry import spec, transfer_models
 
@@ -164,30 +163,37 @@ def _freeze(base: keras.Model, trainable: bool) -> None:
 
 
 def transfer_model(
-    name: str, image_size: int, params: TransferParams, backbone_trainable: bool, attention_ratio: int | None = None
+    name: str,
+    image_size: int,
+    weights: str,
+    dropout: float,
+    backbone_trainable: bool,
+    attention_ratio: int | None = None,
 ) -> keras.Model:
-    """A transfer network: ``name``'s backbone (frozen unless ``backbone_trainable``), an optional
-    dual-attention block, the classification head."""
+    """A transfer network: ``name``'s backbone with ``weights`` (``"imagenet"``, ``"none"`` or a
+    weights file; frozen unless ``backbone_trainable``), an optional dual-attention block, the
+    classification head with ``dropout``."""
     inputs = image_input(image_size)
-    base, features = _backbone(name, inputs, image_size, params.weights)
+    base, features = _backbone(name, inputs, image_size, weights)
     _freeze(base, backbone_trainable)
     if attention_ratio is not None:
         features = dual_attention_block(features, attention_ratio, name="attention")
-    outputs = classification_head(features, params.dropout, name="head")
+    outputs = classification_head(features, dropout, name="head")
     return keras.Model(inputs, outputs, name=name)
 
 
 def build_model(
     name: str,
     image_size: int,
-    params: ModelsParams,
+    params: object,
     seed: int | None = None,
     *,
     backbone_trainable: bool = False,
 ) -> keras.Model:
     """Build model ``name`` for square ``image_size`` RGB images in [0, 255].
 
-    ``params`` is the whole ``models`` section; the builder reads ``params.<name>``. ``seed``
+    ``params`` is the whole ``models`` section (``config.ModelsParams``, or any object with one
+    attribute per network, its settings): the builder gets ``params.<name>``. ``seed``
     (if given) goes to ``keras.utils.set_random_seed`` first, which seeds Python, NumPy and the
     backend globally: same seed, same initial weights. ``backbone_trainable`` applies to the
     transfer models (frozen by default); ``light_se_cnn`` is always fully trainable. The
