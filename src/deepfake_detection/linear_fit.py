@@ -26,7 +26,10 @@ from tqdm import tqdm
 
 from . import paths, tracking
 from .config import Params
+from .data.decode import decode_native
 from .data.manifest import load_manifest
+from .data.perturb import image_seed, perturb
+from .data.shards import iter_contents
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ def image_features(
     degradation (a ``Degradation``: ``perturb.perturb`` of its operations for the image, seeded by
     ``perturb.image_seed(seed, key)``), decoded at
     native resolution by the training pipeline's ``decode_image``; ``chunk`` images at a time."""
-    from .data.decode import decode_native
-    from .data.perturb import image_seed, perturb
 
     copies = 1 + len(degrade)
     stream = iter(contents)
@@ -101,7 +102,6 @@ def image_features(
 def split_features(model, manifest: pd.DataFrame, split: str, degrade: Sequence, seed: int):
     """Features ``(n, copies, d)`` and labels ``(n,)`` of one split of the manifest."""
     from .data.pipeline import labels_of
-    from .data.shards import iter_contents
 
     rows = manifest[manifest.split == split]
     keys = rows.path.astype(str).tolist()
@@ -251,8 +251,6 @@ def model_probabilities(model, features: np.ndarray) -> np.ndarray:
 
 def _example(manifest: pd.DataFrame) -> np.ndarray:
     """One validation image at native size, as the model's input example."""
-    from .data.decode import decode_native
-    from .data.shards import iter_contents
 
     first = manifest[manifest.split == "valid"].path.astype(str).head(1)
     (image,), _ = decode_native(list(itertools.islice(iter_contents(first), 1)))

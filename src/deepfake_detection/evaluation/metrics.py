@@ -33,7 +33,9 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from deepfake_detection import LABELS  # noqa: E402
+from deepfake_detection.evaluation.ensemble import KINDS  # noqa: E402
 from deepfake_detection.evaluation.thresholds import validate_scores  # noqa: E402
+from deepfake_detection.models.registry import model_names  # noqa: E402
 
 METRIC_KEYS = (
     "accuracy",
@@ -239,9 +241,6 @@ def model_colour(name: str | None) -> str | None:
 
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
-
-    from ..models.registry import model_names
-    from .ensemble import KINDS
 
     if name is None:
         return None

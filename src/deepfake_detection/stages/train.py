@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from ..config import Params, flatten
 from ..data.views import model_input_size
+from ..linear_fit import fit_linear
+from ..models.registry import spec
 from ..training import distributed, fit, set_determinism
 
 
 def run(model_name: str, params: Params) -> dict:
-    from ..models.registry import spec
     from ..models.zoo import build_model
 
     section = getattr(params.models, model_name)
     if spec(model_name).fit == "linear":
-        from ..linear_fit import fit_linear
-
         set_determinism(params.seed)
         model = build_model(model_name, model_input_size(params.data), params.models, seed=params.seed)
         return fit_linear(model, "train", model_name, params, settings=flatten(section, "model."))
