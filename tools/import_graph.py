@@ -17,6 +17,9 @@ Function size: the lines from the ``def`` line to the function's last line, with
 (decorators not counted; blank lines and comments counted: they are read too). A nested function
 counts in its parent's lines and on its own.
 
+Imports inside functions must keep a heavy outside package out of the importing module's import
+time (tools/lazy_imports.py); one that does not is reported.
+
 Hidden imports: ``importlib.import_module(...)``, ``import_module(...)`` or ``__import__(...)`` of a
 package module (a name that is relative, starts with ``deepfake_detection`` or is built from such
 a string, or is given ``package=``): the graph cannot see them, so they are problems.
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lazy_imports import needless_lazy_imports  # noqa: E402
 from package_graph import (  # noqa: E402  (tools/ is not a package)
     PACKAGE,
     SRC,
@@ -98,6 +102,7 @@ class Report:
     forbidden_imports: list[str] = field(default_factory=list)
     long_modules: list[tuple[str, int]] = field(default_factory=list)
     long_functions: list[tuple[str, str, int, int]] = field(default_factory=list)  # module, function, line, lines
+    needless_lazy_imports: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -111,6 +116,7 @@ class Report:
                     self.forbidden_imports,
                     self.long_modules,
                     self.long_functions,
+                    self.needless_lazy_imports,
                 ),
             )
         )
@@ -316,6 +322,7 @@ def analyse(src: Path = SRC, package: str = PACKAGE, layers: dict[str, str] = LA
         forbidden_imports=forbidden_imports(modules, package=package),
         long_modules=long_modules(modules),
         long_functions=long_functions(modules),
+        needless_lazy_imports=needless_lazy_imports(modules, edges, package),
     )
 
 
@@ -336,6 +343,7 @@ def format_report(report: Report, package: str = PACKAGE, with_edges: bool = Fal
             f"functions over {MAX_FUNCTION_LINES} lines (def to end, docstring excluded)",
             [f"{s(m)}.{f} (line {line}): {n} lines" for m, f, line, n in report.long_functions],
         ),
+        ("imports inside functions that keep nothing heavy out (tools/lazy_imports.py)", report.needless_lazy_imports),
     ]
     for title, items in sections:
         out.append(f"\n{title}: {len(items)}")

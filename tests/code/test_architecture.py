@@ -46,6 +46,12 @@ def test_no_forbidden_import(report):
     assert not report.forbidden_imports, "\n".join(report.forbidden_imports)
 
 
+def test_imports_inside_functions_keep_something_heavy_out(report):
+    """The package's own imports are at the top of each module, except those that keep TensorFlow,
+    MLflow, pandas... out of a cheap path (tools/lazy_imports.py)."""
+    assert not report.needless_lazy_imports, "\n".join(report.needless_lazy_imports)
+
+
 def test_no_module_over_400_lines(report):
     assert not report.long_modules, "\n".join(f"{graph.short(m)}: {n} lines" for m, n in report.long_modules)
 
@@ -57,7 +63,7 @@ def test_no_function_over_60_lines(report):
 
 
 # ----------------------------------------------------------------------------- negative tests
-LAYERS = {"": "base", "low": "base", "a": "domain", "b": "domain", "stage": "stages"}
+LAYERS = {"": "base", "low": "base", "a": "domain", "b": "domain", "heavy": "domain", "stage": "stages"}
 
 
 def _package(tmp_path, files: dict[str, str]):
@@ -141,3 +147,18 @@ def test_the_report_exits_1_on_a_problem(tmp_path, capsys):
     _package(tmp_path, {"a.py": "from . import b\n", "b.py": "from . import a\n"})
     assert graph.main(["--src", str(tmp_path / "src"), "--package", "pkg"]) == 1
     assert "import cycles: 1\n  a -> b -> a" in capsys.readouterr().out
+
+
+def test_an_import_inside_a_function_that_keeps_nothing_heavy_out_is_found(tmp_path):
+    report = _package(
+        tmp_path,
+        {
+            "low.py": "import json\n",  # light: nothing to keep out
+            "a.py": "import pandas\n\ndef f():\n    from . import low\n    from . import b\n",
+            "b.py": "import pandas\n",  # what a already brings
+            "stage.py": "def run():\n    from . import heavy\n",  # heavy brings tensorflow: a reason
+            "heavy.py": "import tensorflow\n",
+        },
+    )
+    found = sorted(p.split(" inside")[0] for p in report.needless_lazy_imports)
+    assert found == ["a:4 imports low", "a:5 imports b"]

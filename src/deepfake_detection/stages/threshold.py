@@ -13,14 +13,13 @@ import logging
 
 from .. import paths, tracking
 from ..config import Params, flatten
+from ..data.manifest import load_manifest
 from .scoring import choose_threshold, load_final_model, perturbed_scores, predict_split, robust_auc
 
 logger = logging.getLogger(__name__)
 
 
 def run(model_name: str, params: Params) -> dict:
-    from ..data.manifest import load_manifest
-
     perturbed_csv = paths.predictions(model_name, "valid_perturbed")
     outputs = (paths.predictions(model_name, "valid"), perturbed_csv, paths.stage_metrics("threshold", model_name))
     with paths.replaced_on_success(*outputs):  # a failure keeps the previous outputs
