@@ -17,7 +17,7 @@ An ensemble is explained as a whole (:func:`ensemble_gradcam`), and a patch-view
 (:func:`patch_gradcam`).
 
 ``explain_files(..., faces=True)`` (``explain --faces``) explains each face of a photo: the
-crop the detector scores (:mod:`deepfake_detection.serving.faces`) is explained and its heatmap
+crop the detector scores (:mod:`deepfake_detection.serving.face_rows`) is explained and its heatmap
 blended back into the whole photo, face boxes drawn (:func:`faces_overlay`).
 
 Images are float32 RGB pixels in [0, 255], ``(n, S, S, 3)``, as the models take them. Plots are
@@ -156,7 +156,7 @@ def ensemble_gradcam(models, ensemble, images, *, threshold: float = 0.5) -> tup
     import tensorflow as tf
 
     from deepfake_detection.evaluation.ensemble import Ensemble
-    from deepfake_detection.serving.pyfunc import input_size
+    from deepfake_detection.serving.members import input_size
 
     ensemble = ensemble if isinstance(ensemble, Ensemble) else Ensemble.from_dict(ensemble)
     if len(models) != len(ensemble.members):
@@ -195,7 +195,7 @@ def mixed_maps(models, ensemble, image: np.ndarray, *, threshold: float = 0.5):
     from deepfake_detection.data.pipeline import resize
     from deepfake_detection.evaluation.ensemble import Ensemble
     from deepfake_detection.models.forensic import energy_map
-    from deepfake_detection.serving.pyfunc import input_size
+    from deepfake_detection.serving.members import input_size
 
     h, w = image.shape[:2]
     sizes = [input_size(m) for m in models]
@@ -248,6 +248,19 @@ def patch_gradcam(
     peak = heat.max()
     heat = heat / peak if peak > 0 else heat
     return np.clip(heat, 0.0, 1.0).astype(np.float32), p, P
+
+
+def native_map(
+    models, ensemble, image: np.ndarray, patch: int, *, threshold: float = 0.5, layer_name: str | None = None
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """The map ``(h, w)`` of one image scored at its own resolution, its P(fake) and the members'
+    (:func:`mixed_maps` where a member is forensic, a network of any input size: residual energy;
+    else :func:`patch_gradcam`, the grid crops' Grad-CAM stitched over the image)."""
+    from deepfake_detection.serving.members import input_size
+
+    if any(input_size(m) is None for m in models):
+        return mixed_maps(models, ensemble, image, threshold=threshold)
+    return patch_gradcam(models, ensemble, image, patch, threshold=threshold, layer_name=layer_name)
 
 
 def _to_uint8(image) -> np.ndarray:
@@ -311,19 +324,22 @@ class _Detector:
     None), the threshold, pixel limit and metadata it carries, and each member's input size."""
 
     def __init__(self, model_uri_or_path: str | Path):
-        from deepfake_detection.data.images import MAX_PIXELS
+        from deepfake_detection.data.views import scorer
         from deepfake_detection.evaluation.ensemble import Ensemble
-        from deepfake_detection.serving.pyfunc import input_size, load_keras_detector
+        from deepfake_detection.serving.members import input_size, load_keras_detector
+        from deepfake_detection.serving.settings import DetectorSettings
 
         self.models, description, self.metadata = load_keras_detector(model_uri_or_path)
         self.ensemble = Ensemble.from_dict(description) if description else None
-        self.threshold = float(self.metadata.get("threshold", 0.5))
-        self.max_pixels = int(self.metadata.get("max_pixels") or MAX_PIXELS)
+        self.settings = DetectorSettings.from_metadata(self.metadata)
+        self.threshold = self.settings.threshold
+        self.max_pixels = self.settings.max_pixels
         self.sizes = sorted({input_size(m) for m in self.models} - {None})
-        self.view = self.metadata.get("view") or "resize"
-        views = self.metadata.get("member_views") or [self.view] * len(self.models)
+        self.view = self.settings.view
+        views = self.settings.views(len(self.models))
         self.member_views = ["native" if input_size(m) is None else v for m, v in zip(self.models, views)]
         self.forensic = "native" in self.member_views
+        self.native = any(scorer(v).native for v in [self.view, *self.member_views])  # decoded at own resolution
         self.map_name = "Grad-CAM"
         if self.forensic:
             only = self.ensemble is None or all(v == "native" for v in self.member_views)
@@ -344,17 +360,10 @@ class _Detector:
         """:meth:`explain` under the patch view: native-resolution images, one stitched heat map
         each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model).
         A forensic network gets its residual-energy map (``models.forensic.energy_map``)."""
-        if self.forensic:
-            self._check_layer(layer_name)
-            out = [mixed_maps(self.models, self.ensemble, im, threshold=self.threshold) for im in images]
-            heat = [h for h, _, _ in out]
-            probs = np.array([p for _, p, _ in out])
-            return heat, probs, None if self.ensemble is None else np.stack([P for _, _, P in out])
         self._check_layer(layer_name)
+        patch = self.sizes[0] if self.sizes else None
         out = [
-            patch_gradcam(
-                self.models, self.ensemble, im, self.sizes[0], threshold=self.threshold, layer_name=layer_name
-            )
+            native_map(self.models, self.ensemble, im, patch, threshold=self.threshold, layer_name=layer_name)
             for im in images
         ]
         heat = [h for h, _, _ in out]
@@ -472,10 +481,10 @@ def explain_files(
     paths = [Path(p) for p in images]
     contents, errors = read_inputs(pd.DataFrame({"path": [str(p) for p in paths]}))
     if faces is None:
-        faces = bool(detector.metadata.get("faces", False))
+        faces = detector.settings.faces
     if faces:
         return _explain_faces(detector, paths, contents, errors, Path(out_dir), layer_name, alpha)
-    if detector.view == "patches" or detector.forensic:  # native resolution: whole images
+    if detector.native:  # native resolution: whole images (views.scorer)
         header_errors, _ = check_images(
             [c if e is None else None for c, e in zip(contents, errors)], detector.max_pixels
         )
@@ -495,7 +504,7 @@ def explain_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not keep:
         return []
-    if detector.view == "patches" or detector.forensic:
+    if detector.native:
         shown = [native[i] for i in keep]
         heatmaps, probs, member_probs = detector.explain_native(shown, layer_name)
     else:
@@ -545,9 +554,9 @@ def _explain_faces(detector: _Detector, paths, contents, errors, out_dir, layer_
     from PIL import Image
 
     from deepfake_detection.data.decode import check_images, decode_checked
-    from deepfake_detection.serving.faces import face_settings, find_faces
+    from deepfake_detection.serving.face_rows import find_faces
 
-    settings = face_settings(detector.metadata.get("face_settings"))
+    settings = detector.settings.face_settings
     header_errors, _ = check_images([c if e is None else None for c, e in zip(contents, errors)], detector.max_pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
