@@ -9,7 +9,11 @@
   pixel (:func:`grid_origins`), and its score is the sigmoid of the mean of the crops' logits
   (:func:`combine_crop_scores`). Images smaller than a patch are zero-padded to one.
 
-:func:`score_image` is the image-to-score function every scoring path shares, and
+Which of these a model's images go through is decided here only: :data:`SCORERS` (and
+:func:`scorer`) holds one :class:`Scorer` per view, which every scoring path uses (the stages,
+training's evaluation, the served pyfunc, the ONNX runner, explain): how images are decoded
+(resized, or at their own resolution), the batch a network sees for one image, and how an image
+is scored. :func:`score_image` is the image-to-score function every scoring path shares, and
 :func:`score_encoded` the bytes-to-scores one.
 """
 
