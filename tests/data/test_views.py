@@ -153,7 +153,8 @@ def test_native_images_score_under_each_view_as_score_image_does():
 
     for view, size in (("patches", 64), ("native", None)):
         got = views.scorer(view).score_images(predict, images, size, 8)
-        want = [views.score_image(predict, im, DataParams(view=view, patch_size=64)) for im in images]
+        data = DataParams(patch_size=64).model_copy(update={"view": view})  # native: a network's own view
+        want = [views.score_image(predict, im, data) for im in images]
         assert got == pytest.approx(want, abs=1e-12)
     resized = views.scorer("resize").score_images(predict, images, 32, 1)
     prepared = [float(predict(views.scorer("resize").prepare(im, 32))[0]) for im in images]
