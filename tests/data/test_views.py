@@ -127,3 +127,35 @@ def test_threshold_and_evaluate_score_the_patch_view_on_the_whole_grid(in_tmp):
         crop_p = model.predict(crops, verbose=0).reshape(-1)
         assert p == pytest.approx(views.combine_crop_scores(crop_p), abs=1e-5)
     assert (in_tmp / paths.predictions("toy", "valid")).is_file()
+
+
+def test_every_view_has_one_scorer_and_an_unknown_view_fails():
+    assert set(views.SCORERS) == set(views.VIEWS)
+    assert views.scorer(None) is views.SCORERS["resize"]  # detectors logged before views: resize
+    assert [v for v in views.VIEWS if views.scorer(v).native] == list(views.NATIVE_VIEWS)
+    with pytest.raises(ValueError, match="unknown view"):
+        views.scorer("crops")
+
+
+def test_each_scorer_gives_the_batch_its_network_sees():
+    image = np.random.default_rng(2).uniform(0, 255, size=(100, 70, 3)).astype(np.float32)
+    assert views.scorer("resize").prepare(image, 32).shape == (1, 32, 32, 3)
+    assert views.scorer("patches").prepare(image, 64).shape == views.grid_crops(image, 64).numpy().shape
+    assert views.scorer("native").prepare(image, None).shape == (1, 100, 70, 3)
+
+
+def test_native_images_score_under_each_view_as_score_image_does():
+    rng = np.random.default_rng(3)
+    images = [rng.uniform(0, 255, size=shape).astype(np.float32) for shape in ((90, 80, 3), (64, 120, 3))]
+
+    def predict(batch):
+        return 1 / (1 + np.exp(-(np.asarray(batch).mean(axis=(1, 2, 3)) - 127.5) / 10))
+
+    for view, size in (("patches", 64), ("native", None)):
+        got = views.scorer(view).score_images(predict, images, size, 8)
+        data = DataParams(patch_size=64).model_copy(update={"view": view})  # native: a network's own view
+        want = [views.score_image(predict, im, data) for im in images]
+        assert got == pytest.approx(want, abs=1e-12)
+    resized = views.scorer("resize").score_images(predict, images, 32, 1)
+    prepared = [float(predict(views.scorer("resize").prepare(im, 32))[0]) for im in images]
+    assert resized == pytest.approx(prepared, abs=1e-12)

@@ -31,7 +31,7 @@ from deepfake_detection.config import FacesParams, ModelsParams
 from deepfake_detection.data.faces import NO_FACE, cut, detect_faces
 from deepfake_detection.data.images import encode
 from deepfake_detection.serving import export, predict, pyfunc
-from deepfake_detection.serving import faces as serving_faces
+from deepfake_detection.serving import face_rows as serving_faces
 from deepfake_detection.serving import io as serving_io
 
 SIZE = 32

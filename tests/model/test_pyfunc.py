@@ -215,7 +215,7 @@ def test_the_signature_accepts_path_or_image(detector):
     assert set(columns) == {"path", "image"}
     assert not columns["path"].required and not columns["image"].required
     assert {p.name for p in signature.params.params} == {"threshold", "batch_size", "faces"}
-    from deepfake_detection.serving.faces import FACE_COLUMNS, FACE_OUTPUT_COLUMNS
+    from deepfake_detection.serving.face_rows import FACE_COLUMNS, FACE_OUTPUT_COLUMNS
 
     outputs = signature.outputs.inputs
     assert [c.name for c in outputs] == list(FACE_OUTPUT_COLUMNS)  # the face columns: only with faces on

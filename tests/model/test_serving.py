@@ -324,7 +324,7 @@ def test_served_model_scores_every_face_when_the_request_asks(served):
     from sklearn.datasets import load_sample_image
 
     from deepfake_detection.data.faces import NO_FACE
-    from deepfake_detection.serving.faces import FACE_OUTPUT_COLUMNS
+    from deepfake_detection.serving.face_rows import FACE_OUTPUT_COLUMNS
 
     canvas = np.full((360, 480, 3), 90, np.uint8)
     for top, left, side in ((20, 10, 200), (190, 300, 150)):

@@ -9,7 +9,11 @@
   pixel (:func:`grid_origins`), and its score is the sigmoid of the mean of the crops' logits
   (:func:`combine_crop_scores`). Images smaller than a patch are zero-padded to one.
 
-:func:`score_image` is the image-to-score function every scoring path shares, and
+Which of these a model's images go through is decided here only: :data:`SCORERS` (and
+:func:`scorer`) holds one :class:`Scorer` per view, which every scoring path uses (the stages,
+training's evaluation, the served pyfunc, the ONNX runner, explain): how images are decoded
+(resized, or at their own resolution), the batch a network sees for one image, and how an image
+is scored. :func:`score_image` is the image-to-score function every scoring path shares, and
 :func:`score_encoded` the bytes-to-scores one.
 """
 
@@ -22,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from deepfake_detection.config import DataParams
-from deepfake_detection.data.decode import decode_checked, decode_native
+from deepfake_detection.data.decode import decode_checked, decode_native, resize
 from deepfake_detection.models.registry import SPECS
 
 VIEWS = ("resize", "patches", "native")
@@ -42,12 +46,12 @@ def view_of(data: DataParams, model: str) -> DataParams:
 
 def is_native(view: str) -> bool:
     """Whether images are decoded at their own resolution for this view."""
-    return view in NATIVE_VIEWS
+    return scorer(view).native
 
 
 def model_input_size(data: DataParams) -> int:
     """The side of the square a model of this view takes: ``image_size`` or ``patch_size``."""
-    return data.patch_size if data.view == "patches" else data.image_size
+    return scorer(data.view).input_size(data)
 
 
 def grid_origins(length: int, patch: int) -> list[int]:
@@ -105,30 +109,18 @@ def score_image(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | 
     ``predict`` maps a batch ``(n, s, s, 3)`` to P(fake) ``(n,)`` or ``(n, 1)``. With ``resize``
     the image must already be at ``image_size`` (the decoders resize); with ``patches`` it is at
     native resolution and is scored by :func:`grid_crops` and :func:`combine_crop_scores`; with
-    ``native`` it is at native resolution and goes to ``predict`` whole.
+    ``native`` it is at native resolution and goes to ``predict`` whole (:data:`SCORERS`).
     """
-    if data.view == "patches":
-        return score_crops(predict, image, data.patch_size)
-    return float(np.asarray(predict(np.asarray(image)[np.newaxis])).reshape(-1)[0])
+    view = scorer(data.view)
+    return view.score_image(predict, image, view.input_size(data))
 
 
 def score_encoded(predict: Callable[[np.ndarray], np.ndarray], contents, data: DataParams) -> np.ndarray:
     """P(fake) ``(n,)`` of encoded images (bytes) under ``data.view``: decoded and resized to
     ``image_size`` and scored ``data.batch_size`` at a time (``resize``), or each decoded at its
     own resolution and scored by :func:`score_image`. Raises ``ValueError`` if one does not decode."""
-    contents = list(contents)
-    if is_native(data.view):
-        images, errors = decode_native(contents)
-    else:
-        pixels, errors = decode_checked(contents, data.image_size)
-    bad = [e for e in errors if e]
-    if bad:
-        raise ValueError(f"{len(bad)} image(s) could not be decoded: {bad[0]}")
-    if is_native(data.view):
-        return np.array([score_image(predict, image, data) for image in images], dtype=float)
-    size = data.batch_size
-    batches = [np.asarray(predict(pixels[i : i + size])).reshape(-1) for i in range(0, len(pixels), size)]
-    return np.concatenate(batches).astype(float) if batches else np.array([], dtype=float)
+    view = scorer(data.view)
+    return view.score_encoded(predict, contents, view.input_size(data), data.batch_size)
 
 
 def score_crops(predict: Callable[[np.ndarray], np.ndarray], image: tf.Tensor | np.ndarray, patch: int):
@@ -157,3 +149,122 @@ def stitch_crops(values: np.ndarray, height: int, width: int, patch: int) -> np.
         total[y : y + patch, x : x + patch] += value
         count[y : y + patch, x : x + patch] += 1
     return (total / count)[:height, :width]
+
+
+# --------------------------------------------------------------------------- one scorer per view
+
+Predict = Callable[[np.ndarray], np.ndarray]
+"""A network's forward pass: a batch ``(n, s, s, 3)`` -> P(fake) ``(n,)`` or ``(n, 1)``."""
+
+
+def _probabilities(predict: Predict, batch) -> np.ndarray:
+    return np.asarray(predict(np.asarray(batch))).reshape(-1)
+
+
+class Scorer:
+    """How a model of one view turns images into P(fake): the one place that decides whether an
+    image is resized, cut into its grid of crops or read whole (:data:`SCORERS`, :func:`scorer`).
+
+    ``size`` is the side of the square the network takes (``input_size``: ``image_size`` under
+    ``resize``, ``patch_size`` under ``patches``; unused under ``native``). ``native``: whether
+    images are decoded at their own resolution (:func:`decode_at`'s ``None`` size) rather than
+    resized to ``size`` on decode."""
+
+    view: str = ""
+    native: bool = True
+
+    def input_size(self, data: DataParams) -> int:
+        """The side of the square a model of this view is trained on."""
+        return data.image_size
+
+    def decoded_size(self, size: int | None) -> int | None:
+        """The size images are decoded at for this view: ``size``, or ``None`` (native resolution)."""
+        return None if self.native else size
+
+    def decode(self, contents, size: int | None):
+        """Encoded images -> what :meth:`score_decoded` takes, and one error (or None) per entry."""
+        return decode_at(contents, self.decoded_size(size))
+
+    def prepare(self, image, size: int | None) -> np.ndarray:
+        """The batch the network sees for one native-resolution ``(h, w, 3)`` image."""
+        return np.asarray(image)[np.newaxis]
+
+    def score_image(self, predict: Predict, image, size: int | None) -> float:
+        """P(fake) of one decoded image (at ``size`` under ``resize``, else at its own resolution)."""
+        return float(_probabilities(predict, np.asarray(image)[np.newaxis])[0])
+
+    def score_images(self, predict: Predict, images, size: int | None, batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` of images decoded at their own resolution (whatever the view)."""
+        return np.array([self.score_image(predict, image, size) for image in images], dtype=np.float64)
+
+    def score_decoded(self, predict: Predict, decoded, size: int | None, batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` of what :meth:`decode` gave (the entries that decoded)."""
+        return self.score_images(predict, decoded, size, batch_size)
+
+    def score_encoded(self, predict: Predict, contents, size: int | None, batch_size: int | None = None) -> np.ndarray:
+        """P(fake) ``(n,)`` of encoded images; ``ValueError`` if one does not decode."""
+        decoded, errors = self.decode(list(contents), size)
+        bad = [e for e in errors if e]
+        if bad:
+            raise ValueError(f"{len(bad)} image(s) could not be decoded: {bad[0]}")
+        return self.score_decoded(predict, decoded, size, batch_size)
+
+
+class ResizeScorer(Scorer):
+    """``resize``: the whole image resized to the network's input, scored ``batch_size`` at a time."""
+
+    view, native = "resize", False
+
+    def prepare(self, image, size: int | None) -> np.ndarray:
+
+        return resize(image, size).numpy()[np.newaxis]
+
+    def score_images(self, predict: Predict, images, size: int | None, batch_size: int | None = None) -> np.ndarray:
+        pixels = np.stack([self.prepare(image, size)[0] for image in images]) if len(images) else np.zeros((0,))
+        return self.score_decoded(predict, pixels, size, batch_size)
+
+    def score_decoded(self, predict: Predict, decoded, size: int | None, batch_size: int | None = None) -> np.ndarray:
+        step = int(batch_size or max(len(decoded), 1))
+        batches = [_probabilities(predict, decoded[i : i + step]) for i in range(0, len(decoded), step)]
+        return np.concatenate(batches).astype(np.float64) if batches else np.array([], dtype=np.float64)
+
+
+class PatchScorer(Scorer):
+    """``patches``: the image's grid of native-resolution crops, their logits averaged."""
+
+    view = "patches"
+
+    def input_size(self, data: DataParams) -> int:
+        return data.patch_size
+
+    def prepare(self, image, size: int | None) -> np.ndarray:
+        return grid_crops(image, size).numpy()
+
+    def score_image(self, predict: Predict, image, size: int | None) -> float:
+        return score_crops(predict, image, size)
+
+
+class WholeScorer(Scorer):
+    """``native``: the whole image at its own resolution, one image per forward pass."""
+
+    view = "native"
+
+
+SCORERS: dict[str, Scorer] = {s.view: s for s in (ResizeScorer(), PatchScorer(), WholeScorer())}
+"""The scorer of each view: the one lookup every scoring path (training's evaluation, the stages,
+serving, ONNX, explain) goes through."""
+
+
+def scorer(view: str | None) -> Scorer:
+    """The :class:`Scorer` of ``view`` (``None``: ``resize``, what detectors logged before views had)."""
+    try:
+        return SCORERS[view or "resize"]
+    except KeyError:
+        raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}") from None
+
+
+def decode_at(contents, size: int | None):
+    """Encoded images decoded at ``size`` (``decode_checked``: the training pipeline's
+    ``decode_resize``) or at their own resolution (``size`` None: ``decode_native``)."""
+
+    return decode_native(list(contents)) if size is None else decode_checked(list(contents), size)

@@ -87,15 +87,15 @@ def model_info(model_uri: str, version, alias: str | None, metadata: dict, max_u
     """What the page shows about the model: from its registered ``version`` (an MLflow
     ``ModelVersion``, its tags and description; None when ``model_uri`` names none) and from
     the logged model's metadata (threshold, faces, view)."""
-    from deepfake_detection.data.images import MAX_PIXELS
-    from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD
+    from deepfake_detection.serving.settings import DetectorSettings
 
+    settings = DetectorSettings.from_metadata(metadata)
     tags = dict(version.tags or {}) if version is not None else {}
-    threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
-    method = metadata.get("threshold_method") or tags.get("threshold_method")
+    threshold = settings.threshold
+    method = settings.threshold_method or tags.get("threshold_method")
     limitations, source = limitations_of(version.description if version is not None else None)
     test_auc = tags.get("test_auc")
-    view = metadata.get("view") or "resize"
+    view = settings.view
     return {
         "uri": model_uri,
         "name": version.name if version is not None else None,
@@ -112,10 +112,10 @@ def model_info(model_uri: str, version, alias: str | None, metadata: dict, max_u
         "test_auc_ci95": tags.get("test_auc_ci95"),
         "limitations": limitations,
         "limitations_source": source,
-        "faces": bool(metadata.get("faces", False)) and view != "patches",
+        "faces": settings.faces and view != "patches",
         "faces_allowed": view != "patches",
         "view": view,
-        "max_pixels": int(metadata.get("max_pixels") or MAX_PIXELS),
+        "max_pixels": settings.max_pixels,
         "max_upload_bytes": int(max_upload_bytes),
         "colour_bar": colour_bar_css(),
     }

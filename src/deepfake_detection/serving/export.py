@@ -9,8 +9,8 @@ import shutil
 import warnings
 from pathlib import Path
 
-from deepfake_detection.data.images import MAX_PIXELS
-from deepfake_detection.serving.pyfunc import input_size, load_keras_members
+from deepfake_detection.serving.members import input_size, load_keras_members
+from deepfake_detection.serving.settings import DetectorSettings
 
 EXPORT_FORMATS = ("savedmodel", "onnx")
 ONNX_OPSET = 17
@@ -52,8 +52,9 @@ def export_model(
             "which the fixed-size SavedModel/ONNX export does not describe; serve it with the MLflow pyfunc "
             "(deepfake-detect predict, or mlflow models serve)"
         )
-    if threshold is None and metadata.get("threshold") is not None:
-        threshold = float(metadata["threshold"])
+    settings = DetectorSettings.from_metadata(metadata)
+    if threshold is None and settings.has_threshold:
+        threshold = settings.threshold
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -68,12 +69,12 @@ def export_model(
         "input_name": input_name,
         "format": fmt,
         "source": str(model_uri_or_keras_path),
-        "threshold_method": metadata.get("threshold_method"),
-        "max_pixels": int(metadata.get("max_pixels") or MAX_PIXELS),
-        "faces": bool(metadata.get("faces", False)),
-        "face_settings": metadata.get("face_settings"),
-        "view": metadata.get("view") or "resize",
-        "patch_size": metadata.get("patch_size"),
+        "threshold_method": settings.threshold_method,
+        "max_pixels": settings.max_pixels,
+        "faces": settings.faces,
+        "face_settings": settings.face_settings.model_dump() if settings.has_face_settings else None,
+        "view": settings.view,
+        "patch_size": settings.patch_size,
     }
     from deepfake_detection import tracking
 

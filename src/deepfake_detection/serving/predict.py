@@ -5,7 +5,7 @@ Every file found gets a row (:func:`expand_inputs`), scored or with the reason i
 rows are those of :class:`~deepfake_detection.serving.pyfunc.DeepfakeDetector`. The caller names
 its own files, so they are read in process (:func:`~deepfake_detection.serving.io.local_files`).
 With faces on (``faces=True``, or the model's own flag), every face of a file gets a row, with
-its box (:mod:`deepfake_detection.serving.faces`).
+its box (:mod:`deepfake_detection.serving.face_rows`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from deepfake_detection.data.images import MAX_PIXELS
 from deepfake_detection.serving.export import onnx_sidecar
-from deepfake_detection.serving.faces import face_settings, score_faces
+from deepfake_detection.serving.face_rows import score_faces
 from deepfake_detection.serving.io import PathAccess, local_files, max_bytes_setting
-from deepfake_detection.serving.pyfunc import DEFAULT_THRESHOLD, MAX_BATCH_SIZE, result_frame, score_rows
+from deepfake_detection.serving.pyfunc import MAX_BATCH_SIZE
+from deepfake_detection.serving.rows import result_frame, score_rows
+from deepfake_detection.serving.settings import DEFAULT_THRESHOLD, DetectorSettings
 
 RUNTIMES = ("keras", "onnx")
 
@@ -63,10 +64,10 @@ def model_threshold(model_uri: str) -> float:
     """The threshold a logged detector carries (its metadata)."""
     from mlflow.models import get_model_info
 
-    metadata = get_model_info(model_uri).metadata or {}
-    if "threshold" not in metadata:
+    settings = DetectorSettings.from_metadata(get_model_info(model_uri).metadata)
+    if not settings.has_threshold:
         raise ValueError(f"{model_uri} carries no 'threshold' in its metadata: not a detector from log_detector?")
-    return float(metadata["threshold"])
+    return settings.threshold
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -89,24 +90,24 @@ class OnnxDetector:
         self.input_name = inp.name
         sidecar = onnx_sidecar(self.path)
         info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        size = info.get("image_size") or inp.shape[1]
+        settings = DetectorSettings.from_metadata(info)
+        size = settings.image_size or inp.shape[1]
         if not isinstance(size, int):
             raise ValueError(f"{self.path}: no image size in {sidecar.name} nor in the input shape {inp.shape}")
         self.image_size = int(size)
-        self.max_pixels = int(info.get("max_pixels") or MAX_PIXELS)
-        self.faces = bool(info.get("faces", False))
-        self.face_settings = info.get("face_settings")
-        self.view = info.get("view") or "resize"
+        self.max_pixels = settings.max_pixels
+        self.faces = settings.faces
+        self.face_settings = settings.face_settings
+        self.view = settings.view
         if threshold is not None:
             self.threshold = float(threshold)
-        elif info.get("threshold") is not None:
-            self.threshold = float(info["threshold"])
         else:
-            warnings.warn(
-                f"{sidecar} {'has no threshold' if sidecar.is_file() else 'is missing'}: using {DEFAULT_THRESHOLD}",
-                stacklevel=2,
-            )
-            self.threshold = DEFAULT_THRESHOLD
+            if not settings.has_threshold:
+                warnings.warn(
+                    f"{sidecar} {'has no threshold' if sidecar.is_file() else 'is missing'}: using {DEFAULT_THRESHOLD}",
+                    stacklevel=2,
+                )
+            self.threshold = settings.threshold
 
     def predict_pixels(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -117,30 +118,36 @@ class OnnxDetector:
     ) -> pd.DataFrame:
         """Rows as the pyfunc detector's; ``path`` rows are read (in-process use only). ``faces``
         (default: the sidecar's flag): one row per face, as the pyfunc detector's."""
+        from deepfake_detection.data.views import scorer  # TensorFlow: only when the model predicts
+
         threshold = self.threshold if threshold is None else threshold
         access = PathAccess(True, None, max_bytes_setting())
 
         def score(pixels):
             return self.predict_pixels(pixels[self.image_size])
 
-        if self.view == "patches":  # the network scores crops: an image is its grid of them
-            from deepfake_detection.data.views import score_crops
-
+        view = scorer(self.view)
+        if view.native:  # the network scores crops: an image is its grid of them
             if faces:
                 raise ValueError("this ONNX model scores grids of native-resolution crops (view: patches), not faces")
             probabilities, errors, warnings_ = score_rows(
                 model_input,
                 [self.image_size],
-                lambda images: np.array([score_crops(self.predict_pixels, im, self.image_size) for im in images]),
+                lambda images: view.score_images(self.predict_pixels, images, self.image_size),
                 access=access,
                 max_pixels=self.max_pixels,
                 native=True,
             )
             return result_frame(probabilities, errors, threshold, warnings_)
         if self.faces if faces is None else faces:
-            settings = face_settings(self.face_settings)
             return score_faces(
-                model_input, [self.image_size], score, threshold, settings, access=access, max_pixels=self.max_pixels
+                model_input,
+                [self.image_size],
+                score,
+                threshold,
+                self.face_settings,
+                access=access,
+                max_pixels=self.max_pixels,
             )
         probabilities, errors, warnings_ = score_rows(
             model_input, [self.image_size], score, access=access, max_pixels=self.max_pixels
@@ -160,7 +167,7 @@ def predict_files(
 ) -> pd.DataFrame:
     """One row per file: ``path``, ``probability_fake``, ``label``, ``threshold``, ``error``,
     ``warning``; with faces on, one row per face: ``path``, then the columns of
-    :data:`~deepfake_detection.serving.faces.FACE_OUTPUT_COLUMNS` (``input`` is the file's
+    :data:`~deepfake_detection.serving.face_rows.FACE_OUTPUT_COLUMNS` (``input`` is the file's
     index in the list of files), and one row for a file without a face (its ``error`` says so).
 
     ``inputs``: files and folders (every file in them, recursively, sorted: see

@@ -53,8 +53,8 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     from ..data.decode import decode_images
     from ..data.pipeline import decode_image
     from ..data.shards import iter_contents
-    from ..data.views import view_of
-    from ..explain import gradcam_with_scores, overlay_grid, patch_gradcam
+    from ..data.views import scorer, view_of
+    from ..explain import gradcam_with_scores, native_map, overlay_grid
 
     pred = test.probability.to_numpy() >= threshold
     truth = test.y.to_numpy() == 1
@@ -64,14 +64,12 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
             picks.append(i)
             titles.append(f"{name} p={test.probability.iloc[i]:.2f}")
     contents = list(iter_contents(test.path.iloc[i] for i in picks))  # files or shard records
-    if view_of(params.data, model.name).view == "native":  # forensic: residual energy, no Grad-CAM
-        from ..models.forensic import energy_map
-
-        images = [decode_image(tf.constant(data)).numpy() for data in contents]
-        return overlay_grid(images, [energy_map(model, im) for im in images], titles)
-    if params.data.view == "patches":  # heat maps of the grid crops, stitched over each whole image
-        images = [decode_image(tf.constant(data)).numpy() for data in contents]
-        heatmaps = [patch_gradcam([model], None, im, params.data.patch_size, threshold=threshold)[0] for im in images]
+    data = view_of(params.data, model.name)
+    view = scorer(data.view)
+    if view.native:  # each whole image's map: the grid crops' Grad-CAM stitched, or a forensic residual energy
+        images = [decode_image(tf.constant(c)).numpy() for c in contents]
+        size = view.input_size(data)
+        heatmaps = [native_map([model], None, im, size, threshold=threshold)[0] for im in images]
         return overlay_grid(images, heatmaps, titles)
     pixels, _ = decode_images(contents, params.data.image_size)
     heatmaps, _ = gradcam_with_scores(model, pixels, threshold=threshold)

@@ -49,13 +49,13 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
     written to ``artifacts/predictions/<model>/<split>.csv``."""
     from ..data.manifest import load_manifest
     from ..data.pipeline import labels_of, make_dataset
-    from ..data.views import is_native, view_of
+    from ..data.views import scorer, view_of
 
     model = model if model is not None else load_final_model(model_name)
     manifest = load_manifest(paths.MANIFEST)
     rows = manifest[manifest.split == split]
     data = view_of(params.data, model_name)
-    if is_native(data.view):
+    if scorer(data.view).native:  # read whole, per image; a resized view streams through tf.data
         p = _score_native(model, rows.path.astype(str), data)
     else:
         ds = make_dataset(manifest, split, params.data.image_size, params.data.batch_size)
@@ -109,13 +109,13 @@ def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[
     Returns ``{name: probabilities}`` (NaN where a file was not scored) and one reason per file
     (``None`` where it was scored): unreadable, not an image, a format the decoder cannot read,
     too large or too small (the header checks of serving, ``data.images.check_encoded``)."""
-    from ..data.decode import check_images, decode_checked, decode_native
-    from ..data.views import is_native, score_image, view_of
+    from ..data.decode import check_images
+    from ..data.views import decode_at, scorer, view_of
 
     files = [str(f) for f in files]
-    data = {name: view_of(params.data, name) for name in models}
-    native = [n for n in models if is_native(data[n].view)]
-    resized = [n for n in models if n not in native]
+    views = {name: scorer(view_of(params.data, name).view) for name in models}
+    sizes = {name: views[name].input_size(view_of(params.data, name)) for name in models}
+    decoded_at = {name: views[name].decoded_size(sizes[name]) for name in models}  # each decoding once
     scores = {name: np.full(len(files), np.nan) for name in models}
     errors: list[str | None] = [None] * len(files)
     for start in range(0, len(files), chunk):
@@ -124,25 +124,20 @@ def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[
         header_errors, _ = check_images([c for c, _ in read])
         contents = [None if e or h else c for (c, e), h in zip(read, header_errors)]
         found = [e or h for (_, e), h in zip(read, header_errors)]
-        images, pixels = [None] * len(idx), None
-        if native:
-            images, decode_errors = decode_native(contents)
-            found = [f or d for f, d in zip(found, decode_errors)]
-        if resized:
-            pixels, decode_errors = decode_checked(contents, params.data.image_size)
+        decoded = {}
+        for size in sorted(set(decoded_at.values()), key=lambda s: (s is not None, s or 0)):  # native first
+            decoded[size], decode_errors = decode_at(contents, size)
             found = [f or d for f, d in zip(found, decode_errors)]
         for j, i in enumerate(idx):
             errors[i] = found[j]
-        ok = np.array([f is None for f in found], dtype=bool)
-        if not ok.any():
+        ok = np.flatnonzero([f is None for f in found])
+        if not len(ok):
             continue
-        for name in native:
-            scores[name][idx[ok]] = [
-                score_image(models[name].predict_on_batch, images[j], data[name]) for j in np.flatnonzero(ok)
-            ]
-        for name in resized:
-            p = models[name].predict(pixels[ok], batch_size=params.data.batch_size, verbose=0)
-            scores[name][idx[ok]] = np.asarray(p, dtype=float).reshape(-1)
+        for name, view in views.items():
+            x = decoded[decoded_at[name]]
+            x = x[ok] if isinstance(x, np.ndarray) else [x[j] for j in ok]
+            predict = models[name].predict_on_batch
+            scores[name][idx[ok]] = view.score_decoded(predict, x, sizes[name], params.data.batch_size)
     return scores, errors
 
 

@@ -32,25 +32,16 @@ import numpy as np
 import pandas as pd
 
 from deepfake_detection.config import FacesParams
-from deepfake_detection.data import decode
 from deepfake_detection.data.faces import NO_FACE, Face, cut, detect_faces
 from deepfake_detection.data.images import MAX_PIXELS, SMALL_SIDE, ImageError, decode_rgb, encode
-from deepfake_detection.serving.io import LOCAL_ACCESS, PathAccess, read_inputs
-from deepfake_detection.serving.pyfunc import OUTPUT_COLUMNS, result_frame
+from deepfake_detection.serving.io import LOCAL_ACCESS, PathAccess
+from deepfake_detection.serving.rows import OUTPUT_COLUMNS, decode_and_score, read_checked, result_frame
+from deepfake_detection.serving.settings import face_settings  # noqa: F401  (re-exported: the face path's settings)
 
 BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h", "face_confidence")
 FACE_COLUMNS = ("input", "face", *BOX_COLUMNS)
 FACE_OUTPUT_COLUMNS = (*FACE_COLUMNS, *OUTPUT_COLUMNS)
 """The columns of a prediction with faces on, in order."""
-
-
-def face_settings(value) -> FacesParams:
-    """A :class:`FacesParams` from itself, its ``model_dump()`` or None (the defaults)."""
-    if value is None:
-        return FacesParams()
-    if isinstance(value, FacesParams):
-        return value
-    return FacesParams(**dict(value))
 
 
 def find_faces(
@@ -91,13 +82,9 @@ def score_faces(
 ) -> pd.DataFrame:
     """One row per face of every input photo (:data:`FACE_OUTPUT_COLUMNS`), or one row with the
     error of a photo that gave no face; ``score`` maps crop pixels keyed by size to P(fake), as
-    for :func:`~deepfake_detection.serving.pyfunc.score_rows`. A bad row never fails the batch."""
+    for :func:`~deepfake_detection.serving.rows.score_rows`. A bad row never fails the batch."""
     settings = settings or FacesParams()
-    contents, errors = read_inputs(model_input, access)
-    header_errors, _ = decode.check_images(
-        [c if e is None else None for c, e in zip(contents, errors)], max_pixels, access.request_pixels
-    )
-    errors = [e or h for e, h in zip(errors, header_errors)]
+    contents, errors, _ = read_checked(model_input, access, max_pixels)
     sizes = sorted(set(sizes))
     rows: list[tuple[int, int | None, Face | None, str | None]] = []  # input, face index, face, error
     encoded: dict[int, list[bytes]] = {s: [] for s in sizes}
@@ -118,15 +105,10 @@ def score_faces(
     face_rows = [j for j, row in enumerate(rows) if row[2] is not None]
     row_errors = [row[3] for row in rows]
     probabilities = np.full(len(rows), np.nan)
-    if face_rows:
-        pixels = {}
-        for s in sizes:
-            pixels[s], crop_errors = decode.decode_checked(encoded[s], s)
-            for j, e in zip(face_rows, crop_errors):
-                row_errors[j] = row_errors[j] or e
-        good = [k for k, j in enumerate(face_rows) if row_errors[j] is None]
-        if good:
-            probabilities[[face_rows[k] for k in good]] = score({s: x[good] for s, x in pixels.items()})
+    if face_rows:  # every crop through the path whole images take
+        probabilities[face_rows], crop_errors = decode_and_score(encoded, score)
+        for j, e in zip(face_rows, crop_errors):
+            row_errors[j] = row_errors[j] or e
     warnings_ = [
         face_warning(face) if face is not None and error is None else None
         for (_, _, face, _), error in zip(rows, row_errors)
