@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..serving.rest import serve as run_server
 from .group import quiet_tensorflow, use_tracking
 from .options import model_uri_option, params_of, params_option
 
@@ -110,7 +111,6 @@ def serve(model_uri, host, port):
     DEEPFAKE_SERVE_MAX_BODY bytes, default 32 MiB), unknown request params refused (400), strict
     JSON answers (null, not NaN) and a per-request pixel budget (DEEPFAKE_SERVE_REQUEST_PIXELS).
     See the README's "Serving" section for the other settings."""
-    from ..serving.rest import serve as run_server  # MLflow's scoring server: only when run
 
     use_tracking()
     try:

@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepfake_detection.data.faces import NO_FACE
+from deepfake_detection.serving.settings import DetectorSettings
+
 _logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_MB = 20.0
@@ -87,7 +90,6 @@ def model_info(model_uri: str, version, alias: str | None, metadata: dict, max_u
     """What the page shows about the model: from its registered ``version`` (an MLflow
     ``ModelVersion``, its tags and description; None when ``model_uri`` names none) and from
     the logged model's metadata (threshold, faces, view)."""
-    from deepfake_detection.serving.settings import DetectorSettings
 
     settings = DetectorSettings.from_metadata(metadata)
     tags = dict(version.tags or {}) if version is not None else {}
@@ -217,7 +219,6 @@ class PageModel:
         ``faces`` (on or off for this image), ``rows`` (the detector's rows: one, or one per
         face) and ``no_face``. Raises :class:`UploadError` for an upload that cannot be scored
         (with the detector's own message when its row failed)."""
-        from deepfake_detection.data.faces import NO_FACE
 
         check_upload(data, self.max_upload_bytes)
         faces = self._faces(faces)

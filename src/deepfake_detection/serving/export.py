@@ -9,6 +9,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+from deepfake_detection import tracking
 from deepfake_detection.serving.members import input_size, load_keras_members
 from deepfake_detection.serving.settings import DetectorSettings
 
@@ -76,7 +77,6 @@ def export_model(
         "view": settings.view,
         "patch_size": settings.patch_size,
     }
-    from deepfake_detection import tracking
 
     tracking.write_json(sidecar, onnx_sidecar(out))
     return out

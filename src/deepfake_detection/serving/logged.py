@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from deepfake_detection.models.saved import load_model
 from deepfake_detection.serving.face_rows import BOX_COLUMNS
 from deepfake_detection.serving.members import input_size
 from deepfake_detection.serving.settings import DEFAULT_THRESHOLD, face_settings
@@ -100,8 +101,6 @@ def detector_config(
     model_config = {**shared, "ensemble": ensemble, "batch_size": int(batch_size)}
     metadata = {**shared, "threshold_method": str(threshold_method)}
     if PATCHES in member_views:
-        from deepfake_detection.models.saved import load_model  # TensorFlow: only for a patch member
-
         sizes = {input_size(load_model(p)) for p, v in zip(paths, member_views) if v == PATCHES}
         if len(sizes) != 1:
             raise ValueError(f"the patch view needs members of one input size (the patch), got {sorted(sizes)}")

@@ -14,6 +14,8 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from deepfake_detection.models.saved import load_model
+
 MEMBER_PREFIX = "member_"
 ENSEMBLE_ARTIFACT = "ensemble"
 
@@ -40,8 +42,6 @@ def load_member(path: str | Path, key: str = "model"):
     """A member's ``.keras`` file loaded, or an ``MlflowException`` naming the real failure (a
     missing file; a truncated or corrupt one, which Keras reports as "File not found")."""
     import zipfile
-
-    from deepfake_detection.models.saved import load_model
 
     path = Path(path)
     if not path.is_file():

@@ -45,10 +45,11 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from deepfake_detection import tracking
 from deepfake_detection.data.images import MAX_PIXELS
 from deepfake_detection.serving import settings as detector_settings
 from deepfake_detection.serving.face_rows import score_faces
-from deepfake_detection.serving.io import encode_image_file, path_access
+from deepfake_detection.serving.io import InvalidInputError, encode_image_file, path_access
 from deepfake_detection.serving.logged import (  # noqa: F401  (detector_signature re-exported)
     checked_ensemble,
     checked_views,
@@ -189,8 +190,6 @@ class DeepfakeDetector(mlflow.pyfunc.PythonModel):
 
         if any(scorer(view).native for view in self._views()):
             if faces:
-                from deepfake_detection.serving.io import InvalidInputError
-
                 raise InvalidInputError(
                     "this detector scores whole images at native resolution (a grid of crops, or the whole "
                     "image for a forensic network); it does not score face crops: send faces=false"
@@ -221,7 +220,6 @@ MAX_BATCH_SIZE = 1024
 
 def threshold_param(value) -> float:
     """A request's ``threshold`` param: a number from 0 to 1 (a probability of fake)."""
-    from deepfake_detection.serving.io import InvalidInputError
 
     try:
         threshold = float(value)
@@ -237,7 +235,6 @@ def threshold_param(value) -> float:
 
 def batch_size_param(value) -> int:
     """A request's ``batch_size`` param: a whole number from 1 to :data:`MAX_BATCH_SIZE`."""
-    from deepfake_detection.serving.io import InvalidInputError
 
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or not 1 <= int(value) <= MAX_BATCH_SIZE:
@@ -255,7 +252,6 @@ def faces_param(value) -> bool:
         return value.strip().lower() in ("true", "1")
     if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
-    from deepfake_detection.serving.io import InvalidInputError
 
     raise InvalidInputError(f"the 'faces' param must be true or false, got {value!r}")
 
@@ -299,7 +295,6 @@ def log_detector(
     they differ (``views.view_of``: a forensic member is ``native``, scored whole at its own
     resolution); default ``view`` for every member.
     """
-    from deepfake_detection import tracking
 
     if mlflow.active_run() is None:
         raise RuntimeError("log_detector logs into the caller's run: call it inside mlflow.start_run() / stage_run()")

@@ -13,6 +13,8 @@ import pandas as pd
 
 from .. import paths, tracking
 from ..config import Params, flatten
+from ..data.decode import decode_images
+from ..data.shards import iter_contents
 from ..evaluation.report import read_json
 from .scoring import evaluate_scores, load_final_model, predict_split
 
@@ -50,9 +52,7 @@ def gradcam_grid(model, test: pd.DataFrame, threshold: float, params: Params):
     """Grad-CAM overlays of up to ``evaluate.gradcam_examples`` true/false positives/negatives."""
     import tensorflow as tf
 
-    from ..data.decode import decode_images
     from ..data.pipeline import decode_image
-    from ..data.shards import iter_contents
     from ..data.views import scorer, view_of
     from ..explain import gradcam_with_scores, native_map, overlay_grid
 

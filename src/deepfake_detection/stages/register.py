@@ -31,6 +31,7 @@ from ..evaluation.card import ModelRef, fit_description, load_facts, render_card
 from ..evaluation.report import headline, load_results, read_json
 from ..evaluation.selection import pick_best
 from ..models import final_stage
+from ..serving.pyfunc import log_detector
 from .register_gate import champion_rescorer, validation_predictions
 
 logger = logging.getLogger(__name__)
@@ -148,9 +149,8 @@ def log_and_register(best: dict, params: Params, run, faces: bool, version_tags:
     """Log ``best`` as a detector in the register ``run``, register it as a new version whose
     source run is its evaluate run, and give that version its tags and its model card (the
     description; also ``model_card.md`` beside the model). Returns MLflow's ModelInfo and the version."""
-    # TensorFlow (data.views, the logged detector's members): only when a detector is logged
+    # TensorFlow (data.views imports it): only when a detector is logged
     from ..data.views import view_of
-    from ..serving.pyfunc import log_detector
 
     name = params.register.model_name
     names, keras_paths, ensemble = _members(best)

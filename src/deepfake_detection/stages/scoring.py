@@ -16,8 +16,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .. import paths, tracking
+from .. import LABELS, paths, tracking
 from ..config import Params
+from ..data.decode import check_images
+from ..data.images import MAX_IMAGE_BYTES
+from ..data.manifest import load_manifest
+from ..data.perturb import image_seed, perturb
+from ..data.shards import iter_contents
 from ..evaluation.metrics import (
     auc_interval,
     binary_metrics,
@@ -30,13 +35,14 @@ from ..evaluation.metrics import (
     subgroup_metrics,
 )
 from ..evaluation.report import headline, save_predictions
+from ..evaluation.robustness import CLEAN, perturbation_columns
 from ..evaluation.thresholds import plot_roc_with_threshold, select_threshold
+from ..models import final_stage
+from ..models.saved import load_model
 
 
 def load_final_model(model_name: str):
     """The model's final ``.keras`` file (fine-tuned for transfer models), loaded uncompiled."""
-    from ..models import final_stage
-    from ..models.saved import load_model
 
     model_path = paths.model_file(model_name, final_stage(model_name))
     if not model_path.is_file():
@@ -47,7 +53,6 @@ def load_final_model(model_name: str):
 def predict_split(model_name: str, split: str, params: Params, model=None) -> pd.DataFrame:
     """P(fake) of the model (default: its final ``.keras`` file) for every image of ``split``;
     written to ``artifacts/predictions/<model>/<split>.csv``."""
-    from ..data.manifest import load_manifest
     from ..data.pipeline import labels_of, make_dataset
     from ..data.views import scorer, view_of
 
@@ -76,7 +81,6 @@ def predict_split(model_name: str, split: str, params: Params, model=None) -> pd
 def _score_native(model, image_paths, data, chunk: int = 64) -> np.ndarray:
     """P(fake) per image under a native view (patches: its grid of crops; native: whole), files
     or shard records read ``chunk`` at a time."""
-    from ..data.shards import iter_contents
     from ..data.views import score_encoded
 
     stream = iter_contents(image_paths)
@@ -87,7 +91,6 @@ def _score_native(model, image_paths, data, chunk: int = 64) -> np.ndarray:
 
 
 def _read_bytes(path) -> tuple[bytes | None, str | None]:
-    from ..data.images import MAX_IMAGE_BYTES
 
     try:
         size = Path(path).stat().st_size
@@ -109,7 +112,6 @@ def score_files(models: dict, files, params: Params, chunk: int = 256) -> tuple[
     Returns ``{name: probabilities}`` (NaN where a file was not scored) and one reason per file
     (``None`` where it was scored): unreadable, not an image, a format the decoder cannot read,
     too large or too small (the header checks of serving, ``data.images.check_encoded``)."""
-    from ..data.decode import check_images
     from ..data.views import decode_at, scorer, view_of
 
     files = [str(f) for f in files]
@@ -157,10 +159,6 @@ def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = PER
     """``rows`` (manifest rows: path, label, subgroup) with ``y`` and one P(fake) column per
     perturbation, ``clean`` first. Images (files or shard records) are read in order, and
     perturbed and scored ``chunk`` at a time."""
-    from .. import LABELS
-    from ..data.perturb import image_seed, perturb
-    from ..data.shards import iter_contents
-    from ..evaluation.robustness import CLEAN
 
     r = params.robustness
     operations = {name: spec.model_dump() for name, spec in r.perturbations.items()}
@@ -192,8 +190,6 @@ def robust_auc(clean: pd.DataFrame, perturbed: pd.DataFrame) -> float:
     ``probability``) and under every perturbation (the columns of :func:`perturbed_scores` but
     ``clean``), each on the same images."""
     from sklearn.metrics import roc_auc_score
-
-    from ..evaluation.robustness import CLEAN, perturbation_columns
 
     assert list(clean.path.astype(str)) == list(perturbed.path.astype(str)), "clean and perturbed rows differ"
     y = clean.y.to_numpy()
