@@ -12,7 +12,7 @@ EXEMPT, which cannot change a stage's outputs.
 ``--write`` keeps every dep outside src/ (data, artifacts, metrics) and every src/ folder that
 still covers a needed module (such as ``src/deepfake_detection/models``, or the whole package for
 register), drops src/ deps that no longer exist or cover nothing the stage runs, and adds the
-modules still missing (a package folder when the stage runs every module under it). It edits the
+modules still missing (a package folder when the stage runs most modules under it). It edits the
 text of dvc.yaml, so comments, anchors and layout stay; run ``dvc commit`` after it (the stages'
 outputs are unchanged; DVC only records the new dependencies).
 """
@@ -142,9 +142,15 @@ def stale_deps(stages: list[Stage], root: Path = ROOT) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------- --write
+FOLDER_SHARE = 2 / 3
+"""``--write`` lists a package folder, not its files, when the stage runs at least this share of the
+modules under it: a shorter dvc.yaml, at the cost of a re-run when one of the others changes
+(never a stale result)."""
+
+
 def wanted_deps(stage: Stage, modules: dict[str, import_graph.Module], root: Path) -> list[str]:
     """The src/ deps the stage should list: the folders it lists that still cover a needed module,
-    then what is still missing (a package folder where every module under it is needed)."""
+    then what is still missing (a package folder where most modules under it are needed: FOLDER_SHARE)."""
     needed = sorted(module_path(modules[m], root) for m in stage.needed)
     keep = [d for d in stage.deps if d.startswith("src/") and (root / d).is_dir() and any(covers(d, p) for p in needed)]
     keep += [d for d in stage.deps if d.startswith("src/") and d in needed and not any(covers(k, d) for k in keep)]
@@ -153,7 +159,8 @@ def wanted_deps(stage: Stage, modules: dict[str, import_graph.Module], root: Pat
     folders = sorted({p.rpartition("/")[0] for p in todo}, key=len)
     for folder in folders:
         under = [p for p in everything if covers(folder, p)]
-        if any(covers(k, folder) for k in keep) or len(under) < 2 or not set(under) <= set(needed):
+        share = len(set(under) & set(needed)) / max(len(under), 1)
+        if any(covers(k, folder) for k in keep) or len(under) < 2 or share < FOLDER_SHARE:
             continue
         keep.append(folder)
     keep += [p for p in todo if not any(covers(k, p) for k in keep)]
