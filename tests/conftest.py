@@ -49,9 +49,20 @@ def in_tmp(tmp_path, monkeypatch):
 # on both workers and two `dvc repro` at once. The scheduler below groups by node id, which it receives.
 TINY_PIPELINE = "tiny_pipeline"
 TINY_PIPELINE_MODULES = ("tests/pipeline/test_end_to_end.py", "tests/pipeline/test_team.py")
-# The tiny pipeline is the critical path: it starts first, then the longest suites, so that the
-# other worker fills in (the scheduler keeps the collection order: loadscope's reorder is off).
-_ORDER = ("tests/pipeline/", "tests/model/", "tests/data/", "tests/code/")
+# The tiny pipeline is the critical path: it starts first, then the longest suites and modules (the
+# longest measured, 2-4 minutes each), so that no worker is left alone with a long module at the end
+# (the scheduler keeps the collection order: loadscope's reorder is off).
+_ORDER = (
+    "tests/pipeline/",
+    "tests/model/test_training.py",
+    "tests/model/test_forensic.py",
+    "tests/model/test_distribute.py",
+    "tests/model/test_zoo.py",
+    "tests/model/test_termination.py",
+    "tests/model/",
+    "tests/data/",
+    "tests/code/",
+)
 
 
 def work_unit(nodeid: str) -> str:
