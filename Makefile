@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv ui mlflow-server bench plots-template compare screens clean help app browser
+.PHONY: demo test test-fast lint format venv ui mlflow-server bench plots-template compare screens clean help app browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,8 +31,18 @@ demo: $(STAMP)  ## pull the sample data through DVC and run the whole pipeline
 	@echo "Compare the runs: make ui (it prints the URL of the runs page)"
 	@echo "Use the champion: $(BIN)/deepfake-detect predict --model models:/deepfake-detector@champion data/test"
 
-test: lint browser  ## lint, then run the whole test suite
-	$(BIN)/python -m pytest
+# The tests run on PYTEST_WORKERS processes (pytest-xdist; 0: in this one). tests/conftest.py makes each
+# test module one work unit (its module-scoped fixtures run once) and the tiny pipeline's modules one
+# unit, scheduled first: the longest, it runs on one worker while the other takes the rest.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test: lint browser  ## lint, then run the whole test suite (on PYTEST_WORKERS=2 processes)
+	$(PYTEST)
+
+test-fast: lint browser  ## lint, then every test but tests/pipeline (the pipeline, team and sweep suites)
+	$(PYTEST) -m "not slow"
 
 # The web page's browser test (tests/model/test_app.py) drives Debian's chromium through
 # chromium-driver: installed here when missing (as root, with apt-get). Without them it skips.

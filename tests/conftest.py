@@ -38,3 +38,63 @@ def in_tmp(tmp_path, monkeypatch):
     """Run the test inside an empty folder (its own MLflow store, artifacts and metrics)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# pytest-xdist (`make test`: `-n 2 --dist loadgroup`). A work unit runs whole on one worker: every test
+# module is one (a model trained once per module by a module-scoped fixture is trained once, as with
+# --dist loadfile), except the tiny project's modules, which share one: `project`
+# (tests/pipeline/conftest.py, one `dvc repro` per session) then runs on one worker only, once.
+# Not xdist_group marks: with pytest 9.2 xdist 3.8's loadgroup drops them silently (it rewrites
+# `item._nodeid`, which pytest no longer reads: pytest-dev/pytest-xdist#1386), so tests of one group ran
+# on both workers and two `dvc repro` at once. The scheduler below groups by node id, which it receives.
+TINY_PIPELINE = "tiny_pipeline"
+TINY_PIPELINE_MODULES = ("tests/pipeline/test_end_to_end.py", "tests/pipeline/test_team.py")
+# The tiny pipeline is the critical path: it starts first, then the longest suites and modules (the
+# longest measured, 2-4 minutes each), so that no worker is left alone with a long module at the end
+# (the scheduler keeps the collection order: loadscope's reorder is off).
+_ORDER = (
+    "tests/pipeline/",
+    "tests/model/test_training.py",
+    "tests/model/test_forensic.py",
+    "tests/model/test_distribute.py",
+    "tests/model/test_zoo.py",
+    "tests/model/test_termination.py",
+    "tests/model/",
+    "tests/data/",
+    "tests/code/",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its module, or the tiny pipeline's shared unit."""
+    if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group suffix, once xdist sets it again
+        return nodeid.rsplit("@", 1)[1]
+    module = nodeid.split("::", 1)[0]
+    return TINY_PIPELINE if module in TINY_PIPELINE_MODULES else module
+
+
+def _rank(item: pytest.Item) -> int:
+    if work_unit(item.nodeid) == TINY_PIPELINE:
+        return 0
+    return 1 + next((i for i, prefix in enumerate(_ORDER) if item.nodeid.startswith(prefix)), len(_ORDER))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: only with pytest-xdist installed
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # pytest-xdist: only when tests run on workers
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order of pytest_collection_modifyitems below
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:  # `project` of tests/pipeline/conftest.py (the name means other fixtures elsewhere)
+        if item.nodeid.startswith("tests/pipeline/") and "project" in item.fixturenames and _rank(item) != 0:
+            raise pytest.UsageError(f"{item.nodeid} uses the tiny project: add its module to TINY_PIPELINE_MODULES")
+    items.sort(key=_rank)  # stable: modules stay whole and in their order
