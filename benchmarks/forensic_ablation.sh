@@ -2,7 +2,8 @@
 # The forensic recipe's ablation as queued DVC experiments (as benchmarks/ablation.sh does for the
 # light CNN): each row trains, thresholds, evaluates and re-scores under the perturbations the
 # residual_cooc network with its settings changed cumulatively from the plain residual detector
-# (one scale, raw histograms, clean training images, one head) to the benchmark recipe. Usage:
+# (one scale, raw histograms, clean training images, one head) to the benchmark recipe, then the
+# recipe with train.refit (out-of-fold threshold, head refitted on train+valid). Usage:
 #   benchmarks/forensic_ablation.sh DATASET_DIR WORK [EXPERIMENT ...]
 # WORK: a new folder for the project copy (benchmarks/copy_project.sh, benchmark profile); reused if present.
 # Then `benchmarks/ablation_table.py WORK` (val/test AUC with 95% intervals, minutes) and
@@ -30,8 +31,9 @@ declare -A CHANGES=(
   [plus-a4]="$PLAIN $m.hellinger=true $m.scales=[1,2] $m.spam=true $m.degrade='$A4'"
   [plus-a8]="$PLAIN $m.hellinger=true $m.scales=[1,2] $m.spam=true $m.degrade='$A8'"
   [recipe-gated]=""  # the benchmark profile itself: A8 copies and the gated head
+  [recipe-refit]="train.refit=true"  # + k-fold out-of-fold threshold, head refitted on train+valid
 )
-ORDER=(res-plain res-sqrt res-sqrt-x2 res-sqrt-x2-spam plus-a4 plus-a8 recipe-gated)
+ORDER=(res-plain res-sqrt res-sqrt-x2 res-sqrt-x2-spam plus-a4 plus-a8 recipe-gated recipe-refit)
 [ $# -gt 0 ] && ORDER=("$@")
 
 for name in "${ORDER[@]}"; do

@@ -19,6 +19,8 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -172,10 +174,12 @@ def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params) -> t
 
 def fit_linear(model, stage: str, model_name: str, params: Params, settings: dict) -> dict:
     """Fit a linear-head network's head on the training split, measure it on validation, save
-    and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`)."""
+    and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`). With
+    ``train.refit``: k-fold heads on train+valid first (:func:`cross_fit`, saved for the threshold
+    stage's out-of-fold scores), then the head refitted on train+valid."""
     section = getattr(params.models, model_name)
-    degrade = list(section.degrade)
-    out = paths.model_file(model_name, stage)
+    degrade, refit = list(section.degrade), params.train.refit
+    out, folds_file = paths.model_file(model_name, stage), paths.folds(model_name)
     history_csv = paths.history_csv(stage, model_name)
     for p in (out, history_csv):
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -184,33 +188,122 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         "fit": "linear (standardised logistic regression)",
         "class_weighting": params.train.class_weighting,
         "degraded_copies": len(degrade),
+        "refit": refit,
         "total_params": int(model.count_params()),
     }
     manifest = load_manifest(paths.MANIFEST)
     with (
         tracking.stage_run(stage, params, model=model_name, log=settings),
-        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name)),
+        paths.replaced_on_success(out, history_csv, paths.stage_metrics(stage, model_name), folds_file),
     ):
         start = time.perf_counter()
         X, y = split_features(model, manifest, "train", degrade, params.seed)
-        V, val_y = split_features(model, manifest, "valid", [], params.seed)
+        V, val_y = split_features(model, manifest, "valid", degrade if refit else [], params.seed)
+        folds = cross_fit(model, manifest, X, y, V, val_y, section, params) if refit else Folds.none()
+        if refit:  # the final head sees the validation images too
+            X, y = np.concatenate([X, V]), np.concatenate([y, val_y])
         cv_auc, c = fit_heads(model, X, y, section, params)
         seconds = time.perf_counter() - start
         metrics, history = _measure(model, X, y, V, val_y)
-        metrics.update(C=c, train_seconds=round(seconds, 2))
+        metrics.update(C=c, train_seconds=round(seconds, 2), **folds.metrics())
         if cv_auc:  # C was chosen by cross-validation (c_grid lists several)
             metrics["cv_auc"] = cv_auc[c]
         history.to_csv(history_csv, index=False)
+        folds.save(folds_file)
         tracking.log_metrics(metrics)
         metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
         tracking.log_metrics({f"cv_auc_C_{k:g}": v for k, v in cv_auc.items()})
-        tracking.log_artifact(history_csv)
+        for path in (history_csv, folds_file):
+            tracking.log_artifact(path)
         model.save(out)
         tracking.log_artifact(out, "keras")
         tracking.log_keras_model(model, name=model_name, input_example=_example(manifest))  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics
+
+
+@dataclass
+class Folds:
+    """The k-fold heads of a refitted network (``train.refit``): which fold holds out each train
+    and validation image (``paths``, ``fold``), each fold's model weights (its heads fitted on
+    the other folds) and the out-of-fold P(fake) the train stage measured on the features. The
+    threshold stage scores each held-out image with its fold's weights."""
+
+    paths: np.ndarray
+    fold: np.ndarray
+    weights: list[list[np.ndarray]]
+    y: np.ndarray
+    split: np.ndarray
+    probability: np.ndarray
+
+    @classmethod
+    def none(cls) -> Folds:
+        """No folds: the network was fitted on the training split alone."""
+        empty = np.array([], dtype=str)
+        return cls(empty, np.array([], dtype=int), [], np.array([], dtype=int), empty, np.array([]))
+
+    def metrics(self) -> dict:
+        """Out-of-fold figures: they replace the in-sample validation ones of a refitted head."""
+        if not self.weights:
+            return {}
+        from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+        valid = self.split == "valid"
+        y, p = self.y[valid], self.probability[valid]
+        return {
+            "val_loss": float(log_loss(y, p, labels=[0, 1])),
+            "val_auc": float(roc_auc_score(y, p)),
+            "val_accuracy": float(accuracy_score(y, p >= 0.5)),
+            "oof_auc": float(roc_auc_score(self.y, self.probability)),
+            "oof_images": len(self.y),
+            "oof_folds": len(self.weights),
+        }
+
+    def save(self, path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"w{k}_{i}": w for k, ws in enumerate(self.weights) for i, w in enumerate(ws)}
+        np.savez(
+            path,
+            paths=self.paths.astype(str),
+            fold=self.fold,
+            y=self.y,
+            split=self.split.astype(str),
+            probability=self.probability,
+            shape=np.array([len(self.weights), len(self.weights[0]) if self.weights else 0]),
+            **arrays,
+        )
+
+    @classmethod
+    def load(cls, path) -> Folds:
+        with np.load(path, allow_pickle=False) as f:
+            n, per = (int(v) for v in f["shape"])
+            weights = [[f[f"w{k}_{i}"] for i in range(per)] for k in range(n)]
+            return cls(f["paths"], f["fold"], weights, f["y"], f["split"], f["probability"])
+
+
+def cross_fit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Params) -> Folds:
+    """k-fold (``models.<name>.cv_folds``, stratified) heads on train+valid: each image, with its
+    degraded copies, is held out by exactly one fold. ``X``/``V``: features ``(n, copies, d)`` of
+    train/valid. Returns the folds (weights and out-of-fold scores); leaves the last fold's heads
+    in the model."""
+    from sklearn.model_selection import StratifiedKFold
+
+    pooled, labels = np.concatenate([X, V]), np.concatenate([y, val_y])
+    folds = min(section.cv_folds, int(np.bincount(labels, minlength=2).min()))
+    if folds < 2:
+        raise ValueError("train.refit needs at least 2 images of each class in train+valid; set train.refit: false")
+    rows = pd.concat([manifest[manifest.split == s] for s in ("train", "valid")], ignore_index=True)
+    fold, probability, weights = np.zeros(len(labels), int), np.zeros(len(labels)), []
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=params.seed)
+    for k, (fit_rows, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        logger.info("fold %d/%d: heads fitted on %d images", k + 1, folds, len(fit_rows))
+        fit_heads(model, pooled[fit_rows], labels[fit_rows], section, params)
+        fold[held], probability[held] = k, model_probabilities(model, pooled[held, 0])
+        weights.append([np.array(w, copy=True) for w in model.get_weights()])  # TF may alias the variables
+    return Folds(
+        rows.path.astype(str).to_numpy(), fold, weights, labels, rows.split.astype(str).to_numpy(), probability
+    )
 
 
 def _measure(model, X: np.ndarray, y, V: np.ndarray, val_y) -> tuple[dict, pd.DataFrame]:

@@ -45,6 +45,13 @@ def predictions(name: str, split: str, ensemble: bool = False) -> Path:
     return (ARTIFACTS / "ensembles" / name if ensemble else ARTIFACTS / "predictions" / name) / f"{split}.csv"
 
 
+def folds(model: str) -> Path:
+    """The k-fold heads of a refitted linear-head network (``train.refit``): fold of each train and
+    validation image, each fold's weights and out-of-fold scores (``linear_fit.Folds``); no folds
+    when the network was not refitted (every network's train stage writes it: DVC declares it)."""
+    return ARTIFACTS / "models" / model / "folds.npz"
+
+
 def eval_plots(stage: str, name: str) -> Path:
     """ROC/confusion plot files (DVC templates) and PNG figures of an evaluated model or ensemble."""
     return PLOTS / stage / name

@@ -48,6 +48,10 @@ class TrainParams(_Section):
     schedule: Literal["plateau", "cosine"] = "plateau"  # ReduceLROnPlateau, or cosine decay to 0 over epochs
     weight_decay: float = Field(0.0, ge=0, lt=1)  # > 0: AdamW with this decoupled weight decay
     class_weighting: StrictBool = True
+    # Networks with a closed-form head (fit: linear, the forensic family): k-fold (models.<name>.cv_folds)
+    # out-of-fold scores of train+valid choose the threshold and stand for the validation scores
+    # downstream, then the head is refitted on train+valid. Gradient-trained networks ignore it.
+    refit: StrictBool = False
     jit_compile: StrictBool = False
     # tf.distribute (training.distribution_strategy): none = one device; mirrored = every local GPU
     # (MirroredStrategy; on a CPU-only machine, the CPU); multi_worker = MultiWorkerMirroredStrategy

@@ -14,3 +14,16 @@ def load_model(path: str | Path):
     from . import forensic, losses  # noqa: F401  (register their serializable classes with Keras)
 
     return keras.models.load_model(str(path), compile=False)
+
+
+def restore_weights(model, weights: list) -> None:
+    """``model.set_weights(weights)`` (e.g. a fold's heads, ``linear_fit.Folds``), then the
+    standardisation layers' derived mean and variance, which ``set_weights`` leaves stale, and a
+    fresh ``predict_on_batch`` function: a traced one holds the old mean and variance as constants."""
+    import keras
+
+    model.set_weights(weights)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
+    model.predict_function = None

@@ -38,7 +38,7 @@ from ..evaluation.report import headline, save_predictions
 from ..evaluation.robustness import CLEAN, perturbation_columns
 from ..evaluation.thresholds import plot_roc_with_threshold, select_threshold
 from ..models import final_stage
-from ..models.saved import load_model
+from ..models.saved import load_model, restore_weights
 
 
 def load_final_model(model_name: str):
@@ -155,13 +155,16 @@ def score_encoded(model, contents: list[bytes], params: Params) -> np.ndarray:
     return score(model.predict_on_batch, contents, view_of(params.data, model.name))
 
 
-def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = PERTURB_CHUNK) -> pd.DataFrame:
+def perturbed_scores(
+    model, rows: pd.DataFrame, params: Params, chunk: int = PERTURB_CHUNK, perturbations: dict | None = None
+) -> pd.DataFrame:
     """``rows`` (manifest rows: path, label, subgroup) with ``y`` and one P(fake) column per
-    perturbation, ``clean`` first. Images (files or shard records) are read in order, and
-    perturbed and scored ``chunk`` at a time."""
+    perturbation (``perturbations``, default ``robustness.perturbations``), ``clean`` first.
+    Images (files or shard records) are read in order, and perturbed and scored ``chunk`` at a time."""
 
     r = params.robustness
-    operations = {name: spec.model_dump() for name, spec in r.perturbations.items()}
+    perturbations = r.perturbations if perturbations is None else perturbations
+    operations = {name: spec.model_dump() for name, spec in perturbations.items()}
     files = rows.path.astype(str).tolist()
     stream = iter_contents(files)  # files or shard records (`ingest --shards`), read in order
     columns: dict[str, list[np.ndarray]] = {CLEAN: [], **{name: [] for name in operations}}
@@ -183,6 +186,30 @@ def perturbed_scores(model, rows: pd.DataFrame, params: Params, chunk: int = PER
     for name, parts in columns.items():
         out[name] = np.concatenate(parts) if parts else np.array([], dtype=float)
     return out
+
+
+def out_of_fold_scores(model, folds, manifest: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A refitted head's out-of-fold P(fake) (``linear_fit.Folds``): every train and validation
+    image scored by the weights of the fold that held it out, as :func:`predict_split` scores a
+    split (plus a ``split`` column, train then valid), and the validation images under every
+    perturbation, as :func:`perturbed_scores` scores them. Leaves the last fold's weights in ``model``."""
+    rows = manifest.assign(key=manifest.path.astype(str)).set_index("key").loc[folds.paths]
+    clean, perturbed = [], []
+    for k, weights in enumerate(folds.weights):
+        restore_weights(model, weights)
+        held = rows[folds.fold == k]
+        for split in ("train", "valid"):
+            scores = perturbed_scores(
+                model, held[held.split == split], params, perturbations=None if split == "valid" else {}
+            )
+            clean.append(scores[["path", "label", "y", "subgroup"]].assign(split=split, probability=scores[CLEAN]))
+            if split == "valid":
+                perturbed.append(scores)
+    order = {p: i for i, p in enumerate(folds.paths)}
+    pooled = pd.concat(clean).sort_values("path", key=lambda c: c.map(order)).reset_index(drop=True)
+    valid = pooled[pooled.split == "valid"].path
+    perturbed = pd.concat(perturbed).set_index("path").loc[valid].reset_index()
+    return pooled, perturbed
 
 
 def robust_auc(clean: pd.DataFrame, perturbed: pd.DataFrame) -> float:

@@ -11,9 +11,10 @@ when ``train.class_weighting``.
 
 from __future__ import annotations
 
+from .. import paths
 from ..config import Params, flatten
 from ..data.views import model_input_size
-from ..linear_fit import fit_linear
+from ..linear_fit import Folds, fit_linear
 from ..models.registry import spec
 from ..training import distributed, fit, set_determinism
 
@@ -29,6 +30,7 @@ def run(model_name: str, params: Params) -> dict:
     backbone_trainable = getattr(section, "weights", "none") == "none"
     t = params.train
     epochs = section.epochs or t.epochs
+    Folds.none().save(paths.folds(model_name))  # gradient-trained: no k-fold heads (train.refit is for linear heads)
     with distributed(params):  # train.distribute: built, compiled and trained in the strategy's scope
         set_determinism(params.seed)
         model = build_model(
