@@ -15,6 +15,7 @@ width, which our models always have (their input size is fixed).
 
 from __future__ import annotations
 
+import numpy as np
 from keras import layers
 
 
@@ -34,6 +35,34 @@ def conv_block(x, filters: int, name: str, *, kernel_size: int = 3, pool: bool =
         # "same" padding: a 1-pixel map stays 1 pixel instead of vanishing.
         x = layers.MaxPooling2D(2, padding="same", name=f"{name}_pool")(x)
     return x
+
+
+# The three SRM kernels of Zhou et al. 2018's noise stream (Fridrich and Kodovsky's rich models):
+# second-order 3x3 "KB", fourth-order 5x5 "KV" and a horizontal second-order difference.
+SRM_KERNELS = (
+    np.array([[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]]) / 4.0,
+    np.array([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]])
+    / 12.0,
+    np.array([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]) / 2.0,
+)
+SRM_TRUNCATION = 3.0  # residuals clipped to [-T, T] pixel levels, then scaled to [-1, 1]
+
+
+def noise_residual_block(pixels, name: str = "noise"):
+    """The SRM noise stream: RGB pixels in [0, 255] ``(b, h, w, 3)`` -> every SRM kernel on every
+    colour channel (a frozen depthwise 5x5 convolution, 9 maps), truncated to [-T, T] and scaled to
+    [-1, 1] (``clip(r, -T, T) / T`` as ``ReLU(max 2T)(r + T) / T - 1``: built-in layers only)."""
+    kernel = np.zeros((5, 5, 3, len(SRM_KERNELS)), dtype="float32")
+    for k, srm in enumerate(SRM_KERNELS):
+        kernel[:, :, :, k] = srm[:, :, np.newaxis]
+    conv = layers.DepthwiseConv2D(
+        5, depth_multiplier=len(SRM_KERNELS), padding="same", use_bias=False, trainable=False, name=f"{name}_srm"
+    )
+    x = conv(pixels)
+    conv.set_weights([kernel])
+    x = layers.Rescaling(1.0, offset=SRM_TRUNCATION, name=f"{name}_shift")(x)
+    x = layers.ReLU(max_value=2 * SRM_TRUNCATION, name=f"{name}_truncate")(x)
+    return layers.Rescaling(1.0 / SRM_TRUNCATION, offset=-1.0, name=f"{name}_scale")(x)
 
 
 def _hidden_units(channels: int, ratio: int) -> int:

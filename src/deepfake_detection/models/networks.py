@@ -46,6 +46,9 @@ class LightSECNNParams(NetworkParams):
     convs_per_block: int = Field(1, ge=1, le=4)  # 3x3 conv-BN-ReLU layers before each pooling
     se_ratio: int = Field(8, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
+    # What the first convolution sees: rgb (the pixels), noise (the SRM noise stream of Zhou et
+    # al. 2018: fixed high-pass residuals of every channel, truncated) or both, stacked.
+    stream: Literal["rgb", "noise", "both"] = "rgb"
 
 
 @network(
@@ -81,19 +84,22 @@ def build_efficientnet_b0(image_size: int, params: TransferParams, *, backbone_t
 
 @network("light_se_cnn", params=LightSECNNParams)
 def build_light_se_cnn(image_size: int, params: LightSECNNParams, *, backbone_trainable: bool = True):
-    """Rescaling(1/255) -> [conv-BN-ReLU (x convs_per_block) -> pool -> squeeze-excite] per filter
-    count -> head.
+    """Rescaling(1/255) (``stream: noise``: the SRM noise stream instead; ``both``: stacked) ->
+    [conv-BN-ReLU (x convs_per_block) -> pool -> squeeze-excite] per filter count -> head.
 
     ``backbone_trainable`` is ignored: this network has no pretrained part and trains whole.
     """
     import keras
     from keras import layers
 
-    from .blocks import classification_head, conv_block, squeeze_excite_block
+    from .blocks import classification_head, conv_block, noise_residual_block, squeeze_excite_block
     from .zoo import image_input  # Keras: only when built
 
     inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
+    if params.stream != "rgb":
+        noise = noise_residual_block(inputs, name="noise")
+        x = noise if params.stream == "noise" else layers.Concatenate(name="rgb_noise")([x, noise])
     for i, filters in enumerate(params.filters, start=1):
         for j in range(1, params.convs_per_block):  # extra convs at this resolution, before pooling
             x = conv_block(x, filters, name=f"block{i}_{j}", pool=False)
