@@ -39,6 +39,8 @@ declare -A CHANGES=(
   [two-convs-per-block]="models.light_se_cnn.convs_per_block=2"
   [wider]="models.light_se_cnn.filters=[48,96,192,384]"
   [30-epochs]="train.epochs=30 train.patience=30"
+  [noise-stream]="models.light_se_cnn.stream=noise"  # the SRM noise stream instead of the pixels
+  [noise-and-rgb]="models.light_se_cnn.stream=both"  # the noise stream stacked with the pixels
 )
 # The rows that change several settings at once (the recipe's steps); not in the default order.
 RECIPE_A="loss.gamma=0 loss.alpha=null ${CHANGES[flips-only]} train.monitor=val_auc train.schedule=cosine train.epochs=30 train.patience=10"

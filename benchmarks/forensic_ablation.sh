@@ -6,7 +6,7 @@
 # recipe with train.refit (out-of-fold threshold, head refitted on train+valid). Usage:
 #   benchmarks/forensic_ablation.sh DATASET_DIR WORK [EXPERIMENT ...]
 # WORK: a new folder for the project copy (benchmarks/copy_project.sh, benchmark profile); reused if present.
-# Then `benchmarks/ablation_table.py WORK` (val/test AUC with 95% intervals, minutes) and
+# Then `benchmarks/ablation_table.py WORK --model residual_cooc` (val/test AUC with 95% intervals, minutes) and
 # `cd WORK && dvc exp show --keep 'Experiment|.*residual_cooc.json:(auc|clean|jpeg_75|blur_1|downscale_50).*'`.
 set -euo pipefail
 
@@ -47,4 +47,4 @@ echo "== dvc queue start ($(date -u +%FT%TZ))"
 dvc queue start -j 1
 until status="$(dvc queue status)"; ! grep -qE 'Queued|Running' <<<"$status"; do sleep 30; done
 echo "$status"
-python "$here/benchmarks/ablation_table.py" "$work"
+python "$here/benchmarks/ablation_table.py" "$work" --model residual_cooc
