@@ -243,7 +243,7 @@ def test_self_blend_never_reaches_validation_or_test(data):
 
 
 def test_self_blend_is_seeded_and_blends_only_the_centre():
-    from deepfake_detection.data.pipeline import self_blend
+    from deepfake_detection.data.synthetic import self_blend
 
     rng = np.random.default_rng(3)
     image = tf.constant(rng.uniform(20, 230, size=(64, 64, 3)).astype(np.float32))
@@ -256,6 +256,57 @@ def test_self_blend_is_seeded_and_blends_only_the_centre():
     assert diff[24:40, 24:40].mean() > 1.0, "the centre is blended"
     np.testing.assert_allclose(a[:4, :4], image.numpy()[:4, :4], atol=1e-4)  # corners are outside the mask
     assert 0.0 <= a.min() and a.max() <= 255.0
+
+
+# ---------------------------------------------------------------- region-swap fakes
+
+
+def test_region_swap_pastes_a_colour_matched_facial_region_of_the_donor_and_nothing_else():
+    from deepfake_detection.data.synthetic import FACE_REGIONS, region_swap
+
+    rng = np.random.default_rng(4)
+    image = tf.constant(rng.uniform(60, 120, size=(64, 64, 3)).astype(np.float32))
+    donor = tf.constant(rng.uniform(150, 250, size=(64, 64, 3)).astype(np.float32))  # brighter, wider
+    seen = set()
+    for s in range(12):
+        seed = tf.constant([s, 5])
+        out = region_swap(image, donor, seed).numpy()
+        np.testing.assert_allclose(out, region_swap(image, donor, seed).numpy(), atol=1e-5)  # seeded
+        changed = np.abs(out - image.numpy()).max(axis=-1) > 1e-3
+        rows = np.flatnonzero(changed.any(axis=1))
+        assert changed.any() and changed.mean() < 0.25, "one region, not the face"
+        centre = (rows.min() + rows.max() + 1) / 2 / 64
+        seen.add(min(FACE_REGIONS, key=lambda r: abs(FACE_REGIONS[r][0] - centre)))
+        assert not changed[:8].any() and not changed[-8:].any(), "forehead and chin rows stay"
+        inside = out[changed]  # colour-matched: the image's level, not the donor's
+        assert abs(inside.mean() - image.numpy()[changed].mean()) < 15
+        assert 0.0 <= out.min() and out.max() <= 255.0
+    assert seen == set(FACE_REGIONS), f"eyes, nose and mouth are all drawn: {seen}"
+
+
+def test_region_swap_turns_every_real_training_image_into_a_fake_with_another_face(tmp_path):
+    from deepfake_detection.data.sample import generate
+
+    generate(tmp_path / "data", images_per_class=10, size=32, seed=2, progress=False)
+    files = sorted((tmp_path / "data" / "train").rglob("*.jpg"))
+    manifest = pd.DataFrame(
+        {
+            "path": [str(f.relative_to(tmp_path)) for f in files],
+            "label": [f.parent.name for f in files],
+            "split": "train",
+        }
+    )
+    plain, labels = _all(make_dataset(manifest, "train", 32, 8, root=tmp_path))
+    swapped, new_labels = _all(
+        make_dataset(manifest, "train", 32, 8, root=tmp_path, augment=AugmentParams(**NO_AUG, region_swap=1.0))
+    )
+    real = labels == 0
+    assert real.sum() >= 5 and (new_labels == 1).all(), "every real training image became a fake (label 1)"
+    np.testing.assert_allclose(swapped[~real], plain[~real], atol=1e-3)  # fakes pass unchanged
+    changed = [np.abs(swapped[i] - plain[i]).max() > 1.0 for i in np.flatnonzero(real)]
+    assert np.mean(changed) > 0.5, "a real image with another face's region differs from its source"
+    with pytest.raises(ValueError, match="training split only"):
+        make_dataset(manifest, "valid", 32, 2, root=tmp_path, augment=AugmentParams(region_swap=1.0))
 
 
 def test_patch_view_trains_on_native_crops(data):

@@ -55,6 +55,10 @@ class AugmentParams(_Section):
     # image becomes a fake one, blended with a colour- and geometry-jittered copy of itself
     # through a soft elliptical mask over its centre. Training only; 0 turns it off.
     self_blend: float = Field(0.0, ge=0, le=1)
+    # Region-swap fakes (CIPLAB-style composites): the probability that a real training image
+    # becomes a fake one with the eyes, nose or mouth of another real training face pasted in
+    # (feathered mask, colour-matched). Training only; 0 turns it off. data/synthetic.py.
+    region_swap: float = Field(0.0, ge=0, le=1)
     # Probabilistic blur and JPEG re-compression at native resolution (DegradeParams); the
     # jpeg_quality above re-encodes every image, after the resize.
     degrade: DegradeParams = DegradeParams()

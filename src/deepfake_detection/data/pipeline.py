@@ -31,6 +31,7 @@ from deepfake_detection.config import AugmentParams, DegradeParams
 from deepfake_detection.data import shards, views
 from deepfake_detection.data.decode import decode_image, decode_resize, resize  # also imported from here
 from deepfake_detection.data.manifest import class_weights  # noqa: F401  (re-exported for training code)
+from deepfake_detection.data.synthetic import maybe_region_swap, maybe_self_blend
 
 AUTOTUNE = tf.data.AUTOTUNE
 REQUIRED_COLUMNS = ("path", "label", "split")
@@ -132,60 +133,6 @@ def _rotate_zoom(image: tf.Tensor, seed: tf.Tensor, rotation: float, zoom: float
     return out[0]
 
 
-def _ellipse_mask(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A soft elliptical mask ``(h, w, 1)`` in [0, 1] over the centre of the image (a face crop's
-    inner region): centre jittered by up to 5%, radii 25-40% of the width and 30-45% of the
-    height, an edge that fades over about a tenth of the radius."""
-    u = tf.random.stateless_uniform([5], seed=seed)
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    cy, cx = h * (0.5 + (u[0] - 0.5) * 0.1), w * (0.5 + (u[1] - 0.5) * 0.1)
-    ry, rx = h * (0.30 + 0.15 * u[2]), w * (0.25 + 0.15 * u[3])
-    softness = 0.05 + 0.15 * u[4]
-    y = (tf.range(h) + 0.5 - cy) / ry
-    x = (tf.range(w) + 0.5 - cx) / rx
-    r = tf.sqrt(y[:, tf.newaxis] ** 2 + x[tf.newaxis, :] ** 2)
-    return tf.clip_by_value((1.0 - r) / softness, 0.0, 1.0)[..., tf.newaxis]
-
-
-def self_blend(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A self-blended fake (Shiohara & Yamasaki, CVPR 2022) of one float32 ``(h, w, 3)`` image in
-    [0, 255]: a copy of it, colour-jittered (per-channel gain 0.9-1.1 and shift +-8, a little
-    blur or sharpening) and geometry-jittered (scale 0.97-1.03, shift up to 2%), blended back in
-    through :func:`_ellipse_mask` at a strength of 0.5 to 1. Seeded: the same seed, the same fake."""
-    seeds = tf.random.split(seed, 4)
-    u = tf.random.stateless_uniform([9], seed=seeds[0])
-    shape = tf.shape(image)
-    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    source = image * (0.9 + 0.2 * u[0:3]) + (u[3:6] - 0.5) * 16.0
-    blurred = tf.nn.avg_pool2d(source[tf.newaxis], 3, 1, "SAME")[0]
-    source = source + (u[6] - 0.5) * 2.0 * (source - blurred)  # blur (< 0) or sharpen (> 0)
-    scale = 0.97 + 0.06 * u[7]
-    shift = (tf.random.stateless_uniform([2], seed=seeds[1]) - 0.5) * 0.04 * tf.stack([w, h])
-    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
-    inv = 1.0 / scale  # output (x, y) samples input ((x - cx - dx) / s + cx, ...)
-    transform = tf.stack([inv, 0.0, cx - inv * (cx + shift[0]), 0.0, inv, cy - inv * (cy + shift[1]), 0.0, 0.0])
-    source = tf.raw_ops.ImageProjectiveTransformV3(
-        images=source[tf.newaxis],
-        transforms=transform[tf.newaxis],
-        output_shape=shape[:2],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="REFLECT",
-    )[0]
-    mask = _ellipse_mask(shape[0], shape[1], seeds[2]) * (0.5 + 0.5 * u[8])
-    return tf.clip_by_value(mask * source + (1.0 - mask) * image, 0.0, 255.0)
-
-
-def maybe_self_blend(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, probability: float):
-    """With ``probability``, a real image (label 0) becomes a :func:`self_blend` fake (label 1);
-    fakes and the other reals pass unchanged."""
-    seeds = tf.random.split(seed, 2)
-    draw = tf.random.stateless_uniform([], seed=seeds[0])
-    blend = tf.logical_and(tf.equal(label, 0.0), draw < probability)
-    image = tf.cond(blend, lambda: self_blend(image, seeds[1]), lambda: image)
-    return image, tf.where(blend, tf.constant(1.0, label.dtype), label)
-
-
 def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor | float, radius: int) -> tf.Tensor:
     """Gaussian blur of one float32 ``(h, w, 3)`` image, standard deviation ``sigma`` pixels (a
     tensor is fine), kernel truncated at ``radius`` pixels (a Python int, >= 3 sigma). Separable;
@@ -239,14 +186,24 @@ def degrade(image: tf.Tensor, seed: tf.Tensor, params: DegradeParams) -> tf.Tens
 
 
 def _train_element(
-    data: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, image_size: int, augment: AugmentParams, patch_size: int | None
+    data: tf.Tensor,
+    label: tf.Tensor,
+    seed: tf.Tensor,
+    image_size: int,
+    augment: AugmentParams,
+    patch_size: int | None,
+    donor: tf.Tensor | None = None,
 ):
-    """One training element: decode at native size, maybe self-blend, maybe degrade (blur, JPEG),
-    bring to the view (resize, or a random patch), augment."""
+    """One training element: decode at native size, maybe self-blend, maybe region-swap with the
+    encoded ``donor`` (another real training image), maybe degrade (blur, JPEG), bring to the view
+    (resize, or a random patch), augment."""
     seeds = tf.random.split(seed, 3)
     image = decode_image(data)
     if augment.self_blend > 0:
         image, label = maybe_self_blend(image, label, seeds[0], augment.self_blend)
+    if donor is not None:  # its own seed: the others stay as they were
+        swap_seed = tf.random.experimental.stateless_fold_in(seed, 4)
+        image, label = maybe_region_swap(image, label, decode_image(donor), swap_seed, augment.region_swap)
     if augment.degrade.blur_prob > 0 or augment.degrade.jpeg_prob > 0:  # its own seed: the others stay as they were
         image = degrade(image, tf.random.experimental.stateless_fold_in(seed, 3), augment.degrade)
     image = resize(image, image_size) if patch_size is None else views.random_crop(image, patch_size, seeds[1])
@@ -325,13 +282,34 @@ def make_dataset(
     else:
         # one [2] seed per element, new ones on each pass over the dataset
         element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, element_seeds)
-        ds = ds.map(
-            lambda py, s: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
-        )
+        if augment.region_swap > 0:  # each element gets a donor: a real training image, drawn anew
+            ds = tf.data.Dataset.zip(ds, element_seeds, _donors(paths, labels, seed))
+            ds = ds.map(
+                lambda py, s, d: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size, donor=read(d)),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+        else:
+            ds = tf.data.Dataset.zip(ds, element_seeds)
+            ds = ds.map(
+                lambda py, s: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
     return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def _donors(paths: list[str], labels: np.ndarray, seed: int) -> tf.data.Dataset:
+    """Endless references (paths, or shard records) of the real images among ``paths``, reshuffled
+    on every pass: the donors of region-swap fakes."""
+    real = [p for p, y in zip(paths, labels) if y == 0]
+    if not real:
+        raise ValueError("augment.region_swap needs real training images to take regions from; there are none")
+    if shards.split_ref(real[0]) is not None:
+        donors = shards.records_dataset(real, np.zeros(len(real), np.float32), shuffle=True, seed=seed + 1)
+        return donors.map(lambda data, _: data).repeat()
+    donors = tf.data.Dataset.from_tensor_slices(np.asarray(real, dtype=object))
+    return donors.shuffle(len(real), seed=seed + 1, reshuffle_each_iteration=True).repeat()
 
 
 def image_dataset_from_paths(paths: Sequence[str], image_size: int, batch_size: int) -> tf.data.Dataset:
