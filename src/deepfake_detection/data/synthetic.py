@@ -63,35 +63,47 @@ def maybe_self_blend(image: tf.Tensor, label: tf.Tensor, seed: tf.Tensor, probab
 
 
 # Where a facial region lies in an aligned face crop, as fractions of the crop's height and width:
-# centre (y, x) and radii (y, x) of a soft ellipse. CIPLAB's composites paste eyes, nose or mouth.
+# centre (y, x) and radii (y, x) of a soft ellipse (from the mean CIPLAB real face). CIPLAB's
+# composites replace any of the left eye, right eye, nose and mouth (a 4-bit code in their names).
 FACE_REGIONS = {
-    "eyes": (0.40, 0.50, 0.09, 0.32),
-    "nose": (0.55, 0.50, 0.13, 0.11),
-    "mouth": (0.72, 0.50, 0.08, 0.19),
+    "left_eye": (0.45, 0.38, 0.07, 0.11),
+    "right_eye": (0.45, 0.64, 0.07, 0.11),
+    "nose": (0.58, 0.51, 0.11, 0.09),
+    "mouth": (0.77, 0.51, 0.07, 0.15),
 }
 
 
-def _region_mask(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A soft elliptical mask ``(h, w, 1)`` over one of :data:`FACE_REGIONS`, drawn uniformly: centre
-    jittered by up to 3% of the crop, radii scaled by 0.85-1.15, an edge feathered over 15-35% of
-    the radius."""
-    u = tf.random.stateless_uniform([6], seed=seed)
-    table = tf.constant(list(FACE_REGIONS.values()), tf.float32)
-    region = table[tf.minimum(tf.cast(u[0] * len(FACE_REGIONS), tf.int32), len(FACE_REGIONS) - 1)]
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    cy, cx = h * (region[0] + (u[1] - 0.5) * 0.06), w * (region[1] + (u[2] - 0.5) * 0.06)
-    scale = 0.85 + 0.3 * u[3]
+def _ellipse(h: tf.Tensor, w: tf.Tensor, region: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    """A soft ellipse ``(h, w)`` over ``region`` (centre y, x, radii y, x as fractions), its centre
+    jittered by up to 4% of the crop, radii scaled by 0.85-1.15, edge feathered over 15-35%."""
+    cy, cx = h * (region[0] + (u[0] - 0.5) * 0.08), w * (region[1] + (u[1] - 0.5) * 0.08)
+    scale = 0.85 + 0.3 * u[2]
     ry, rx = h * region[2] * scale, w * region[3] * scale
-    feather = 0.15 + 0.2 * u[4]
     y = (tf.range(h) + 0.5 - cy) / ry
     x = (tf.range(w) + 0.5 - cx) / rx
     r = tf.sqrt(y[:, tf.newaxis] ** 2 + x[tf.newaxis, :] ** 2)
-    return tf.clip_by_value((1.0 - r) / feather, 0.0, 1.0)[..., tf.newaxis]
+    return tf.clip_by_value((1.0 - r) / (0.15 + 0.2 * u[3]), 0.0, 1.0)
+
+
+def _region_mask(height: tf.Tensor, width: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A soft mask ``(h, w, 1)`` over some of :data:`FACE_REGIONS`: each region with probability
+    1/2, at least one (as CIPLAB's composites replace one to four of them)."""
+    n = len(FACE_REGIONS)
+    u = tf.random.stateless_uniform([n, 5], seed=seed)
+    chosen = u[:, 4] < 0.5
+    chosen = tf.cond(
+        tf.reduce_any(chosen), lambda: chosen, lambda: tf.equal(tf.range(n), tf.argmax(u[:, 4], output_type=tf.int32))
+    )
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    table = tf.constant(list(FACE_REGIONS.values()), tf.float32)
+    masks = tf.stack([_ellipse(h, w, table[i], u[i]) for i in range(n)])
+    masks = masks * tf.cast(chosen, tf.float32)[:, tf.newaxis, tf.newaxis]
+    return tf.reduce_max(masks, axis=0)[..., tf.newaxis]
 
 
 def region_swap(image: tf.Tensor, donor: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """A region-swap fake of one float32 ``(h, w, 3)`` image in [0, 255]: the same facial region
-    (eyes, nose or mouth: :func:`_region_mask`) of ``donor``, another real face (resized to the
+    """A region-swap fake of one float32 ``(h, w, 3)`` image in [0, 255]: the same facial regions
+    (eyes, nose, mouth: :func:`_region_mask`) of ``donor``, another real face (resized to the
     image's size when it differs), colour-matched to the image inside the region (per-channel
     mean and standard deviation under the mask) and pasted through the feathered mask. Seeded."""
     shape = tf.shape(image)
