@@ -205,7 +205,9 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         cv_auc, c = fit_heads(model, X, y, section, params)
         seconds = time.perf_counter() - start
         metrics, history = _measure(model, X, y, V, val_y)
-        metrics.update(C=c, train_seconds=round(seconds, 2), **folds.metrics())
+        out_of_fold = folds.metrics()  # a refitted head saw the validation images: out-of-fold figures
+        metrics.update(C=c, train_seconds=round(seconds, 2), **out_of_fold)
+        history = history.assign(**{k: v for k, v in out_of_fold.items() if k in history.columns})
         if cv_auc:  # C was chosen by cross-validation (c_grid lists several)
             metrics["cv_auc"] = cv_auc[c]
         history.to_csv(history_csv, index=False)

@@ -69,6 +69,8 @@ def test_every_train_and_valid_image_is_held_out_by_exactly_one_fold(refitted):
     assert len(folds.weights) == 4 and set(folds.fold) == {0, 1, 2, 3}
     assert trained["oof_folds"] == 4 and trained["oof_images"] == len(pooled)
     assert trained["train_images"] == len(pooled), "the final head is refitted on train+valid"
+    history = pd.read_csv(paths.history_csv("train", MODEL))  # the plotted validation AUC is out of fold too
+    assert history.val_auc.iloc[0] == pytest.approx(trained["val_auc"])
 
 
 def test_threshold_is_chosen_on_scores_by_heads_that_never_saw_the_image(refitted):
