@@ -3,9 +3,12 @@ its runs landed (grouped by their `dvc_exp` tag). Usage:
     python benchmarks/ablation_table.py WORK [--model light_se_cnn]
 
 WORK is a project folder whose mlflow.db holds the runs (benchmarks/ablation.sh makes one).
-Columns: val AUC (threshold stage), test AUC with its 95% interval (evaluate stage, stratified
-bootstrap), minutes (the experiment's runs, end to end, added up), and the settings it changed
-(MLflow params that differ from the `base` experiment's)."""
+Columns: val AUC (threshold stage; the evaluate run's copy when the threshold came from DVC's run
+cache), test AUC with its 95% interval (evaluate stage, stratified bootstrap), test accuracy at the
+tuned threshold, the test AUC under each perturbation when the experiment ran `robustness@MODEL`
+(`--robustness jpeg_75 blur_1 downscale_50`), minutes (the experiment's runs, end to end, added
+up: stages restored from the run cache count nothing), and the settings it changed (MLflow params
+that differ from the `base` experiment's)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ from deepfake_detection.tracking import use_store  # noqa: E402
 DERIVED = ("lr", "total_params", "trainable_params")  # follow from other settings: not changes of their own
 
 
-def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-detection") -> pd.DataFrame:
+def table(
+    work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-detection", robustness: tuple = ()
+) -> pd.DataFrame:
     use_store(work)  # the project's store, created under its lock if a run has not made it yet
     runs = mlflow.search_runs(experiment_names=[experiment], filter_string="tags.dvc_exp != ''")
     if runs.empty:
@@ -45,11 +50,13 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
         rows.append(
             {
                 "experiment": name,
-                "val AUC": th["metrics.val_auc"] if th is not None else float("nan"),
+                "val AUC": (th if th is not None else ev)["metrics.val_auc"],
                 "test AUC": ev["metrics.test_auc"],
                 "95% interval": f"[{ev['metrics.test_auc_ci95_low']:.3f}, {ev['metrics.test_auc_ci95_high']:.3f}]",
+                "test accuracy": ev["metrics.test_accuracy"],
+                **{p: _perturbed_auc(by_stage.get("robustness"), p) for p in robustness},
                 "minutes": round(minutes, 1),
-                "epochs": int(train["metrics.best_epochs_run"]) if train is not None else None,
+                "epochs": _epochs(train),
             }
         )
     if not rows:
@@ -64,12 +71,25 @@ def table(work: Path, model: str = "light_se_cnn", experiment: str = "deepfake-d
     return out
 
 
+def _perturbed_auc(run, perturbation: str) -> float:
+    if run is None:
+        return float("nan")
+    return run.get(f"metrics.robustness/{perturbation}/auc", float("nan"))
+
+
+def _epochs(train) -> int | None:
+    if train is None or pd.isna(train.get("metrics.best_epochs_run", float("nan"))):
+        return None  # restored from the run cache, or a closed-form head
+    return int(train["metrics.best_epochs_run"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
     parser.add_argument("--model", default="light_se_cnn")
+    parser.add_argument("--robustness", nargs="*", default=[], help="perturbations to show, e.g. jpeg_75 blur_1")
     args = parser.parse_args()
-    print(table(args.work, args.model).to_markdown(index=False, floatfmt=".3f"))
+    print(table(args.work, args.model, robustness=tuple(args.robustness)).to_markdown(index=False, floatfmt=".3f"))
 
 
 if __name__ == "__main__":

@@ -41,10 +41,10 @@ for name in "${ORDER[@]}"; do
   set_args=()
   eval "for kv in ${CHANGES[$name]}; do set_args+=(-S \"\$kv\"); done"
   echo "== queue $name: ${CHANGES[$name]:-(the benchmark profile)}"
-  dvc exp run --queue -n "$name" "${set_args[@]}" robustness@residual_cooc
+  dvc exp run --queue -n "$name" "${set_args[@]}" evaluate@residual_cooc robustness@residual_cooc
 done
 echo "== dvc queue start ($(date -u +%FT%TZ))"
 dvc queue start -j 1
 until status="$(dvc queue status)"; ! grep -qE 'Queued|Running' <<<"$status"; do sleep 30; done
 echo "$status"
-python "$here/benchmarks/ablation_table.py" "$work" --model residual_cooc
+python "$here/benchmarks/ablation_table.py" "$work" --model residual_cooc --robustness jpeg_90 jpeg_75 blur_1 downscale_50
