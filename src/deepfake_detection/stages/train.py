@@ -30,7 +30,6 @@ def run(model_name: str, params: Params) -> dict:
     backbone_trainable = getattr(section, "weights", "none") == "none"
     t = params.train
     epochs = section.epochs or t.epochs
-    Folds.none().save(paths.folds(model_name))  # gradient-trained: no k-fold heads (train.refit is for linear heads)
     with distributed(params):  # train.distribute: built, compiled and trained in the strategy's scope
         set_determinism(params.seed)
         model = build_model(
@@ -40,7 +39,7 @@ def run(model_name: str, params: Params) -> dict:
             seed=params.seed,
             backbone_trainable=backbone_trainable,
         )
-        return fit(
+        metrics = fit(
             model,
             "train",
             model_name,
@@ -50,3 +49,5 @@ def run(model_name: str, params: Params) -> dict:
             patience=t.patience,
             settings={**flatten(section, "model."), "backbone_trainable": backbone_trainable},
         )
+    Folds.none().save(paths.folds(model_name))  # after a finished fit only: no k-fold heads (refit is for linear heads)
+    return metrics
