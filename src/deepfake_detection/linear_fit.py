@@ -302,7 +302,7 @@ def cross_fit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Pa
         logger.info("fold %d/%d: heads fitted on %d images", k + 1, folds, len(fit_rows))
         fit_heads(model, pooled[fit_rows], labels[fit_rows], section, params)
         fold[held], probability[held] = k, model_probabilities(model, pooled[held, 0])
-        weights.append([np.array(w, copy=True) for w in model.get_weights()])  # TF may alias the variables
+        weights.append([np.array(w, copy=True) for w in model.get_weights()])  # copies: the next fold overwrites them
     return Folds(
         rows.path.astype(str).to_numpy(), fold, weights, labels, rows.split.astype(str).to_numpy(), probability
     )

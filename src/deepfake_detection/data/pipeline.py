@@ -282,20 +282,15 @@ def make_dataset(
     else:
         # one [2] seed per element, new ones on each pass over the dataset
         element_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        if augment.region_swap > 0:  # each element gets a donor: a real training image, drawn anew
-            ds = tf.data.Dataset.zip(ds, element_seeds, _donors(paths, labels, seed))
-            ds = ds.map(
-                lambda py, s, d: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size, donor=read(d)),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            )
-        else:
-            ds = tf.data.Dataset.zip(ds, element_seeds)
-            ds = ds.map(
-                lambda py, s: _train_element(read(py[0]), py[1], s, image_size, augment, patch_size),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            )
+        donors = (_donors(paths, labels, seed),) if augment.region_swap > 0 else ()  # a real image per element
+        ds = tf.data.Dataset.zip(ds, element_seeds, *donors)
+        ds = ds.map(
+            lambda py, s, *d: _train_element(
+                read(py[0]), py[1], s, image_size, augment, patch_size, donor=read(d[0]) if d else None
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 

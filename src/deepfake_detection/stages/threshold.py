@@ -6,10 +6,11 @@ target_fpr). The validation images are also scored under every ``robustness.pert
 and perturbed validation AUCs, is what ``register.metric: val_robust_auc`` ranks by. The test split
 is never read here.
 
-A refitted linear-head network (``train.refit``) has seen the validation images: the train
-stage's k-fold out-of-fold scores (``paths.out_of_fold``) stand for its validation scores (the
-file the ensembles read) and its perturbed ones, and the threshold is chosen on the out-of-fold
-scores of train+valid, a larger sample than validation alone.
+A refitted linear-head network (``train.refit``) has seen the validation images: each train and
+validation image is scored by the weights of the k-fold head that held it out (the train stage's
+``paths.folds``); those out-of-fold scores stand for its validation scores (the file the
+ensembles read) and its perturbed ones, and the threshold is chosen on the out-of-fold scores of
+train+valid, a larger sample than validation alone.
 """
 
 from __future__ import annotations
