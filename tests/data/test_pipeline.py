@@ -307,6 +307,9 @@ def test_region_swap_turns_every_real_training_image_into_a_fake_with_another_fa
     assert np.mean(changed) > 0.5, "a real image with another face's region differs from its source"
     with pytest.raises(ValueError, match="training split only"):
         make_dataset(manifest, "valid", 32, 2, root=tmp_path, augment=AugmentParams(region_swap=1.0))
+    fakes_only = manifest[manifest.label == "fake"]
+    with pytest.raises(ValueError, match="region_swap needs real training images"):
+        make_dataset(fakes_only, "train", 32, 2, root=tmp_path, augment=AugmentParams(region_swap=1.0))
 
 
 def test_patch_view_trains_on_native_crops(data):
