@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detection import champion as gate
-from deepfake_detection.evaluation.selection import pick_best
+from deepfake_detection.evaluation.selection import auc_standard_error, pick_best
 
 
 def _result(name, val_auc, test_auc, kind="single", val_eer=0.3):
@@ -38,6 +38,36 @@ def test_lower_is_better_metrics_and_ties_prefer_a_single_model():
     assert pick_best(tie, "val_auc")["model"] == "one"
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         pick_best([], "val_auc")
+
+
+def _counted(result, fake, real):
+    result["val"].update(tp=fake, fn=0, tn=real, fp=0)  # the counts an AUC's standard error needs
+    return result
+
+
+def test_a_single_model_within_the_standard_error_beats_a_better_ensemble():
+    """register.simpler_within_se: on 81 validation images (35 fake) the standard error of an AUC
+    of 0.872 is 0.042 (Hanley and McNeil), so a single model at 0.866 is kept over the ensemble;
+    on 800 images (se 0.013) the same gap is not noise and the ensemble wins."""
+    assert auc_standard_error(0.872, 35, 46) == pytest.approx(0.0423, abs=1e-3)
+    assert auc_standard_error(0.5, 10, 10) == pytest.approx(0.1323, abs=1e-3)  # (0.25 + 2 * 9/12) / 100
+    small = [_counted(_result("stack", 0.872, 0.9, kind="ensemble"), 35, 46), _result("forensic", 0.866, 0.9)]
+    small.append(_result("cnn", 0.80, 0.9))
+    assert pick_best(small, "val_auc")["model"] == "stack"  # off by default: the best value wins
+    assert pick_best(small, "val_auc", within_se=1.0)["model"] == "forensic"  # the best single one
+    assert pick_best(small, "val_auc", within_se=0.1)["model"] == "stack"  # 0.006 > 0.1 se
+    large = [_counted(_result("stack", 0.872, 0.9, kind="ensemble"), 350, 460), _result("forensic", 0.85, 0.9)]
+    assert pick_best(large, "val_auc", within_se=1.0)["model"] == "stack"
+    with pytest.raises(ValueError, match="AUC metric"):
+        pick_best(small, "val_eer", within_se=1.0)
+
+
+def test_simpler_within_se_is_refused_for_a_metric_without_a_standard_error():
+    from deepfake_detection.config import RegisterParams
+
+    assert RegisterParams(metric="val_robust_auc", simpler_within_se=1.0).simpler_within_se == 1.0
+    with pytest.raises(ValueError, match="simpler_within_se needs metric val_auc or val_robust_auc"):
+        RegisterParams(metric="val_f1", simpler_within_se=1.0)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from .data_sections import (
 from .params import DEFAULT_PARAMS, Params, flatten, load_params, missing_keys, parse_params
 from .stage_sections import (
     LOWER_IS_BETTER,
+    SE_METRICS,
     SELECTION_METRICS,
     EnsembleParams,
     EvaluateParams,
@@ -43,6 +44,7 @@ from .stage_sections import (
 __all__ = [
     "DEFAULT_PARAMS",
     "LOWER_IS_BETTER",
+    "SE_METRICS",
     "MIN_DETECTABLE_SIDE",
     "NAME_RULE",
     "SELECTION_METRICS",

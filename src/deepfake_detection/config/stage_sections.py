@@ -167,12 +167,22 @@ SELECTION_METRICS = (
     "val_robust_auc",  # mean of the clean and perturbed (robustness.perturbations) validation AUCs
 )
 LOWER_IS_BETTER = ("val_eer", "val_brier", "val_ece")
+SE_METRICS = ("val_auc", "val_robust_auc")  # those register.simpler_within_se applies to (an AUC's standard error)
 
 
 class RegisterParams(_Section):
     model_name: str = Field("deepfake-detector", min_length=1)
     metric: Literal[SELECTION_METRICS] = "val_auc"  # type: ignore[valid-type]
     alias: str = Field("champion", min_length=1)
+    # > 0: the best single model beats a better ensemble when within this many standard errors
+    # of the ensemble's validation AUC (evaluation/selection.pick_best); 0: the best value wins.
+    simpler_within_se: float = Field(0.0, ge=0.0, le=3.0)
+
+    @model_validator(mode="after")
+    def _se_needs_auc(self):
+        if self.simpler_within_se > 0 and self.metric not in SE_METRICS:
+            raise ValueError(f"simpler_within_se needs metric {' or '.join(SE_METRICS)}, not {self.metric}")
+        return self
 
 
 class MlflowParams(_Section):

@@ -153,12 +153,19 @@ def markdown_table(df: pd.DataFrame, chosen: str | None = None, width: int = WID
 
 
 def write_summary(
-    df: pd.DataFrame, csv_path, md_path, chosen: str | None = None, metric: str = "val_auc", notes=()
+    df: pd.DataFrame,
+    csv_path,
+    md_path,
+    chosen: str | None = None,
+    metric: str = "val_auc",
+    notes=(),
+    within_se: float = 0.0,
 ) -> None:
     """Write the table as CSV (every column) and as Markdown (``DataFrame.to_markdown``;
     ``tabulate`` is installed as a dependency of DVC) at most :data:`WIDTH` characters wide: a
     legend, :func:`markdown_table` with ``chosen`` (the model the register stage picks by
-    ``metric``) marked, and ``notes`` (e.g. :func:`tie_notes`). Parent folders are created."""
+    ``metric``, a single model within ``within_se`` standard errors of a better ensemble
+    preferred) marked, and ``notes`` (e.g. :func:`tie_notes`). Parent folders are created."""
     csv_path, md_path = Path(csv_path), Path(md_path)
     for path in (csv_path, md_path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +176,11 @@ def write_summary(
         "column and the counts: reports/summary.csv."
     )
     if chosen is not None:
+        simpler = f" (a single model within {within_se:g} standard errors of the best ensemble preferred)"
         legend += (
-            f" {MARK.strip()} {chosen}: the best {metric} on validation, the one `register` registers; it becomes "
+            f" {MARK.strip()} {chosen}: the best {metric} on validation"
+            + (simpler if within_se else "")
+            + ", the one `register` registers; it becomes "
             "@champion unless the current champion scores better on the same validation split (metrics/register.json)."
         )
     text = textwrap.fill(legend, WIDTH) + "\n\n" + markdown_table(df, chosen) + "\n"

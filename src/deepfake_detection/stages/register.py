@@ -199,6 +199,7 @@ def _run_log(reg, best: dict, force: bool, faces: bool) -> dict[str, object]:
         "register.model_name": reg.model_name,
         "register.metric": reg.metric,
         "register.alias": reg.alias,
+        "register.simpler_within_se": reg.simpler_within_se,
         "force": force,
         "source_model": best["model"],
         "threshold": best["threshold"],
@@ -260,7 +261,7 @@ def _tell(reg, best: dict, version, decision) -> None:
 
 def _register(params: Params, force: bool) -> dict:
     reg = params.register
-    best = pick_best(load_results(params), reg.metric)
+    best = pick_best(load_results(params), reg.metric, reg.simpler_within_se)
     faces = trained_on_faces()
     value = best["val"][reg.metric.removeprefix("val_")]
     version_tags = version_tags_of(best, reg.metric)

@@ -31,13 +31,14 @@ def _weights(results: list[dict]) -> dict[str, dict[str, float]]:
 def run(params: Params):
     results = load_results(params)
     table = summary_table(summary_rows(results))
-    chosen = pick_best(results, params.register.metric)["model"]  # the register stage's own choice
+    reg = params.register
+    chosen = pick_best(results, reg.metric, reg.simpler_within_se)["model"]  # the register stage's own choice
     notes = tie_notes(results, _weights(results))
     with paths.replaced_on_success(
         paths.SUMMARY_CSV, paths.SUMMARY_MD, paths.ROC_ALL, paths.ROC_ALL_PLOT
     ):  # nothing half-written
         paths.REPORTS.mkdir(parents=True, exist_ok=True)
-        write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD, chosen, params.register.metric, notes)
+        write_summary(table, paths.SUMMARY_CSV, paths.SUMMARY_MD, chosen, reg.metric, notes, reg.simpler_within_se)
         curves = {}
         for r in results:
             test = load_predictions(r["model"], "test", ensemble=r["kind"] == "ensemble")
