@@ -33,6 +33,17 @@ def _no_store_left_behind_by_another_module():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _nothing_written_to_the_checkout():
+    """A test that logs to MLflow without an artifact location writes ``./mlruns`` wherever it
+    runs: in the checkout, it would outlive the test (and be picked up by the next one)."""
+    stray = ROOT / "mlruns"
+    existed = stray.exists()
+    yield
+    if not existed and stray.exists():
+        pytest.fail(f"the test wrote {stray}: give its MLflow experiment an artifact location (test_pyfunc.use_store)")
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run the test inside an empty folder (its own MLflow store, artifacts and metrics)."""

@@ -32,6 +32,7 @@ from .data.decode import decode_native
 from .data.manifest import load_manifest
 from .data.perturb import image_seed, perturb
 from .data.shards import iter_contents
+from .models.saved import restore_weights
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +112,19 @@ def split_features(model, manifest: pd.DataFrame, split: str, degrade: Sequence,
     return features, labels_of(manifest, split)
 
 
-def fit_head(X: np.ndarray, y: np.ndarray, c_grid: Sequence[float], folds: int, balanced: bool, seed: int):
+def fit_head(
+    X: np.ndarray,
+    y: np.ndarray,
+    c_grid: Sequence[float],
+    folds: int,
+    balanced: bool,
+    seed: int,
+    scored: slice = slice(0, 1),
+):
     """Standardised logistic regression on ``X`` ``(n, copies, d)`` (every copy labelled as its image),
-    ``C`` chosen by grouped cross-validated AUC. Returns the fitted pipeline and ``{C: cv AUC}``."""
+    ``C`` chosen by grouped cross-validated AUC on the held-out images' copies ``scored`` (the
+    clean image by default; a gated head's degraded expert is judged on the degraded copies it
+    will score). Returns the fitted pipeline, ``{C: cv AUC}`` and the ``C`` kept."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -131,37 +142,43 @@ def fit_head(X: np.ndarray, y: np.ndarray, c_grid: Sequence[float], folds: int, 
     if folds >= 2 and len(c_grid) > 1:
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), y))
         for c in c_grid:
-            scores = np.zeros(n)
+            scores = np.zeros((n, len(range(copies)[scored])))
             for train, held in splits:
                 fitted = model(c).fit(X[train].reshape(-1, d), np.repeat(y[train], copies))
-                scores[held] = fitted.decision_function(X[held, 0])  # clean images only
-            cv_auc[float(c)] = float(roc_auc_score(y, scores))
+                scores[held] = fitted.decision_function(X[held, scored].reshape(-1, d)).reshape(len(held), -1)
+            cv_auc[float(c)] = float(roc_auc_score(np.repeat(y, scores.shape[1]), scores.reshape(-1)))
         best = max(cv_auc, key=cv_auc.get)
     else:
         best = float(c_grid[0])
     return model(best).fit(X.reshape(-1, d), np.repeat(y, copies)), cv_auc, best
 
 
-def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params) -> tuple[dict, float]:
+def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params, kept: dict | None = None) -> dict:
     """Fit the model's head(s) on training features ``X`` ``(n, copies, d)`` and write them in.
     ``single``: one regression on every copy. ``gated``: a clean expert (clean images), a degraded
-    expert (every copy), a gate (clean images 0, their degraded copies 1; C = 1, balanced) and the
-    experts' logit scales on their own rows. Returns the cross-validated AUC per C and the C kept."""
+    expert (every copy; its C judged on the degraded copies it scores), a gate (clean images 0,
+    their degraded copies 1; C = 1, balanced) and the experts' logit scales on their own rows.
+    Returns each fitted head's cross-validated AUC per C and the C kept, by metric name prefix
+    (``""``: the single head or the clean expert; ``"degraded_"``: the degraded expert). ``kept``:
+    the C of each head by that prefix, fixed (no cross-validation: :func:`fit_refit`'s folds)."""
     from .models.forensic import set_gate_standardization, set_linear_head
 
-    def fit(name, features, labels, c_grid, balanced):
-        head, cv_auc, c = fit_head(features, labels, c_grid, section.cv_folds, balanced, params.seed)
+    def grid(prefix):
+        return [kept[prefix]] if kept else section.c_grid
+
+    def fit(name, features, labels, c_grid, balanced, scored=slice(0, 1)):
+        head, cv_auc, c = fit_head(features, labels, c_grid, section.cv_folds, balanced, params.seed, scored)
         scaler, logistic = head[0], head[-1]
         set_linear_head(model, scaler.mean_, scaler.var_, logistic.coef_[0], float(logistic.intercept_[0]), name)
         return head, cv_auc, c
 
     balanced = params.train.class_weighting
     if section.head == "single":
-        _, cv_auc, c = fit("head", X, y, section.c_grid, balanced)
-        return cv_auc, c
+        _, cv_auc, c = fit("head", X, y, grid(""), balanced)
+        return {"": (cv_auc, c)}
     n, copies, d = X.shape
-    clean, cv_auc, c = fit("clean", X[:, :1], y, section.c_grid, balanced)
-    degraded, _, _ = fit("degraded", X, y, section.c_grid, balanced)
+    clean, cv_auc, c = fit("clean", X[:, :1], y, grid(""), balanced)
+    degraded, degraded_cv_auc, degraded_c = fit("degraded", X, y, grid("degraded_"), balanced, scored=slice(1, None))
     gate_labels = np.tile([0] + [1] * (copies - 1), n)
     fit("gate", X.reshape(n * copies, 1, d), gate_labels, [1.0], True)
     clean_logits = clean.decision_function(X[:, 0])
@@ -169,14 +186,14 @@ def fit_heads(model, X: np.ndarray, y: np.ndarray, section, params: Params) -> t
     set_gate_standardization(
         model, (clean_logits.mean(), clean_logits.std() or 1.0), (degraded_logits.mean(), degraded_logits.std() or 1.0)
     )
-    return cv_auc, c
+    return {"": (cv_auc, c), "degraded_": (degraded_cv_auc, degraded_c)}
 
 
 def fit_linear(model, stage: str, model_name: str, params: Params, settings: dict) -> dict:
     """Fit a linear-head network's head on the training split, measure it on validation, save
     and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`). With
-    ``train.refit``: k-fold heads on train+valid first (:func:`cross_fit`, saved for the threshold
-    stage's out-of-fold scores), then the head refitted on train+valid."""
+    ``train.refit``: the head fitted on train+valid and k-fold heads (:func:`fit_refit`, saved for
+    the threshold stage's out-of-fold scores)."""
     section = getattr(params.models, model_name)
     degrade, refit = list(section.degrade), params.train.refit
     out, folds_file = paths.model_file(model_name, stage), paths.folds(model_name)
@@ -199,29 +216,55 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
         start = time.perf_counter()
         X, y = split_features(model, manifest, "train", degrade, params.seed)
         V, val_y = split_features(model, manifest, "valid", degrade if refit else [], params.seed)
-        folds = cross_fit(model, manifest, X, y, V, val_y, section, params) if refit else Folds.none()
-        if refit:  # the final head sees the validation images too
-            X, y = np.concatenate([X, V]), np.concatenate([y, val_y])
-        cv_auc, c = fit_heads(model, X, y, section, params)
+        heads, folds, X, y = fit_refit(model, manifest, X, y, V, val_y, section, params)
         seconds = time.perf_counter() - start
         metrics, history = _measure(model, X, y, V, val_y)
         out_of_fold = folds.metrics()  # a refitted head saw the validation images: out-of-fold figures
-        metrics.update(C=c, train_seconds=round(seconds, 2), **out_of_fold)
+        metrics.update(train_seconds=round(seconds, 2), **out_of_fold, **_chosen_c(heads))
         history = history.assign(**{k: v for k, v in out_of_fold.items() if k in history.columns})
-        if cv_auc:  # C was chosen by cross-validation (c_grid lists several)
-            metrics["cv_auc"] = cv_auc[c]
         history.to_csv(history_csv, index=False)
         folds.save(folds_file)
         tracking.log_metrics(metrics)
         metrics["run_id"] = tracking.active_run_id()  # lineage: the model card names this run
         tracking.write_json(metrics, paths.stage_metrics(stage, model_name))
-        tracking.log_metrics({f"cv_auc_C_{k:g}": v for k, v in cv_auc.items()})
+        tracking.log_metrics(
+            {f"{prefix}cv_auc_C_{k:g}": v for prefix, (cv_auc, _) in heads.items() for k, v in cv_auc.items()}
+        )
         for path in (history_csv, folds_file):
             tracking.log_artifact(path)
         model.save(out)
         tracking.log_artifact(out, "keras")
         tracking.log_keras_model(model, name=model_name, input_example=_example(manifest))  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
+    return metrics
+
+
+def fit_refit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Params):
+    """The heads, the folds and the features ``(X, y)`` they were fitted on. Without ``train.refit``:
+    the heads fitted on the training images, no folds. With it: the heads fitted on train+valid
+    (each C chosen there by cross-validation when ``c_grid`` lists several), then the k-fold heads of
+    :func:`cross_fit` with those Cs (out-of-fold scores for the threshold stage: C is chosen once on
+    all of train+valid, not again inside each fold, a small optimism of the out-of-fold figures
+    that saves k cross-validations); the model keeps the train+valid heads."""
+    if not params.train.refit:
+        return fit_heads(model, X, y, section, params), Folds.none(), X, y
+    pooled, labels = np.concatenate([X, V]), np.concatenate([y, val_y])
+    heads = fit_heads(model, pooled, labels, section, params)
+    final = [np.array(w, copy=True) for w in model.get_weights()]
+    kept = {prefix: c for prefix, (_, c) in heads.items()}
+    folds = cross_fit(model, manifest, X, y, V, val_y, section, params, kept)
+    restore_weights(model, final)
+    return heads, folds, pooled, labels
+
+
+def _chosen_c(heads: dict) -> dict:
+    """``C`` (and ``cv_auc`` where C was chosen by cross-validation: c_grid lists several) of each
+    head :func:`fit_heads` fitted, by its metric name prefix."""
+    metrics = {}
+    for prefix, (cv_auc, c) in heads.items():
+        metrics[f"{prefix}C"] = c
+        if cv_auc:
+            metrics[f"{prefix}cv_auc"] = cv_auc[c]
     return metrics
 
 
@@ -284,11 +327,11 @@ class Folds:
             return cls(f["paths"], f["fold"], weights, f["y"], f["split"], f["probability"])
 
 
-def cross_fit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Params) -> Folds:
+def cross_fit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Params, kept=None) -> Folds:
     """k-fold (``models.<name>.cv_folds``, stratified) heads on train+valid: each image, with its
     degraded copies, is held out by exactly one fold. ``X``/``V``: features ``(n, copies, d)`` of
-    train/valid. Returns the folds (weights and out-of-fold scores); leaves the last fold's heads
-    in the model."""
+    train/valid; ``kept``: each head's C (:func:`fit_heads`). Returns the folds (weights and
+    out-of-fold scores); leaves the last fold's heads in the model."""
     from sklearn.model_selection import StratifiedKFold
 
     pooled, labels = np.concatenate([X, V]), np.concatenate([y, val_y])
@@ -300,7 +343,7 @@ def cross_fit(model, manifest: pd.DataFrame, X, y, V, val_y, section, params: Pa
     splitter = StratifiedKFold(folds, shuffle=True, random_state=params.seed)
     for k, (fit_rows, held) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         logger.info("fold %d/%d: heads fitted on %d images", k + 1, folds, len(fit_rows))
-        fit_heads(model, pooled[fit_rows], labels[fit_rows], section, params)
+        fit_heads(model, pooled[fit_rows], labels[fit_rows], section, params, kept)
         fold[held], probability[held] = k, model_probabilities(model, pooled[held, 0])
         weights.append([np.array(w, copy=True) for w in model.get_weights()])  # copies: the next fold overwrites them
     return Folds(

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from project_commands import params_text
+from test_pyfunc import use_store
 
 from deepfake_detection import paths
 from deepfake_detection.config import parse_params
@@ -24,7 +25,7 @@ SIZES = [(48, 40), (40, 56), (52, 52), (36, 44)]  # (height, width): none is dat
 TINY = {
     "seed": 5,
     "data": {"image_size": 32, "batch_size": 8},
-    "models": {MODEL: {"c_grid": [0.1, 1.0], "cv_folds": 3, "degrade": [{"jpeg": 80}]}},
+    "models": {MODEL: {"c_grid": [0.1, 1.0], "cv_folds": 3, "degrade": [{"jpeg": 80}], "head": "gated"}},
     "evaluate": {"gradcam_examples": 1},
     "robustness": {"perturbations": {"jpeg_75": {"jpeg": 75}}},
     "mlflow": {"experiment": "test-forensic"},
@@ -86,7 +87,8 @@ def test_training_features_are_those_of_the_native_pixels(project, monkeypatch):
     np.testing.assert_allclose(features[:, 0], expected, atol=1e-6)
     assert {native(f).shape[:2] for f in files} == set(SIZES)  # several sizes went through whole
     assert trained["train_images"] == len(files) and trained["train_vectors"] == 2 * len(files)  # + one JPEG copy
-    assert trained["C"] in (0.1, 1.0) and 0 <= trained["cv_auc"] <= 1
+    for expert in ("", "degraded_"):  # the clean and the degraded expert, each with its C
+        assert trained[f"{expert}C"] in (0.1, 1.0) and 0 <= trained[f"{expert}cv_auc"] <= 1
 
 
 def test_evaluation_scores_the_native_pixels(project):
@@ -119,8 +121,7 @@ def test_the_served_pyfunc_scores_native_pixels_with_its_threshold(project, tmp_
     from deepfake_detection.serving.pyfunc import log_detector
 
     root, _, _, evaluated, model = project
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("serve-forensic")
+    use_store(tmp_path, "serve-forensic")  # artifacts under tmp_path, not ./mlruns
     files = sorted((root / "data" / "test").rglob("*.png"))[:6]
     with mlflow.start_run():
         info = log_detector(
@@ -163,8 +164,7 @@ def test_an_ensemble_with_a_forensic_member_is_served_and_explained(project, tmp
     root, _, _, evaluated, forensic = project
     cnn = build_model("light_se_cnn", 32, ModelsParams(light_se_cnn=LightSECNNParams(filters=[4])), seed=1)
     cnn.save(tmp_path / "cnn.keras")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("serve-forensic-ensemble")
+    use_store(tmp_path, "serve-forensic-ensemble")  # artifacts under tmp_path, not ./mlruns
     ensemble = {"kind": "soft_vote", "members": [MODEL, "light_se_cnn"], "threshold": 0.5}
     with mlflow.start_run():
         info = log_detector(
@@ -205,8 +205,7 @@ def test_deepfake_detect_serve_and_predict_score_a_forensic_detector_at_native_r
 
     root, _, _, evaluated, model = project
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(store)
-    mlflow.set_experiment("serve-forensic-rest")
+    use_store(tmp_path, "serve-forensic-rest")
     with mlflow.start_run() as run:
         log_detector([root / paths.model_file(MODEL, "train")], evaluated["threshold"], 32, member_views=["native"])
     uri = f"runs:/{run.info.run_id}/model"
