@@ -234,7 +234,7 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
             tracking.log_artifact(path)
         model.save(out)
         tracking.log_artifact(out, "keras")
-        tracking.log_keras_model(model, name=model_name, input_example=_example(manifest))  # named after its network
+        tracking.log_keras_model(model, name=model_name, example=_example(manifest))  # named after its network
     logger.info("%s %s: %s", stage, model_name, metrics)
     return metrics
 

@@ -240,18 +240,20 @@ def log_dict(data: dict, path: str) -> None:
     mlflow.log_dict(data, path)
 
 
-def log_keras_model(model, name: str, input_example, registered_name: str | None = None):
-    """Log a Keras 3 model with signature and input example (tensorflow flavour: the keras
-    flavour crashes with an input example in MLflow 3.17)."""
+def log_keras_model(model, name: str, example, registered_name: str | None = None):
+    """Log a Keras 3 model (tensorflow flavour) with the signature of its outputs on ``example``.
+    The example itself is not stored: with one, MLflow reloads the logged network and runs it
+    again to validate the example (5-7 s per transfer network, in every train and finetune stage);
+    the registered detector (``serving.pyfunc.log_detector``), the model people serve, keeps its
+    input example."""
     import mlflow.tensorflow
     from mlflow.models import infer_signature
 
-    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    signature = infer_signature(example, model.predict(example, verbose=0))
     return mlflow.tensorflow.log_model(
         model,
         name=name,
         signature=signature,
-        input_example=input_example,
         pip_requirements=pip_requirements(),
         registered_model_name=registered_name,
     )

@@ -270,4 +270,4 @@ def _log_results(model, stage: str, model_name: str, metrics: dict, history: pd.
     model.save(out)
     tracking.log_artifact(out, "keras")
     example = next(iter(val_ds))[0].numpy()[:2]
-    tracking.log_keras_model(model, name=model_name, input_example=example)  # named after its network
+    tracking.log_keras_model(model, name=model_name, example=example)  # named after its network

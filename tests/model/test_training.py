@@ -69,6 +69,10 @@ def test_train_stage_saves_model_metrics_history_and_logs_its_run(project):
     assert run.data.params["optimizer.name"] == "adam" and not any(k.startswith("optimizer_") for k in run.data.params)
     assert "best_epoch" in run.data.metrics and not any(k.startswith("best_best") for k in run.data.metrics)
     assert metrics["run_id"] == run.info.run_id
+    # the network is logged with the signature of its outputs (the registered detector holds the example)
+    logged = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/light_se_cnn")
+    (spec,) = logged.signature.inputs.inputs
+    assert tuple(spec.shape) == (-1, 32, 32, 3) and tuple(logged.signature.outputs.inputs[0].shape) == (-1, 1)
 
 
 def test_same_seed_same_metrics(project, tmp_path):
