@@ -42,3 +42,9 @@ def test_face_settings_from_itself_its_dump_or_none():
     assert face_settings(None) == FacesParams()
     assert face_settings(faces) is faces
     assert face_settings(faces.model_dump()) == faces
+
+
+def test_faces_are_allowed_unless_the_detector_scores_patches():
+    assert DetectorSettings.from_metadata({}).faces_allowed  # logged before views: resize
+    assert DetectorSettings.from_metadata({"view": "resize", "faces": True}).faces_allowed
+    assert not DetectorSettings.from_metadata({"view": "patches", "patch_size": 32}).faces_allowed

@@ -61,3 +61,15 @@ def test_one_c_is_kept_without_cross_validation():
     X, y = images()
     head, cv_auc, best = fit_head(X, y, [0.5], folds=3, balanced=True, seed=0)
     assert cv_auc == {} and best == 0.5 and head[-1].class_weight == "balanced"
+
+
+def test_refit_with_fewer_than_two_images_of_a_class_says_what_to_set():
+    from deepfake_detection.config import parse_params
+    from deepfake_detection.linear_fit import cross_fit
+
+    params = parse_params({"train": {"refit": True}})
+    X, y = images(n=6)
+    y[:] = 0
+    y[0] = 1  # one fake image in train, none in valid: no fold could hold out a fake and fit on another
+    with pytest.raises(ValueError, match="at least 2 images of each class.*train.refit: false"):
+        cross_fit(None, None, X[:4], y[:4], X[4:], y[4:], params.models.residual_cooc, params)

@@ -12,9 +12,8 @@ from pathlib import Path
 from deepfake_detection.models.saved import load_model
 from deepfake_detection.serving.face_rows import BOX_COLUMNS
 from deepfake_detection.serving.members import input_size
-from deepfake_detection.serving.settings import DEFAULT_THRESHOLD, face_settings
+from deepfake_detection.serving.settings import DEFAULT_THRESHOLD, PATCHES, face_settings
 
-PATCHES = "patches"
 """The view whose members' common input size is the detector's ``patch_size``."""
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from deepfake_detection.config import FacesParams
 from deepfake_detection.data.images import MAX_PIXELS
 
+PATCHES = "patches"
+"""The view whose detectors score a grid of native-resolution crops of each whole image."""
 DEFAULT_THRESHOLD = 0.5
 """The decision threshold of a detector (or an ONNX file) that carries none."""
 DEFAULT_BATCH_SIZE = 64
@@ -77,6 +79,12 @@ class DetectorSettings:
             patch_size=_positive(m.get("patch_size")),
             ensemble=m.get("ensemble") or None,
         )
+
+    @property
+    def faces_allowed(self) -> bool:
+        """Whether the detector can score face crops: not under the patch view, whose networks
+        read grids of native-resolution crops of whole images."""
+        return self.view != PATCHES
 
     def views(self, n_members: int) -> list[str]:
         """Each member's view (detectors logged before per-member views: ``view`` for all)."""
