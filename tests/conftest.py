@@ -55,25 +55,24 @@ def in_tmp(tmp_path, monkeypatch):
 # module is one (a model trained once per module by a module-scoped fixture is trained once, as with
 # --dist loadfile). The tiny pipeline (tests/pipeline/conftest.py: one `dvc repro` per session, behind
 # a file lock, whichever worker asks first) is the critical path: the end-to-end module that builds it
-# starts first; the team module, which works on a copy of it, comes last, on the other worker, once
-# that worker is through the rest (by then the pipeline is built), so the two share the chain.
+# starts first. The team module works on a copy of the built pipeline: it is queued after the model
+# modules (by then, measured, the pipeline is built), so the other worker takes it while the small
+# data and code modules fill both workers to the end. (The suite is CPU-bound on 2 cores: the order
+# only decides whether a worker is left alone with a long module at the end.)
 # Not xdist_group marks: with pytest 9.2 xdist 3.8's loadgroup drops them silently (it rewrites
 # `item._nodeid`, which pytest no longer reads: pytest-dev/pytest-xdist#1386). The scheduler below
-# groups by node id, which it receives.
+# groups by node id, which it receives; it keeps the collection order (loadscope's reorder is off).
 TINY_PIPELINE = "tiny_pipeline"
 TINY_PIPELINE_MODULES = ("tests/pipeline/test_end_to_end.py",)
-LAST = "tests/pipeline/test_team.py"  # waits for the tiny pipeline: after everything else
-# After the tiny pipeline, the longest suites and modules (the longest measured, 2-4 minutes each),
-# so that no worker is left alone with a long module at the end (the scheduler keeps the
-# collection order: loadscope's reorder is off).
 _ORDER = (
-    "tests/pipeline/",
+    "tests/pipeline/test_sweep.py",
     "tests/model/test_training.py",
     "tests/model/test_forensic.py",
     "tests/model/test_distribute.py",
     "tests/model/test_zoo.py",
     "tests/model/test_termination.py",
     "tests/model/",
+    "tests/pipeline/test_team.py",  # waits for the tiny pipeline
     "tests/data/",
     "tests/code/",
 )
@@ -90,8 +89,6 @@ def work_unit(nodeid: str) -> str:
 def _rank(item: pytest.Item) -> int:
     if work_unit(item.nodeid) == TINY_PIPELINE:
         return 0
-    if item.nodeid.startswith(LAST):
-        return 2 + len(_ORDER)
     return 1 + next((i for i, prefix in enumerate(_ORDER) if item.nodeid.startswith(prefix)), len(_ORDER))
 
 

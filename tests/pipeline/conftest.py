@@ -7,7 +7,8 @@ workers at once. The pipeline is built by whichever asks first, behind a file lo
 session's shared temporary folder (pytest-xdist's documented pattern for session data); the other
 waits for it. Right after `dvc repro` the project is copied whole: the team tests get that copy
 (Alice's tree, which they commit in and move away for a while), the end-to-end tests the original
-(which they re-run and edit), so neither sees the other's changes."""
+(which they re-run and edit), so neither sees the other's changes. The copy leaves out the
+stage runs' MLflow artifacts, which the team tests do not read."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def _tiny_pipeline(tmp_path_factory) -> tuple[Path, Path, str]:
                 shutil.rmtree(old, ignore_errors=True)
             project.mkdir()
             repro = sh("dvc", "repro", cwd=copy_project(project)).stdout
-            shutil.copytree(project, team, symlinks=True)
+            # not the stage runs' MLflow artifacts (half of its 2 GB): the team logs to its own server
+            shutil.copytree(project, team, symlinks=True, ignore=shutil.ignore_patterns("mlartifacts"))
             printed.write_text(repro)
     return project, team, printed.read_text()
 
