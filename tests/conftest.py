@@ -53,33 +53,31 @@ def in_tmp(tmp_path, monkeypatch):
 
 # pytest-xdist (`make test`: `-n 2 --dist loadgroup`). A work unit runs whole on one worker: every test
 # module is one (a model trained once per module by a module-scoped fixture is trained once, as with
-# --dist loadfile). The tiny pipeline (tests/pipeline/conftest.py: one `dvc repro` per session, behind
-# a file lock, whichever worker asks first) is the critical path: the end-to-end module that builds it
-# starts first. The team module works on a copy of the built pipeline: it is queued after the model
-# modules (by then, measured, the pipeline is built), so the other worker takes it while the small
-# data and code modules fill both workers to the end. (The suite is CPU-bound on 2 cores: the order
-# only decides whether a worker is left alone with a long module at the end.)
+# --dist loadfile), except the tiny project's modules, which share one: `project`
+# (tests/pipeline/conftest.py, one `dvc repro` per session) then runs on one worker only, once.
 # Not xdist_group marks: with pytest 9.2 xdist 3.8's loadgroup drops them silently (it rewrites
-# `item._nodeid`, which pytest no longer reads: pytest-dev/pytest-xdist#1386). The scheduler below
-# groups by node id, which it receives; it keeps the collection order (loadscope's reorder is off).
+# `item._nodeid`, which pytest no longer reads: pytest-dev/pytest-xdist#1386), so tests of one group ran
+# on both workers and two `dvc repro` at once. The scheduler below groups by node id, which it receives.
 TINY_PIPELINE = "tiny_pipeline"
-TINY_PIPELINE_MODULES = ("tests/pipeline/test_end_to_end.py",)
+TINY_PIPELINE_MODULES = ("tests/pipeline/test_end_to_end.py", "tests/pipeline/test_team.py")
+# The tiny pipeline is the critical path: it starts first, then the longest suites and modules (the
+# longest measured, 2-4 minutes each), so that no worker is left alone with a long module at the end
+# (the scheduler keeps the collection order: loadscope's reorder is off).
 _ORDER = (
-    "tests/pipeline/test_sweep.py",
+    "tests/pipeline/",
     "tests/model/test_training.py",
     "tests/model/test_forensic.py",
     "tests/model/test_distribute.py",
     "tests/model/test_zoo.py",
     "tests/model/test_termination.py",
     "tests/model/",
-    "tests/pipeline/test_team.py",  # waits for the tiny pipeline
     "tests/data/",
     "tests/code/",
 )
 
 
 def work_unit(nodeid: str) -> str:
-    """The xdist work unit of a test: its module, or the tiny pipeline's unit."""
+    """The xdist work unit of a test: its module, or the tiny pipeline's shared unit."""
     if nodeid.rfind("@") > nodeid.rfind("]"):  # an xdist_group suffix, once xdist sets it again
         return nodeid.rsplit("@", 1)[1]
     module = nodeid.split("::", 1)[0]

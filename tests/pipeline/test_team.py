@@ -1,7 +1,7 @@
 """A team on shared infrastructure, as the README's "Working as a team" describes it (issue 12).
 
 * Data and outputs: a DVC remote (a local folder standing in for s3://...) and a git remote.
-  Alice has run the pipeline (a copy of the session's tiny project, tests/pipeline/conftest.py); she commits
+  Alice has run the pipeline (the session's tiny project, tests/pipeline/conftest.py); she commits
   dvc.lock and the outputs git keeps (metrics/, plots/, reports/), `dvc push`es and `git push`es.
   Bob clones and `dvc pull`s: `dvc status` is clean and `dvc repro` runs nothing.
 * Tracking and registry: a real PostgreSQL cluster (initdb + pg_ctl on a loopback port, as a
@@ -239,10 +239,10 @@ def git(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def team(team_project, tmp_path_factory):
-    """Alice has run the pipeline (the session's tiny project, her own copy of it): she commits
-    dvc.lock and the outputs git keeps, pushes to the DVC remote and to git; Bob clones and pulls."""
-    alice, repro = team_project
+def team(project, tmp_path_factory):
+    """Alice has run the pipeline (the session's tiny project): she commits dvc.lock and the
+    outputs git keeps, pushes to the DVC remote and to git; Bob clones and pulls."""
+    alice, repro = project
     home = tmp_path_factory.mktemp("team")
     origin, remote = home / "origin.git", home / "dvc-remote"
     run("git", "init", "-q", "--bare", origin, cwd=home)
