@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.fft import dctn
 
+from deepfake_detection.explain.maps import energy_map
 from deepfake_detection.models import forensic
 from deepfake_detection.models.zoo import build_model
 
@@ -100,20 +101,21 @@ def test_a_flat_image_has_every_residual_triple_at_zero():
     assert np.allclose(got[:, zero], 1.0, atol=1e-6) and np.allclose(np.delete(got, zero, axis=1), 0.0)
 
 
-def test_block_dct_statistics_equal_scipy_dct_by_hand():
-    rng = np.random.default_rng(1)
-    rgb = rng.integers(0, 256, size=(24, 17, 3)).astype(np.float64)  # 3 x 2 whole blocks; the rest dropped
-    model = build_model("block_dct", 64, _models())
-    got = features_of(model, rgb)
-    y = ycbcr_by_hand(rgb)["Y"] - 128
+def block_dct_by_hand(plane: np.ndarray) -> np.ndarray:
+    """The 201 statistics of one plane's whole 8x8 blocks (scipy's orthonormal DCT-II)."""
+    rows, cols = plane.shape[0] // 8 * 8, plane.shape[1] // 8 * 8
     blocks = np.array(
-        [dctn(y[by : by + 8, bx : bx + 8], norm="ortho").reshape(64) for by in (0, 8, 16) for bx in (0, 8)]
+        [
+            dctn(plane[by : by + 8, bx : bx + 8], norm="ortho").reshape(64)
+            for by in range(0, rows, 8)
+            for bx in range(0, cols, 8)
+        ]
     )
     eps = 1e-3
     magnitude = np.abs(blocks)
     ac = magnitude[:, 1:][magnitude[:, 1:] >= 1]
     digits = np.array([int(f"{v:e}"[0]) for v in ac])
-    expected = np.concatenate(
+    return np.concatenate(
         [
             np.log(magnitude.mean(axis=0) + eps),
             np.log(blocks.std(axis=0) + eps),
@@ -121,7 +123,21 @@ def test_block_dct_statistics_equal_scipy_dct_by_hand():
             np.bincount(digits, minlength=10)[1:] / len(digits),
         ]
     )
-    assert got.shape == (201,)
+
+
+@pytest.mark.parametrize("planes", ["y", "ycbcr"])
+def test_block_dct_statistics_equal_scipy_dct_by_hand(planes):
+    from deepfake_detection.models.networks import BlockDCTParams
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, size=(24, 17, 3)).astype(np.float64)  # 3 x 2 whole blocks; the rest dropped
+    params = _models().model_copy(update={"block_dct": BlockDCTParams(planes=planes)})
+    got = features_of(build_model("block_dct", 64, params), rgb)
+    by_hand = ycbcr_by_hand(rgb)
+    expected = np.concatenate(
+        [block_dct_by_hand(by_hand[p] - 128) for p in (("Y",) if planes == "y" else ("Y", "Cb", "Cr"))]
+    )
+    assert got.shape == ((201,) if planes == "y" else (603,))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -172,7 +188,7 @@ def test_energy_map_has_the_image_size_and_is_flat_on_a_flat_image():
     model = build_model("residual_cooc", 64, _models())
     image = np.full((30, 22, 3), 50.0)
     image[10:20, 5:15] = np.random.default_rng(3).integers(0, 256, size=(10, 10, 3))
-    heat = forensic.energy_map(model, image)
+    heat = energy_map(model, image)
     assert heat.shape == (30, 22) and heat.max() == pytest.approx(1.0)
     assert heat[:4, :].max() < 1e-6 and heat[12:18, 7:13].min() > 0.01  # energy where the noise is only
 

@@ -51,7 +51,7 @@ class _Detector:
     def explain_native(self, images: list[np.ndarray], layer_name: str | None):
         """:meth:`explain` under the patch view: native-resolution images, one stitched heat map
         each (lists, as the sizes differ), P(fake) and the members' P(fake) (None for one model).
-        A forensic network gets its residual-energy map (``models.forensic.energy_map``)."""
+        A forensic network gets its residual-energy map (``explain.maps.energy_map``)."""
         self._check_layer(layer_name)
         patch = self.sizes[0] if self.sizes else None
         out = [

@@ -14,10 +14,11 @@ Its input has no fixed size (``(None, None, 3)``): it is always fed the whole im
   [-2, 2]; :class:`CooccurrenceHistogram` counts triples of horizontally and of vertically
   adjacent residuals (125 bins, index ``25 a + 5 b + c`` for the left/top value ``a``), the
   histograms of one filter averaged: 11 x 125 = 1,375 features.
-* ``block_dct``: the 8x8 block DCT of ``Y - 128`` (orthonormal DCT-II, blocks aligned at the
-  top-left corner as JPEG's are; a frozen stride-8 ``Conv2D``) and :class:`BlockDCTStatistics`:
-  per coefficient log mean |c|, log standard deviation and the share with |c| < 1, plus the
-  first-digit (Benford) histogram of the AC coefficients with |c| >= 1: 64 x 3 + 9 = 201 features.
+* ``block_dct``: the 8x8 block DCT of ``Y - 128`` (with ``planes: ycbcr``, of Cb and Cr too;
+  orthonormal DCT-II, blocks aligned at the top-left corner as JPEG's are; a frozen stride-8
+  ``Conv2D``) and :class:`BlockDCTStatistics`: per plane and coefficient log mean |c|, log
+  standard deviation and the share with |c| < 1, plus the first-digit (Benford) histogram of the
+  AC coefficients with |c| >= 1: 64 x 3 + 9 = 201 features per plane.
 
 Heads: :func:`linear_head` or :func:`gated_head`, fitted in closed form by ``linear_fit``; the custom
 layers are registered with Keras (:func:`deepfake_detection.models.saved.load_model` loads them)."""
@@ -152,33 +153,35 @@ class CooccurrenceHistogram(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BlockDCTStatistics(layers.Layer):
-    """8x8 block-DCT coefficients ``(batch, h/8, w/8, 64)`` -> ``(batch, 64 * 3 + 9)``: per coefficient
-    log(mean |c| + eps), log(std + eps), share of |c| < 1; then the first-digit histogram (digits
-    1-9, normalised) of the AC coefficients (all but the first) with |c| >= 1."""
+    """8x8 block-DCT coefficients of ``planes`` planes ``(batch, h/8, w/8, 64 * planes)`` ->
+    ``(batch, planes * (64 * 3 + 9))``, per plane: per coefficient log(mean |c| + eps),
+    log(std + eps), share of |c| < 1; then the first-digit histogram (digits 1-9, normalised) of
+    the AC coefficients (all but the first) with |c| >= 1."""
 
-    def __init__(self, eps: float = 1e-3, **kwargs):
+    def __init__(self, eps: float = 1e-3, planes: int = 1, **kwargs):
         super().__init__(**kwargs)
-        self.eps = float(eps)
+        self.eps, self.planes = float(eps), int(planes)
 
     def call(self, coefficients):
-        c = ops.reshape(coefficients, (ops.shape(coefficients)[0], -1, 64))
+        c = ops.reshape(coefficients, (ops.shape(coefficients)[0], -1, self.planes, 64))
         magnitude = ops.abs(c)
         mean_abs = ops.log(ops.mean(magnitude, axis=1) + self.eps)
         std = ops.log(ops.std(c, axis=1) + self.eps)
         small = ops.mean(ops.cast(magnitude < 1.0, c.dtype), axis=1)
-        ac = magnitude[:, :, 1:]
+        ac = magnitude[..., 1:]
         counted = ops.cast(ac >= 1.0, c.dtype)
         safe = ops.maximum(ac, 1.0)
         leading = ops.floor(safe / ops.power(10.0, ops.floor(ops.log(safe) / math.log(10.0))))
         digits = ops.one_hot(ops.cast(ops.clip(leading, 1, 9) - 1, "int32"), 9) * counted[..., None]
-        benford = ops.sum(digits, axis=(1, 2)) / ops.maximum(ops.sum(counted, axis=(1, 2))[:, None], 1.0)
-        return ops.concatenate([mean_abs, std, small, benford], axis=-1)
+        benford = ops.sum(digits, axis=(1, 3)) / ops.maximum(ops.sum(counted, axis=(1, 3))[..., None], 1.0)
+        per_plane = ops.concatenate([mean_abs, std, small, benford], axis=-1)  # (batch, planes, 201)
+        return ops.reshape(per_plane, (ops.shape(coefficients)[0], self.planes * (64 * 3 + 9)))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], 64 * 3 + 9)
+        return (input_shape[0], self.planes * (64 * 3 + 9))
 
     def get_config(self):
-        return {**super().get_config(), "eps": self.eps}
+        return {**super().get_config(), "eps": self.eps, "planes": self.planes}
 
 
 SPAM_T = 3  # SPAM's truncation: differences clipped to [-3, 3]
@@ -265,17 +268,20 @@ def residual_block(x, name: str = "residual", *, sqrt: bool = False):
     return CooccurrenceHistogram(groups, border=BORDER - KERNEL // 2, sqrt=sqrt, name=f"{name}_cooccurrence")(residuals)
 
 
-def luma_plane(x, name: str, offset: float | None = None):
-    """Y of YCbCr ``(b, h, w, 3)`` as ``(b, h, w, 1)`` (a frozen 1x1 ``Conv2D``), plus ``offset`` if given."""
-    layer = layers.Conv2D(1, 1, use_bias=offset is not None, trainable=False, name=name)
-    out, kernel = layer(x), np.array([1.0, 0.0, 0.0], "float32").reshape(1, 1, 3, 1)
-    layer.set_weights([kernel] if offset is None else [kernel, np.array([offset], "float32")])
+def ycbcr_planes(x, name: str, planes: tuple[str, ...] = ("Y",), offset: float | None = None):
+    """The ``planes`` of YCbCr ``(b, h, w, 3)`` as ``(b, h, w, len(planes))`` (a frozen 1x1
+    ``Conv2D``), plus ``offset`` if given."""
+    layer = layers.Conv2D(len(planes), 1, use_bias=offset is not None, trainable=False, name=name)
+    out, kernel = layer(x), np.zeros((1, 1, 3, len(planes)), "float32")
+    for k, plane in enumerate(planes):
+        kernel[0, 0, CHANNELS.index(plane), k] = 1.0
+    layer.set_weights([kernel] if offset is None else [kernel, np.full(len(planes), offset, "float32")])
     return out
 
 
 def spam_block(x, name: str = "spam", *, sqrt: bool = False):
     """YCbCr ``(b, h, w, 3)`` -> :class:`SPAMFeatures` of Y."""
-    luma = luma_plane(x, f"{name}_luma")
+    luma = ycbcr_planes(x, f"{name}_luma")
     return SPAMFeatures(sqrt=sqrt, name=f"{name}_transitions")(luma)
 
 
@@ -298,13 +304,18 @@ def dct_basis() -> np.ndarray:
     return basis[:, :, None, :].astype("float32")
 
 
-def block_dct_block(x, name: str = "dct"):
-    """YCbCr ``(b, h, w, 3)`` -> :class:`BlockDCTStatistics` of Y - 128 (blocks from the top-left)."""
-    luma = luma_plane(x, f"{name}_luma", offset=-128.0)
-    conv = layers.Conv2D(64, 8, strides=8, padding="valid", use_bias=False, trainable=False, name=f"{name}_blocks")
-    coefficients = conv(luma)
-    conv.set_weights([dct_basis()])
-    return BlockDCTStatistics(name=f"{name}_statistics")(coefficients)
+def block_dct_block(x, name: str = "dct", planes: tuple[str, ...] = ("Y",)):
+    """YCbCr ``(b, h, w, 3)`` -> :class:`BlockDCTStatistics` of each of ``planes`` - 128 (blocks from
+    the top-left; plane ``k``'s coefficients are channels ``64 k`` to ``64 k + 63``)."""
+    shifted = ycbcr_planes(x, f"{name}_luma" if planes == ("Y",) else f"{name}_planes", planes, offset=-128.0)
+    n = len(planes)
+    conv = layers.Conv2D(64 * n, 8, strides=8, padding="valid", use_bias=False, trainable=False, name=f"{name}_blocks")
+    coefficients = conv(shifted)
+    kernel = np.zeros((8, 8, n, 64 * n), "float32")
+    for k in range(n):
+        kernel[:, :, k, 64 * k : 64 * (k + 1)] = dct_basis()[:, :, 0, :]
+    conv.set_weights([kernel])
+    return BlockDCTStatistics(planes=n, name=f"{name}_statistics")(coefficients)
 
 
 def linear_head(features, name: str = "head"):
@@ -376,24 +387,3 @@ def forensic_model(name: str, extract, head: str = "single") -> keras.Model:
     inputs = native_input()
     features = layers.Identity(name=FEATURES_LAYER)(extract(ycbcr(inputs)))
     return keras.Model(inputs, (gated_head if head == "gated" else linear_head)(features), name=name)
-
-
-def energy_map(model: keras.Model, image: np.ndarray) -> np.ndarray:
-    """Where a forensic network's fixed high-pass part responds in one ``(h, w, 3)`` image, as an
-    ``(h, w)`` map in [0, 1]: the mean |residual| per pixel (``residual_cooc``) or the mean |AC
-    coefficient| per 8x8 block (``block_dct``). Not Grad-CAM: the head reads histograms pooled over
-    the whole image, so no map of the decision exists; this shows where the statistics come from."""
-    names = {layer.name for layer in model.layers}
-    layer, crop = ("residual_filters", KERNEL // 2) if "residual_filters" in names else ("dct_blocks", 0)
-    if layer not in names:
-        raise ValueError(f"{model.name!r} is not a forensic network (no residual_filters or dct_blocks layer)")
-    response = keras.Model(model.input, model.get_layer(layer).output)
-    out = np.asarray(response(np.asarray(image, "float32")[np.newaxis]))[0]
-    h, w = image.shape[:2]
-    if crop:  # per-pixel residuals of the valid 5x5 convolution: pad back to the image's size
-        energy = np.pad(np.abs(out).mean(axis=-1), crop, mode="edge")
-    else:  # per block: the AC coefficients' magnitude, spread over the block's pixels
-        blocks = np.abs(out[..., 1:]).mean(axis=-1)
-        energy = np.kron(blocks, np.ones((8, 8)))
-        energy = np.pad(energy, ((0, h - energy.shape[0]), (0, w - energy.shape[1])), mode="edge")
-    return (energy / max(float(energy.max()), 1e-12))[:h, :w]
