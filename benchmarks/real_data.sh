@@ -24,3 +24,5 @@ dvc repro
 echo "== done in $(( $(date +%s) - start )) s; runs in $work/mlflow.db"
 cat reports/summary.md
 python "$here/benchmarks/file_size_baseline.py" "$work"
+echo "== test AUC under each perturbation, 95% intervals"
+python "$here/benchmarks/robustness_intervals.py" "$work"

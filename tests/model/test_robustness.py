@@ -5,6 +5,7 @@ stages on hand-made scores. Real files, a real SQLite MLflow store."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,7 +152,9 @@ def _hand_made_scores(names: list[str], seed: int = 0) -> pd.DataFrame:
     return frames
 
 
-def test_the_ensembles_combine_their_members_stored_combination_and_the_report_joins_all(in_tmp):
+def _members_and_ensembles(in_tmp, report: bool = True):
+    """Hand-made robustness scores of every network (their stage outputs) and the four ensembles'
+    files fit on them (stand-ins for the ensemble stage's, threshold 0.4), with params.yaml."""
     from deepfake_detection.stages import robustness
 
     params = parse_params({"mlflow": {"experiment": "test-robustness"}})
@@ -160,15 +163,21 @@ def test_the_ensembles_combine_their_members_stored_combination_and_the_report_j
     for name, df in frames.items():
         paths.robustness_scores(name).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(paths.robustness_scores(name), index=False)
-        robustness.report(name, "single", df, 0.5, params)
+        if report:
+            robustness.report(name, "single", df, 0.5, params)
     y = frames[names[0]].y.to_numpy()
     P = np.column_stack([frames[n].clean.to_numpy() for n in names])
-    for kind in KINDS:  # stand-ins for the ensemble stage's files (fit on these scores, threshold 0.4)
+    for kind in KINDS:
         ens = fit_ensemble(kind, names, P, y, member_thresholds=[0.5] * len(names))
         ens.threshold = 0.4
         paths.ensemble_file(f"ensemble_{kind}").parent.mkdir(parents=True, exist_ok=True)
         paths.ensemble_file(f"ensemble_{kind}").write_text(json.dumps(ens.to_dict()))
     (in_tmp / "params.yaml").write_text(params_text({"mlflow": {"experiment": "test-robustness"}}))
+    return params, names, frames, y
+
+
+def test_the_ensembles_combine_their_members_stored_combination_and_the_report_joins_all(in_tmp):
+    params, names, frames, y = _members_and_ensembles(in_tmp)
 
     runner = CliRunner()
     result = runner.invoke(cli, ["robustness-ensemble"])
@@ -195,6 +204,30 @@ def test_the_ensembles_combine_their_members_stored_combination_and_the_report_j
     assert "Test ROC AUC" in result.output
     _, runs = _runs(in_tmp, "robustness-report")
     assert len(runs) == 1
+
+
+def test_the_intervals_benchmark_prints_every_model_and_ensemble_with_the_evaluate_bootstrap(in_tmp):
+    import subprocess
+    import sys
+
+    from sklearn.metrics import roc_auc_score
+
+    from deepfake_detection.evaluation.metrics import auc_interval
+
+    params, names, frames, y = _members_and_ensembles(in_tmp, report=False)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "robustness_intervals.py"
+    out = subprocess.run([sys.executable, str(script), str(in_tmp)], capture_output=True, text=True, check=True).stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()[2:]}
+    assert set(rows) == {*names, *(f"ensemble_{k}" for k in KINDS)}
+    header = [c.strip() for c in out.splitlines()[0].split("|")[2:-1]]
+    assert header == ["clean", "jpeg_50", "blur_2"]
+    for column in header:  # a member's cell: its AUC with the evaluate stage's seeded bootstrap
+        p = frames[names[1]][column].to_numpy()
+        low, high = auc_interval(y, p, seed=params.seed)
+        assert rows[names[1]][header.index(column)] == f"{roc_auc_score(y, p):.3f} [{low:.3f}, {high:.3f}]"
+    weights = np.asarray(json.loads(paths.ensemble_file("ensemble_weighted").read_text())["weights"])
+    combined = np.column_stack([frames[n].blur_2.to_numpy() for n in names]) @ weights
+    assert rows["ensemble_weighted"][header.index("blur_2")].startswith(f"{roc_auc_score(y, combined):.3f} [")
 
 
 def test_the_ensembles_need_their_members_scores(in_tmp):

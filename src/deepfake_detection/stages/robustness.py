@@ -98,9 +98,10 @@ def run(model_name: str, params: Params) -> dict:
         return report(model_name, "single", scores, float(chosen["threshold"]), params)
 
 
-def run_ensembles(params: Params) -> list[dict]:
-    """``robustness-ensemble``: every ensemble the ensemble stage fit, on its members' perturbed
-    scores (``artifacts/robustness/<member>.csv``), at its own tuned threshold."""
+def ensemble_scores() -> dict[str, tuple[Ensemble, pd.DataFrame]]:
+    """Every ensemble the ensemble stage fit (``ensemble_<kind>``) with its perturbed test scores:
+    its members' (``artifacts/robustness/<member>.csv``) combined with its stored weights,
+    thresholds or stacker, one column per perturbation."""
     ensembles = [Ensemble.from_dict(read_json(paths.ensemble_file(f"ensemble_{kind}"))) for kind in KINDS]
     members = list(dict.fromkeys(m for e in ensembles for m in e.members))
     frames = {}
@@ -116,17 +117,25 @@ def run_ensembles(params: Params) -> list[dict]:
                 f"robustness scores of {m} and {members[0]} cover different images or perturbations: "
                 "re-run their robustness stages with the same manifest and params"
             )
-    columns = perturbation_columns(first)
-    names = [f"ensemble_{kind}" for kind in KINDS]
-    outputs = [p for n in names for p in (paths.stage_metrics("robustness", n), paths.robustness_plot(n))]
+    out = {}
+    for kind, ens in zip(KINDS, ensembles):
+        scores = first[["path", "label", "y", "subgroup"]].copy()
+        for c in perturbation_columns(first):
+            scores[c] = ens.predict(np.column_stack([frames[m][c].to_numpy() for m in ens.members]))
+        out[f"ensemble_{kind}"] = (ens, scores)
+    return out
+
+
+def run_ensembles(params: Params) -> list[dict]:
+    """``robustness-ensemble``: every ensemble the ensemble stage fit, on its members' perturbed
+    scores (:func:`ensemble_scores`), at its own tuned threshold."""
+    combined = ensemble_scores()
+    outputs = [p for n in combined for p in (paths.stage_metrics("robustness", n), paths.robustness_plot(n))]
     results = []
     with paths.replaced_on_success(*outputs):
-        for name, ens in zip(names, ensembles):
+        for name, (ens, scores) in combined.items():
             if ens.threshold is None:
                 raise ValueError(f"{paths.ensemble_file(name)} holds no threshold: re-run the ensemble stage")
-            scores = first[["path", "label", "y", "subgroup"]].copy()
-            for c in columns:
-                scores[c] = ens.predict(np.column_stack([frames[m][c].to_numpy() for m in ens.members]))
             results.append(report(name, "ensemble", scores, ens.threshold, params))
     return results
 
