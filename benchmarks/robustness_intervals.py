@@ -26,7 +26,7 @@ from deepfake_detection.stages.robustness import ensemble_scores
 
 def interval_table(scores: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
     """One row per model, one ``AUC [low, high]`` cell per perturbation (``clean`` first)."""
-    rows = []
+    rows, clean = [], []
     for name, df in scores.items():
         row = {"model": name}
         for column in perturbation_columns(df):
@@ -34,8 +34,9 @@ def interval_table(scores: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
             low, high = auc_interval(y, p, seed=seed)
             row[column] = f"{roc_auc_score(y, p):.3f} [{low:.3f}, {high:.3f}]"
         rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.sort_values("clean", ascending=False, kind="stable", key=lambda c: c.str[:5].astype(float))
+        clean.append(roc_auc_score(df.y, df["clean"]))
+    order = sorted(range(len(rows)), key=lambda i: -clean[i])
+    return pd.DataFrame([rows[i] for i in order])
 
 
 def main(project: Path) -> None:
