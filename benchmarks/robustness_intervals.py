@@ -26,17 +26,16 @@ from deepfake_detection.stages.robustness import ensemble_scores
 
 def interval_table(scores: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
     """One row per model, one ``AUC [low, high]`` cell per perturbation (``clean`` first)."""
-    rows, clean = [], []
+    rows = []
     for name, df in scores.items():
-        row = {"model": name}
+        row, aucs = {"model": name}, {}
         for column in perturbation_columns(df):
             y, p = df.y.to_numpy(), df[column].to_numpy()
             low, high = auc_interval(y, p, seed=seed)
-            row[column] = f"{roc_auc_score(y, p):.3f} [{low:.3f}, {high:.3f}]"
-        rows.append(row)
-        clean.append(roc_auc_score(df.y, df["clean"]))
-    order = sorted(range(len(rows)), key=lambda i: -clean[i])
-    return pd.DataFrame([rows[i] for i in order])
+            aucs[column] = roc_auc_score(y, p)
+            row[column] = f"{aucs[column]:.3f} [{low:.3f}, {high:.3f}]"
+        rows.append((aucs["clean"], row))
+    return pd.DataFrame([row for _, row in sorted(rows, key=lambda r: -r[0])])
 
 
 def main(project: Path) -> None:

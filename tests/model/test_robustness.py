@@ -219,6 +219,8 @@ def test_the_intervals_benchmark_prints_every_model_and_ensemble_with_the_evalua
     out = subprocess.run([sys.executable, str(script), str(in_tmp)], capture_output=True, text=True, check=True).stdout
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in out.splitlines()[2:]}
     assert set(rows) == {*names, *(f"ensemble_{k}" for k in KINDS)}
+    clean = [float(cells[0].split()[0]) for cells in rows.values()]
+    assert clean == sorted(clean, reverse=True), "best clean AUC first"
     header = [c.strip() for c in out.splitlines()[0].split("|")[2:-1]]
     assert header == ["clean", "jpeg_50", "blur_2"]
     for column in header:  # a member's cell: its AUC with the evaluate stage's seeded bootstrap

@@ -307,13 +307,13 @@ def dct_basis() -> np.ndarray:
 def block_dct_block(x, name: str = "dct", planes: tuple[str, ...] = ("Y",)):
     """YCbCr ``(b, h, w, 3)`` -> :class:`BlockDCTStatistics` of each of ``planes`` - 128 (blocks from
     the top-left; plane ``k``'s coefficients are channels ``64 k`` to ``64 k + 63``)."""
-    shifted = ycbcr_planes(x, f"{name}_luma" if planes == ("Y",) else f"{name}_planes", planes, offset=-128.0)
-    n = len(planes)
+    shifted = ycbcr_planes(x, f"{name}_planes", planes, offset=-128.0)
+    n, basis = len(planes), dct_basis()[:, :, 0, :]
     conv = layers.Conv2D(64 * n, 8, strides=8, padding="valid", use_bias=False, trainable=False, name=f"{name}_blocks")
     coefficients = conv(shifted)
     kernel = np.zeros((8, 8, n, 64 * n), "float32")
     for k in range(n):
-        kernel[:, :, k, 64 * k : 64 * (k + 1)] = dct_basis()[:, :, 0, :]
+        kernel[:, :, k, 64 * k : 64 * (k + 1)] = basis
     conv.set_weights([kernel])
     return BlockDCTStatistics(planes=n, name=f"{name}_statistics")(coefficients)
 
