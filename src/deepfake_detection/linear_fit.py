@@ -194,7 +194,7 @@ def fit_linear(model, stage: str, model_name: str, params: Params, settings: dic
     and log the stage's run (the same outputs as :func:`deepfake_detection.training.fit`). With
     ``train.refit``: the head fitted on train+valid and k-fold heads (:func:`fit_refit`, saved for
     the threshold stage's out-of-fold scores)."""
-    section = getattr(params.models, model_name)
+    section = params.models.settings(model_name)
     degrade, refit = list(section.degrade), params.train.refit
     out, folds_file = paths.model_file(model_name, stage), paths.folds(model_name)
     history_csv = paths.history_csv(stage, model_name)

@@ -190,3 +190,42 @@ def test_a_network_may_have_its_own_epoch_budget():
     assert p.models.light_se_cnn.epochs == 30 and p.models.resnet50.epochs is None
     with pytest.raises(ConfigError, match="models.light_se_cnn.epochs"):
         parse_params({"models": {"light_se_cnn": {"epochs": 0}}})
+
+
+def test_a_file_may_leave_networks_out_and_they_are_not_run(tmp_path):
+    """dvc.yaml's stages loop over the file's `models` keys: a network left out has no stage, and
+    the settings then ask for no section of it; fine-tuning and the ensemble name only those run."""
+    from click.testing import CliRunner
+
+    from deepfake_detection.cli import cli
+
+    run = ["light_se_cnn", "efficientnet_b0", "residual_cooc"]
+
+    def edit(raw):
+        raw["models"] = {name: raw["models"][name] for name in run}
+        raw["finetune"]["models"] = ["efficientnet_b0"]
+        raw["ensemble"]["members"] = run
+
+    p = load_params(_shipped_with(tmp_path, edit))
+    assert p.models.names() == ["efficientnet_b0", "light_se_cnn", "residual_cooc"]
+    assert p.models.settings("light_se_cnn").filters == [32, 64, 128]
+    with pytest.raises(ConfigError, match=r"'resnet50' is not among params.yaml's models \(efficientnet_b0, light_se"):
+        p.models.settings("resnet50")
+    out = CliRunner().invoke(cli, ["threshold", "resnet50", "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code != 0 and "'resnet50' is not among params.yaml's models" in out.output
+
+    def transfer_left_in_finetune(raw):
+        edit(raw)
+        raw["finetune"]["models"] = ["resnet50", "efficientnet_b0"]
+
+    with pytest.raises(ConfigError, match=r"finetune.models must list exactly the transfer models among models"):
+        load_params(_shipped_with(tmp_path, transfer_left_in_finetune))
+
+    def no_network(raw):
+        raw["models"] = {}
+
+    with pytest.raises(ConfigError, match=r"does not state \d+ setting\(s\): models\.resnet50"):
+        load_params(_shipped_with(tmp_path, no_network))
+    # in code, stating one network's settings keeps the others (with their defaults)
+    every = load_params(ROOT / "params.yaml").models.names()
+    assert parse_params({"models": {"light_se_cnn": {"epochs": 3}}}).models.names() == every

@@ -35,3 +35,14 @@ def params_of(path: Path) -> Params:
         return load_params(path)
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
+
+
+def params_to_run(model: str, path: Path) -> Params:
+    """The settings of ``path``, checked to name ``model`` among its ``models`` (a network the
+    file leaves out is not run); a clear CLI error otherwise."""
+    params = params_of(path)
+    try:
+        params.models.settings(model)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    return params

@@ -12,7 +12,7 @@ import click
 
 from ..models import TRANSFER_MODELS
 from .group import run_stage, use_tracking
-from .options import model_argument, params_of, params_option
+from .options import model_argument, params_of, params_option, params_to_run
 
 
 @click.command()
@@ -22,7 +22,7 @@ def train(model, params_path):
     """Baseline training of MODEL (focal loss, Adam, early stopping, LR reduction)."""
     from ..stages import train as stage  # TensorFlow, MLflow: only when the stage runs
 
-    run_stage(stage.run, model, params_of(params_path))
+    run_stage(stage.run, model, params_to_run(model, params_path))
 
 
 @click.command()
@@ -32,7 +32,7 @@ def finetune(model, params_path):
     """Fine-tune a transfer MODEL: unfreeze the top finetune.unfreeze_layers layers."""
     from ..stages import finetune as stage  # TensorFlow, MLflow: only when the stage runs
 
-    run_stage(stage.run, model, params_of(params_path))
+    run_stage(stage.run, model, params_to_run(model, params_path))
 
 
 @click.command()
@@ -42,7 +42,7 @@ def threshold(model, params_path):
     """Choose MODEL's decision threshold on the validation split (threshold.method)."""
     from ..stages import threshold as stage  # TensorFlow, MLflow: only when the stage runs
 
-    run_stage(stage.run, model, params_of(params_path))
+    run_stage(stage.run, model, params_to_run(model, params_path))
 
 
 @click.command()
@@ -52,7 +52,7 @@ def evaluate(model, params_path):
     """Evaluate MODEL on the test split at 0.5 and at its tuned threshold."""
     from ..stages import evaluate as stage  # TensorFlow, MLflow: only when the stage runs
 
-    run_stage(stage.run, model, params_of(params_path))
+    run_stage(stage.run, model, params_to_run(model, params_path))
 
 
 @click.command()
@@ -152,7 +152,7 @@ def robustness(model, params_path):
     """
     from ..stages import robustness as stage  # TensorFlow, MLflow: only when the stage runs
 
-    run_stage(stage.run, model, params_of(params_path))
+    run_stage(stage.run, model, params_to_run(model, params_path))
 
 
 @click.command("robustness-ensemble")

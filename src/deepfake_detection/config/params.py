@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 from .base import ConfigError, _Section
 from .data_sections import DataParams
 from .stage_sections import (
+    FROM_FILE,
     EnsembleParams,
     EvaluateParams,
     FinetuneParams,
@@ -22,6 +23,7 @@ from .stage_sections import (
     RobustnessParams,
     ThresholdParams,
     TrainParams,
+    transfer_names,
 )
 from .strict_yaml import _read_yaml
 
@@ -46,6 +48,16 @@ with warnings.catch_warnings():  # the `register` section shadows ABCMeta.regist
         mlflow: MlflowParams = MlflowParams()
 
         @model_validator(mode="after")
+        def _finetune_models_are_the_transfer_models(self):
+            transfer = transfer_names(self.models.names())
+            if sorted(self.finetune.models) != sorted(transfer):
+                raise ValueError(
+                    f"finetune.models must list exactly the transfer models among models, {transfer} "
+                    f"(dvc.yaml fine-tunes each of them), not {self.finetune.models}"
+                )
+            return self
+
+        @model_validator(mode="after")
         def _members_are_models(self):
             unknown = sorted(set(self.ensemble.members) - set(self.models.names()))
             if unknown:
@@ -66,14 +78,16 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_params(raw: dict | None, source: str = "params") -> Params:
-    """Validate a params mapping; raise :class:`ConfigError` naming every wrong key."""
+def parse_params(raw: dict | None, source: str = "params", *, from_file: bool = False) -> Params:
+    """Validate a params mapping; raise :class:`ConfigError` naming every wrong key. ``from_file``:
+    the mapping is a whole params file, whose ``models`` section names the networks to run (in
+    code, every registered network runs, with the defaults of those not stated)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must be a mapping of sections, not {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={FROM_FILE: from_file})
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
 
@@ -83,7 +97,8 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
 
     An empty or comment-only file is an error (it would silently train on the code's defaults,
     which differ from the shipped ``params.yaml``), and so is a key repeated within a section and
-    a section or key the file does not state (:func:`missing_keys`). Settings in code
+    a section or key the file does not state (:func:`missing_keys`), except the settings of a
+    network the file leaves out of ``models``: that network is not run. Settings in code
     (:func:`parse_params`) may leave keys out: they take the code's defaults.
     """
     path = Path(path)
@@ -95,7 +110,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
             f"{path} holds no settings (empty or only comments): the code's defaults differ "
             f"from the shipped params.yaml; write the settings out (see the shipped file)"
         )
-    params = parse_params(raw, source=str(path))
+    params = parse_params(raw, source=str(path), from_file=True)
     missing = missing_keys(params, raw)
     if missing:
         shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
@@ -112,6 +127,8 @@ def missing_keys(params: BaseModel, raw: object, prefix: str = "") -> list[str]:
     missing = []
     for name, field in type(params).model_fields.items():
         key = field.alias or name
+        if isinstance(params, ModelsParams) and name not in params.names():
+            continue  # a network left out of models is not run (every one when none is stated)
         if not isinstance(raw, dict) or key not in raw:
             missing.append(f"{prefix}{key}")
             continue

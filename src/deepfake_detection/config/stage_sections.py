@@ -8,20 +8,54 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, StrictBool, create_model, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from ..models import networks  # noqa: F401  (registers the networks: SPECS below is complete)
 from ..models.registry import SPECS
-from .base import _Section, check_name
+from .base import ConfigError, _Section, check_name
 
 
-def _transfer_names() -> list[str]:
-    return [name for name, s in SPECS.items() if s.transfer]
+def transfer_names(among: list[str] | None = None) -> list[str]:
+    """The transfer networks (those fine-tuned), of ``among`` or of every registered network."""
+    return [name for name, s in SPECS.items() if s.transfer and (among is None or name in among)]
+
+
+# Validation context: the params come from a file, whose ``models`` names the networks to run.
+FROM_FILE = "from_file"
 
 
 class _ModelsSection(_Section):
+    """The networks the pipeline runs: those a params file states (a file may leave registered
+    networks out: dvc.yaml's stages loop over the section's keys); in code, every registered
+    network (settings stated in code take the defaults for the rest)."""
+
+    _stated: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _networks_of_the_file(self, info: ValidationInfo):
+        if info.context and info.context.get(FROM_FILE):
+            self._stated = tuple(name for name in type(self).model_fields if name in self.model_fields_set)
+        return self
+
     def names(self) -> list[str]:
-        return list(type(self).model_fields)
+        return list(self._stated or type(self).model_fields)
+
+    def settings(self, name: str):
+        """``name``'s settings section; ConfigError when the params leave that network out."""
+        if name not in self.names():
+            raise ConfigError(
+                f"{name!r} is not among params.yaml's models ({', '.join(self.names())}): add its section "
+                f"to run it (the shipped params.yaml has every network's)"
+            )
+        return getattr(self, name)
 
 
 # One field per registered network (models/networks.py), its settings class as the type.
@@ -61,20 +95,11 @@ class TrainParams(_Section):
 
 class FinetuneParams(_Section):
     # The transfer networks, the ones fine-tuned: dvc.yaml's finetune stages loop over this list.
-    models: list[str] = Field(default_factory=lambda: _transfer_names())
+    models: list[str] = Field(default_factory=lambda: transfer_names())
     unfreeze_layers: int = Field(50, ge=1)
     lr: float = Field(1e-5, gt=0)
     epochs: int = Field(2, ge=1)
     patience: int = Field(5, ge=1)
-
-    @field_validator("models")
-    @classmethod
-    def _every_transfer_model(cls, v):
-        if sorted(v) != sorted(_transfer_names()):
-            raise ValueError(
-                f"must list exactly the transfer models {_transfer_names()} (dvc.yaml fine-tunes each of them)"
-            )
-        return v
 
 
 class ThresholdParams(_Section):

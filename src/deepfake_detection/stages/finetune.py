@@ -34,7 +34,7 @@ def run(model_name: str, params: Params) -> dict:
             epochs=f.epochs,
             patience=f.patience,
             settings={
-                **flatten(getattr(params.models, model_name), "model."),
+                **flatten(params.models.settings(model_name), "model."),
                 "unfreeze_layers": f.unfreeze_layers,
                 "unfrozen_count": len(unfrozen),
             },

@@ -22,7 +22,7 @@ from ..training import distributed, fit, set_determinism
 def run(model_name: str, params: Params) -> dict:
     from ..models.zoo import build_model
 
-    section = getattr(params.models, model_name)
+    section = params.models.settings(model_name)
     if spec(model_name).fit == "linear":
         set_determinism(params.seed)
         model = build_model(model_name, model_input_size(params.data), params.models, seed=params.seed)
