@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError, model_validator
 
+from ..models.registry import transfer_models
 from .base import ConfigError, _Section
 from .data_sections import DataParams
 from .stage_sections import (
@@ -23,7 +24,6 @@ from .stage_sections import (
     RobustnessParams,
     ThresholdParams,
     TrainParams,
-    transfer_names,
 )
 from .strict_yaml import _read_yaml
 
@@ -49,7 +49,7 @@ with warnings.catch_warnings():  # the `register` section shadows ABCMeta.regist
 
         @model_validator(mode="after")
         def _finetune_models_are_the_transfer_models(self):
-            transfer = transfer_names(self.models.names())
+            transfer = [name for name in transfer_models() if name in self.models.names()]
             if sorted(self.finetune.models) != sorted(transfer):
                 raise ValueError(
                     f"finetune.models must list exactly the transfer models among models, {transfer} "

@@ -19,14 +19,8 @@ from pydantic import (
 )
 
 from ..models import networks  # noqa: F401  (registers the networks: SPECS below is complete)
-from ..models.registry import SPECS
+from ..models.registry import SPECS, transfer_models
 from .base import ConfigError, _Section, check_name
-
-
-def transfer_names(among: list[str] | None = None) -> list[str]:
-    """The transfer networks (those fine-tuned), of ``among`` or of every registered network."""
-    return [name for name, s in SPECS.items() if s.transfer and (among is None or name in among)]
-
 
 # Validation context: the params come from a file, whose ``models`` names the networks to run.
 FROM_FILE = "from_file"
@@ -95,7 +89,7 @@ class TrainParams(_Section):
 
 class FinetuneParams(_Section):
     # The transfer networks, the ones fine-tuned: dvc.yaml's finetune stages loop over this list.
-    models: list[str] = Field(default_factory=lambda: transfer_names())
+    models: list[str] = Field(default_factory=lambda: list(transfer_models()))
     unfreeze_layers: int = Field(50, ge=1)
     lr: float = Field(1e-5, gt=0)
     epochs: int = Field(2, ge=1)
