@@ -33,6 +33,21 @@ def test_conda_yaml_pins_the_same_versions_as_pyproject():
     assert all("==" in d for d in project["dependencies"]), "every dependency is pinned exactly"
 
 
+def _normalized(pins):
+    return {re.sub(r"[-_.]+", "-", name): version for name, version in pins.items()}
+
+
+def test_the_lock_has_every_pin_of_pyproject_at_its_version():
+    """`make venv` installs with requirements.lock as constraints: a pin changed in pyproject.toml
+    without `make lock` would make the install fail (or, worse, the lock go stale)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _normalized(_pins(project["dependencies"] + project["optional-dependencies"]["dev"]))
+    locked = _normalized(_pins((ROOT / "requirements.lock").read_text().splitlines()))
+    stale = {name: (version, locked.get(name)) for name, version in wanted.items() if locked.get(name) != version}
+    assert not stale, f"pyproject.toml pin vs requirements.lock: {stale}; run `make lock`"
+    assert len(locked) > len(wanted)  # and what they pull in
+
+
 def test_top_level_layout():
     for name in (
         "MLproject",
