@@ -32,7 +32,7 @@ ifeq ($(INSTALLER),pip)
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 else
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -c requirements.lock -e ".[dev]"
 endif
 	touch $(STAMP)
 

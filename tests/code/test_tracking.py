@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,16 +15,17 @@ from deepfake_detection import tracking
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Each child waits for a common start time, then opens (and so creates) the same new store and
-# logs one run: without the lock in use_store, MLflow's migrations race and the store breaks.
+# Each child imports MLflow, says so, waits for the word to start, then opens (and so creates) the
+# same new store and logs one run: without the lock in use_store, MLflow's migrations race and the
+# store breaks.
 CHILD = """
-import sys, time
+import sys
 from pathlib import Path
-start, root, name = float(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+root, name = Path(sys.argv[1]), sys.argv[2]
 from deepfake_detection import tracking
 import mlflow
-while time.time() < start:
-    time.sleep(0.001)
+print("ready", flush=True)
+sys.stdin.readline()
 tracking.use_store(root)
 exp = mlflow.MlflowClient().get_experiment_by_name("race")
 exp_id = exp.experiment_id if exp else None
@@ -43,17 +43,22 @@ def test_parallel_first_runs_create_one_working_store(tmp_path):
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
-    start = time.time() + 12  # after every child has imported MLflow
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(start), str(tmp_path), f"run{i}"],
+            [sys.executable, "-c", CHILD, str(tmp_path), f"run{i}"],
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in range(4)
     ]
+    for c in children:  # every child has imported MLflow (a child that died says why)
+        assert c.stdout.readline().strip() == "ready", c.communicate(timeout=60)[1][-3000:]
+    for c in children:  # then all start at once
+        c.stdin.write("go\n")
+        c.stdin.close()
     outcomes = [(c.wait(timeout=300), c.stderr.read()) for c in children]
     for code, err in outcomes:
         assert code == 0, err[-3000:]

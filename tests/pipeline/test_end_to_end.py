@@ -161,13 +161,18 @@ def test_every_stage_run_is_tagged_and_traceable(store):
         assert {"val_auc", "test_auc", "test_auc_ci95_low", "test_auc_ci95_high", "threshold"} <= set(r.data.metrics)
 
 
-def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
-    client = mlflow.MlflowClient()
-    run = mlflow.search_runs(
+def _stage_run(stage: str, model: str):
+    """The tiny pipeline's MLflow run of one stage of one network."""
+    return mlflow.search_runs(
         experiment_names=["deepfake-detection"],
         output_format="list",
-        filter_string="tags.stage = 'train' and tags.model = 'light_se_cnn'",
+        filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'",
     )[0]
+
+
+def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
+    client = mlflow.MlflowClient()
+    run = _stage_run("train", "light_se_cnn")
     assert run.info.run_name == "train-light_se_cnn"
     params = run.data.params
     configured = yaml.safe_load((store / "params.yaml").read_text())
@@ -179,6 +184,8 @@ def test_training_runs_log_params_epochs_curves_and_a_loadable_model(store):
         assert client.get_metric_history(run.info.run_id, metric), metric
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "training_curves.png" in artifacts and "light_se_cnn.csv" in artifacts
+    (transfer,) = TRANSFER  # weights "none": nothing to protect, the baseline trains the whole network
+    assert _stage_run("train", transfer).data.params["backbone_trainable"] == "True"
 
     import keras
 
@@ -354,20 +361,13 @@ def test_cli_predict_export_and_explain_the_champion(project, tmp_path):
 def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
     client = mlflow.MlflowClient()
 
-    def one(stage, model):
-        return mlflow.search_runs(
-            experiment_names=["deepfake-detection"],
-            output_format="list",
-            filter_string=f"tags.stage = '{stage}' and tags.model = '{model}'",
-        )[0]
-
-    th = one("threshold", "efficientnet_b0_dual_attention")
+    th = _stage_run("threshold", "efficientnet_b0_dual_attention")
     assert "roc_threshold.png" in {a.path for a in client.list_artifacts(th.info.run_id)}
     assert th.data.params["threshold.method"] == "youden" and "threshold" in th.data.metrics
     chosen = json.loads((store / "metrics" / "threshold" / "efficientnet_b0_dual_attention.json").read_text())
     assert th.data.metrics["threshold"] == pytest.approx(chosen["threshold"])
 
-    ev = one("evaluate", "efficientnet_b0_dual_attention")
+    ev = _stage_run("evaluate", "efficientnet_b0_dual_attention")
     figures = {a.path for a in client.list_artifacts(ev.info.run_id, "evaluation")}
     for name in (
         "roc.png",
@@ -399,7 +399,7 @@ def test_threshold_and_evaluate_runs_log_their_figures_metrics_and_files(store):
     assert json.loads((plots / "roc.json").read_text())["roc"][0].keys() == {"fpr", "tpr", "threshold"}
     assert len(json.loads((plots / "confusion.json").read_text())["confusion"]) == result["test"]["tuned"]["n"]
 
-    ens = one("ensemble", "ensemble_weighted")
+    ens = _stage_run("ensemble", "ensemble_weighted")
     weights = json.loads((store / "artifacts" / "ensembles" / "ensemble_weighted" / "ensemble.json").read_text())
     assert weights["kind"] == "weighted" and sum(weights["weights"]) == pytest.approx(1.0)
     assert "test_auc" in ens.data.metrics and "val_auc" in ens.data.metrics
