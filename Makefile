@@ -19,8 +19,10 @@ help:  ## list the targets
 venv: $(STAMP)  ## create .venv and install the pinned packages
 
 # The packages come at the versions of requirements.lock (pyproject.toml's pins and everything they
-# pull in, as tested), installed by uv (about 10 s from a warm registry, pip about 65 s);
-# INSTALLER=pip installs them with pip instead (pip reads pip.conf: a private index or mirror).
+# pull in, as tested), installed by uv (about 30 s, pip about 65 s); INSTALLER=pip installs them
+# with pip instead (pip reads pip.conf: a private index or mirror). Both compile the bytecode at
+# install: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) no process writes it, and
+# each would compile TensorFlow's modules anew (`import tensorflow` 13 s instead of 5).
 INSTALLER ?= uv
 UV_VERSION := 0.13.9
 
