@@ -282,10 +282,10 @@ def evaluate_scores(name: str, kind: str, stage: str, test: pd.DataFrame, chosen
         "roc.png": plot_roc(y, p, f"{name}: test ROC", name=name),
         "pr.png": plot_pr(y, p, f"{name}: test precision-recall", name=name),
     }
-    for filename, fig in figures.items():
+    for filename, fig in figures.items():  # rendered once: the run logs the file DVC tracks
         fig.savefig(plot_dir / filename, dpi=100, bbox_inches="tight")
-        tracking.log_figure(fig, f"evaluation/{filename}")
         plt.close(fig)
+        tracking.log_artifact(plot_dir / filename, "evaluation")
     tracking.log_dict(matrices, "evaluation/confusion_matrices.json")
     tracking.log_metrics(tuned, prefix="test_")
     tracking.log_metrics(default, prefix="test_at_0.5_")

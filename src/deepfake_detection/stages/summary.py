@@ -50,7 +50,7 @@ def run(params: Params):
         with tracking.stage_run("summary", params):
             tracking.log_artifact(paths.SUMMARY_CSV)
             tracking.log_artifact(paths.SUMMARY_MD)
-            tracking.log_figure(fig, "roc_all.png")
+            tracking.log_artifact(paths.ROC_ALL)  # roc_all.png, as written above
             best = table[table["at"] == "tuned"].iloc[0]
             tracking.log_metrics({"best_test_auc": best["auc"], "n_models": len(results)})
     plt.close(fig)
