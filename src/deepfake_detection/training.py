@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from . import LABELS, paths, tracking
+from . import LABELS, paths, signals, tracking
 from .config import Params, flatten
 from .data.manifest import class_weights, load_manifest
 
@@ -186,15 +186,16 @@ def fit(
         tracking.stage_run(stage, params, model=model_name, log=settings),
     ):
         start = time.perf_counter()
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            class_weight=weights,
-            shuffle=False,
-            callbacks=_callbacks(params, patience, history_csv),
-            verbose=2,
-        )
+        with signals.deferred():  # SIGTERM ends the fit between two batches (_callbacks), not inside TensorFlow
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=epochs,
+                class_weight=weights,
+                shuffle=False,
+                callbacks=_callbacks(params, patience, history_csv),
+                verbose=2,
+            )
         seconds = time.perf_counter() - start
         history = pd.read_csv(history_csv)
         if "learning_rate" not in history:
@@ -240,6 +241,11 @@ def _callbacks(params: Params, patience: int, history_csv) -> list:
 
     t = params.train
     callbacks = [
+        keras.callbacks.LambdaCallback(  # the safe points where a SIGTERM held back by signals.deferred ends the fit
+            on_train_batch_end=lambda batch, logs: signals.raise_if_received(),
+            on_test_batch_end=lambda batch, logs: signals.raise_if_received(),
+            on_epoch_end=lambda epoch, logs: signals.raise_if_received(),
+        ),
         keras.callbacks.EarlyStopping(monitor=t.monitor, patience=patience, restore_best_weights=True),
         learning_rate_in_logs(),  # before the CSV logger: the history file gets its learning_rate column
         keras.callbacks.CSVLogger(str(history_csv)),

@@ -283,6 +283,34 @@ def test_sigterm_mangled_into_another_error_still_ends_killed_with_143(in_tmp, m
     assert _only_run_status(in_tmp, "mangled") == "KILLED"
 
 
+def test_a_sigterm_held_back_during_a_fit_ends_it_at_the_next_safe_point(in_tmp):
+    """Inside signals.deferred (model.fit) the handler only records the signal: the training
+    callbacks raise it between two batches; a signal after the last safe point ends the block."""
+    reached = []
+
+    def fit_like():
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1_000_000):  # the handler has run by now, and raised nothing here
+                pass
+            reached.append("after the signal")
+            signals.raise_if_received()  # a Keras callback between two batches
+            reached.append("past the safe point")
+
+    result = CliRunner().invoke(_stage_command("deferred", fit_like), ["work"])
+    assert reached == ["after the signal"]
+    assert result.exit_code == 143 and _only_run_status(in_tmp, "deferred") == "KILLED"
+
+    def signal_after_the_last_safe_point():
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1_000_000):
+                pass
+
+    result = CliRunner().invoke(_stage_command("late", signal_after_the_last_safe_point), ["work"])
+    assert result.exit_code == 143 and _only_run_status(in_tmp, "late") == "KILLED"
+
+
 def test_an_error_without_sigterm_still_fails_the_run_and_the_command(in_tmp):
     def bug():
         raise SystemError("a real bug")
