@@ -23,7 +23,8 @@ import signal
 import threading
 
 _received = threading.Event()
-_deferred = threading.Event()
+_deferred = threading.Event()  # inside deferred(): the handler holds the signal back
+_held = threading.Event()  # a signal came inside deferred() and was held back
 
 
 class Terminated(KeyboardInterrupt):
@@ -35,13 +36,15 @@ class Terminated(KeyboardInterrupt):
 def _on_sigterm(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     _received.set()
-    if not _deferred.is_set():
+    if _deferred.is_set():
+        _held.set()
+    else:
         raise Terminated()
 
 
 def raise_if_received() -> None:
     """Raise :class:`Terminated` if SIGTERM came while :func:`deferred` held it back."""
-    if _deferred.is_set() and _received.is_set():
+    if _held.is_set():
         raise Terminated()
 
 
@@ -52,12 +55,13 @@ def deferred():
     if _deferred.is_set():  # nested: the outer block decides
         yield
         return
+    _held.clear()
     _deferred.set()
     try:
         yield
     finally:
         _deferred.clear()
-    if _received.is_set():  # came after the last safe point
+    if _held.is_set():  # came after the last safe point
         raise Terminated()
 
 

@@ -309,6 +309,8 @@ def test_a_sigterm_held_back_during_a_fit_ends_it_at_the_next_safe_point(in_tmp)
 
     result = CliRunner().invoke(_stage_command("late", signal_after_the_last_safe_point), ["work"])
     assert result.exit_code == 143 and _only_run_status(in_tmp, "late") == "KILLED"
+    with signals.deferred():  # a later fit in the same process, with no signal: nothing raised
+        signals.raise_if_received()
 
 
 def test_an_error_without_sigterm_still_fails_the_run_and_the_command(in_tmp):
